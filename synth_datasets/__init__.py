@@ -1,0 +1,16 @@
+"""synth-datasets: LLM-driven synthetic data for Hugging Face ``datasets``.
+
+>>> from synth_datasets import LLM, Template, Conditions, TextGenerator  # doctest: +SKIP
+"""
+
+__version__ = "0.1.0"
+
+from .errors import (EmptyDatasetError, EndpointError, EndpointUnreachableError, InvalidParameterError,  # noqa: E402
+                     MissingVariableError, ModelNotFoundError, SynthDatasetsError, TemplateError)
+from .generate import TextGenerator  # noqa: E402
+from .llm import LLM, ChatRequest, Completion, SamplingParams  # noqa: E402
+from .prompts import Conditions, Template  # noqa: E402
+
+__all__ = ["LLM", "ChatRequest", "Completion", "SamplingParams", "Template", "Conditions", "TextGenerator",
+           "SynthDatasetsError", "InvalidParameterError", "TemplateError", "MissingVariableError",
+           "ModelNotFoundError", "EndpointError", "EndpointUnreachableError", "EmptyDatasetError"]

@@ -1,0 +1,68 @@
+"""All errors raised by synth-datasets.
+
+Each class subclasses a built-in so existing ``except ValueError`` / ``except OSError`` clauses keep
+working, and each message ends with the next step to take.
+"""
+
+from __future__ import annotations
+
+
+class SynthDatasetsError(Exception):
+    """Base class of every error raised by synth-datasets."""
+
+
+class InvalidParameterError(SynthDatasetsError, ValueError):
+    """A parameter value is out of range or of the wrong type."""
+
+
+class TemplateError(SynthDatasetsError, ValueError):
+    """A template does not compile, or a row cannot be rendered."""
+
+
+class MissingVariableError(TemplateError, KeyError):
+    """A template variable has no column (or value) to fill it.
+
+    Attributes:
+        variable: the missing variable.
+        row: the row (index within the batch or dataset) where it was missing.
+    """
+
+    def __init__(self, message: str, *, variable: str, row: int | None = None):
+        super().__init__(message)
+        self.variable = variable
+        self.row = row
+
+    def __str__(self) -> str:  # KeyError would add quotes
+        return self.args[0]
+
+
+class ModelNotFoundError(SynthDatasetsError, FileNotFoundError):
+    """The model source (file, folder, Hub id or embedded package) cannot be found."""
+
+
+class EndpointError(SynthDatasetsError, OSError):
+    """An endpoint request failed.
+
+    Attributes:
+        retryable: whether sending the same request again may succeed (429, 5xx, timeouts).
+        status: the HTTP status, when there was one.
+    """
+
+    def __init__(self, message: str, *, retryable: bool = False, status: int | None = None,
+                 retry_after: float | None = None):
+        super().__init__(message)
+        self.retryable = retryable
+        self.status = status
+        self.retry_after = retry_after
+
+
+class EndpointUnreachableError(EndpointError, ConnectionError):
+    """No server answers at the endpoint URL (raised before any row is generated)."""
+
+
+class CacheError(SynthDatasetsError, OSError):
+    """The response cache cannot be opened or written."""
+
+
+class EmptyDatasetError(SynthDatasetsError, ValueError):
+    """A step received no rows where it needs some."""

@@ -1,0 +1,128 @@
+"""The one small interface every LLM backend implements.
+
+A backend turns a list of :class:`ChatRequest` into a list of :class:`Completion`, one per request,
+in order. It never raises for a single bad request: the completion carries ``error`` instead.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from ..errors import InvalidParameterError
+
+Message = dict[str, str]
+
+
+class SamplingParams(BaseModel):
+    """Sampling parameters shared by every backend.
+
+    Args:
+        temperature (`float`, defaults to 0.7): 0 means greedy decoding.
+        top_p (`float`, defaults to 1.0): nucleus sampling mass, in (0, 1].
+        max_new_tokens (`int`, defaults to 256): upper bound on generated tokens.
+        seed (`int`, defaults to 0): base seed; each request derives its own seed from it.
+        stop (`list[str]`, *optional*): strings that end generation (not included in the text).
+        logprobs (`bool`, defaults to False): return the log-probability of each generated token.
+
+    Example:
+        >>> SamplingParams(temperature=0.0, max_new_tokens=32).max_new_tokens
+        32
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    temperature: float = Field(0.7, ge=0.0, le=5.0)
+    top_p: float = Field(1.0, gt=0.0, le=1.0)
+    max_new_tokens: int = Field(256, ge=1, le=1_000_000)
+    seed: int = Field(0, ge=0, lt=2**63)
+    stop: tuple[str, ...] = ()
+    logprobs: bool = False
+
+    @field_validator("stop", mode="before")
+    @classmethod
+    def _stop_list(cls, v: Any) -> Any:
+        if v is None:
+            return ()
+        if isinstance(v, str):
+            return (v,)
+        return v
+
+    @classmethod
+    def make(cls, params: "SamplingParams | dict | None" = None, **overrides: Any) -> "SamplingParams":
+        """Build from a SamplingParams, a dict or keywords, with an error that names the bad field."""
+        base = params.model_dump() if isinstance(params, SamplingParams) else dict(params or {})
+        base.update({k: v for k, v in overrides.items() if v is not None})
+        try:
+            return cls(**base)
+        except Exception as e:  # pydantic.ValidationError
+            errors = getattr(e, "errors", lambda: [])()
+            detail = "; ".join(f"{'.'.join(map(str, err['loc']))}={err.get('input')!r}: {err['msg']}"
+                               for err in errors) or str(e)
+            raise InvalidParameterError(
+                f"Invalid sampling parameter: {detail}. Fix the value (see SamplingParams for the ranges)."
+            ) from e
+
+
+@dataclasses.dataclass(frozen=True)
+class ChatRequest:
+    """One chat completion to produce: messages plus the seed for this sample."""
+
+    messages: tuple[tuple[str, str], ...]  # (role, content) pairs, hashable
+    seed: int
+
+    @classmethod
+    def of(cls, messages: list[Message], seed: int) -> "ChatRequest":
+        return cls(tuple((m["role"], m["content"]) for m in messages), int(seed))
+
+    def as_messages(self) -> list[Message]:
+        return [{"role": r, "content": c} for r, c in self.messages]
+
+
+@dataclasses.dataclass
+class Completion:
+    """The result of one request.
+
+    ``text`` is None and ``error`` is set when the request failed after its retries.
+    ``usage`` holds ``prompt_tokens`` and ``completion_tokens``; ``logprobs`` one float per generated
+    token when asked for. ``attempts`` counts HTTP attempts (1 = no retry); ``cached`` tells whether it
+    came from the response cache.
+    """
+
+    text: str | None
+    finish_reason: str
+    usage: dict[str, int] = dataclasses.field(default_factory=dict)
+    logprobs: list[float] | None = None
+    error: str | None = None
+    latency_s: float = 0.0
+    attempts: int = 1
+    cached: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d.pop("cached")
+        return d
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> "Completion":
+        fields = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in fields}, cached=True)
+
+
+class Backend:
+    """Base class of backends. Subclasses implement :meth:`generate` (and optionally
+    :meth:`agenerate`) and :meth:`identity`. Backends hold live resources (models, sessions); they are
+    created lazily by :class:`~synth_datasets.LLM` and never pickled."""
+
+    def identity(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def generate(self, requests: list[ChatRequest], params: SamplingParams,
+                 on_result: Callable[[int, Completion], None] | None = None) -> list[Completion]:
+        """Complete ``requests`` in order; call ``on_result(i, completion)`` as each one finishes."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass

@@ -1,0 +1,116 @@
+"""SQLite response cache: a rerun makes no model calls, a killed run resumes where it stopped.
+
+One row per successful completion, keyed by sha256(model identity, messages, sampling parameters,
+request seed). Errors are never cached, so a rerun retries failed rows. WAL mode and a busy timeout
+make it safe for several processes (``num_proc``) writing at once; each process opens its own
+connection (reopened after fork).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sqlite3
+import threading
+import time
+from pathlib import Path
+from typing import Any, Iterable
+
+from ..errors import CacheError
+from .base import ChatRequest, Completion, SamplingParams
+
+CACHE_ENV = "SYNTH_DATASETS_CACHE"
+_SCHEMA_VERSION = 1
+
+
+def default_cache_path() -> Path:
+    """``$SYNTH_DATASETS_CACHE`` if set (a folder), else ``$HF_HOME/synth_datasets``."""
+    env = os.environ.get(CACHE_ENV)
+    if env:
+        folder = Path(env).expanduser()
+    else:
+        from huggingface_hub import constants
+
+        folder = Path(constants.HF_HOME) / "synth_datasets"
+    return folder / "responses.sqlite"
+
+
+def request_key(identity: dict[str, Any], request: ChatRequest, params: SamplingParams) -> str:
+    p = params.model_dump()
+    p.pop("seed")  # the request seed (derived from it) is what matters
+    blob = json.dumps({"v": _SCHEMA_VERSION, "model": identity, "messages": request.messages,
+                       "params": p, "seed": request.seed}, sort_keys=True, ensure_ascii=False, default=list)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+class ResponseCache:
+    """Process-safe key -> completion store.
+
+    Example:
+        >>> import tempfile
+        >>> c = ResponseCache(tempfile.mkdtemp() + "/r.sqlite")
+        >>> c.put_many({"k": Completion(text="hi", finish_reason="stop")})
+        >>> c.get_many(["k", "other"])["k"].text
+        'hi'
+    """
+
+    def __init__(self, path: str | os.PathLike | None = None):
+        self.path = Path(path) if path else default_cache_path()
+        self._conn: sqlite3.Connection | None = None
+        self._pid: int | None = None
+        self._lock = threading.Lock()
+
+    def _connect(self) -> sqlite3.Connection:
+        if self._conn is None or self._pid != os.getpid():
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                conn = sqlite3.connect(self.path, timeout=60, check_same_thread=False, isolation_level=None)
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=NORMAL")
+                conn.execute("CREATE TABLE IF NOT EXISTS responses (key TEXT PRIMARY KEY, model TEXT, "
+                             "value TEXT NOT NULL, created REAL)")
+            except sqlite3.Error as e:
+                raise CacheError(f"Cannot open the response cache at {self.path}: {e}. Set {CACHE_ENV} to a "
+                                 "writable folder, or pass cache=False to LLM().") from e
+            self._conn, self._pid = conn, os.getpid()
+        return self._conn
+
+    def get_many(self, keys: Iterable[str]) -> dict[str, Completion]:
+        keys = list(dict.fromkeys(keys))
+        out: dict[str, Completion] = {}
+        with self._lock:
+            conn = self._connect()
+            for start in range(0, len(keys), 500):
+                part = keys[start:start + 500]
+                q = f"SELECT key, value FROM responses WHERE key IN ({','.join('?' * len(part))})"
+                for k, v in conn.execute(q, part):
+                    out[k] = Completion.from_json(json.loads(v))
+        return out
+
+    def put_many(self, items: dict[str, Completion], model: str = "") -> None:
+        rows = [(k, model, json.dumps(c.to_json()), time.time()) for k, c in items.items() if c.error is None]
+        if not rows:
+            return
+        with self._lock:
+            conn = self._connect()
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.executemany("INSERT OR REPLACE INTO responses VALUES (?, ?, ?, ?)", rows)
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+
+    def __len__(self) -> int:
+        with self._lock:
+            return self._connect().execute("SELECT COUNT(*) FROM responses").fetchone()[0]
+
+    def clear(self) -> None:
+        with self._lock:
+            self._connect().execute("DELETE FROM responses")
+
+    def close(self) -> None:
+        if self._conn is not None and self._pid == os.getpid():
+            self._conn.close()
+        self._conn = None

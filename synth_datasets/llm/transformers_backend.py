@@ -1,0 +1,217 @@
+"""Local generation with transformers: batched ``generate`` with left padding.
+
+Requests are grouped by prompt length so a sub-batch wastes little padding. Sampling is seeded per
+request (Gumbel-max over the temperature/top-p distribution, one RNG per request), so a sample
+depends on its own seed and not on which other requests share its batch: a resumed run that
+regenerates only the missing rows gets the same text an uninterrupted run would have.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from .base import Backend, ChatRequest, Completion, SamplingParams
+from .identity import file_sha256, folder_sha256
+from ..errors import ModelNotFoundError
+
+logger = logging.getLogger(__name__)
+
+
+def _seeded_sampler_cls():
+    import torch
+    from transformers import LogitsProcessor
+
+    class SeededSampler(LogitsProcessor):
+        """Turns greedy decoding into sampling with one torch.Generator per row (Gumbel-max trick):
+        argmax(log p / T + Gumbel noise) is an exact draw from softmax(log p / T)."""
+
+        def __init__(self, seeds: list[int], temperature: float, top_p: float):
+            self.generators = [torch.Generator().manual_seed(int(s) % (2**63)) for s in seeds]
+            self.temperature = temperature
+            self.top_p = top_p
+
+        def __call__(self, input_ids, scores):
+            scores = scores.float() / self.temperature
+            if self.top_p < 1.0:
+                sorted_scores, order = torch.sort(scores, descending=True, dim=-1)
+                cum = torch.softmax(sorted_scores, dim=-1).cumsum(dim=-1)
+                drop_sorted = cum - torch.softmax(sorted_scores, dim=-1) >= self.top_p  # keeps >= 1 token
+                drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
+                scores = scores.masked_fill(drop, float("-inf"))
+            vocab = scores.shape[-1]
+            u = torch.stack([torch.rand(vocab, generator=g) for g in self.generators])
+            gumbel = -torch.log(-torch.log(u.clamp_(1e-20, 1.0 - 1e-7)))
+            return scores + gumbel
+
+    return SeededSampler
+
+
+class TransformersBackend(Backend):
+    """Loads a GGUF file, a local folder or a (locally cached) Hub id with transformers.
+
+    Args:
+        source: path of a ``.gguf`` file, a model folder, or a Hub id.
+        batch_size: most requests in one ``generate`` call.
+        revision: Hub revision, for Hub ids.
+        device: torch device, ``"cpu"`` by default.
+        dtype: torch dtype name (``"float32"`` by default on CPU).
+    """
+
+    def __init__(self, source: str, *, batch_size: int = 64, revision: str | None = None,
+                 device: str = "cpu", dtype: str | None = None):
+        self.source = source
+        self.batch_size = batch_size
+        self.revision = revision
+        self.device = device
+        self.dtype = dtype
+        path = Path(source)
+        if path.suffix == ".gguf":
+            if not path.is_file():
+                raise ModelNotFoundError(f"GGUF file {source} does not exist. Check the path.")
+            self._kind = "gguf"
+        elif path.is_dir():
+            self._kind = "folder"
+        elif path.suffix or source.startswith((".", "/")):
+            raise ModelNotFoundError(
+                f"Model {source!r} is neither a .gguf file, a model folder nor a Hub id. Check the path.")
+        else:
+            self._kind = "hub"
+        self._model = None
+        self._tokenizer = None
+        self._identity: dict[str, Any] | None = None
+
+    # -- identity ---------------------------------------------------------------------------
+    def identity(self) -> dict[str, Any]:
+        if self._identity is None:
+            p = Path(self.source)
+            if self._kind == "gguf":
+                ident = {"backend": "transformers", "name": p.name, "sha256": file_sha256(p)}
+            elif self._kind == "folder":
+                ident = {"backend": "transformers", "name": p.name, "sha256": folder_sha256(p)}
+            else:
+                ident = {"backend": "transformers", "name": self.source, "revision": self._hub_revision()}
+            self._identity = ident
+        return dict(self._identity)
+
+    def _hub_revision(self) -> str:
+        from huggingface_hub import try_to_load_from_cache
+
+        cached = try_to_load_from_cache(self.source, "config.json", revision=self.revision)
+        if not isinstance(cached, str):
+            raise ModelNotFoundError(
+                f"Hub model {self.source!r} is not in the local cache and nothing is downloaded at run time. "
+                "Download it once with `hf download`, or pass a local folder or .gguf file.")
+        return Path(cached).parent.name  # snapshots/<commit>/config.json
+
+    # -- loading ----------------------------------------------------------------------------
+    def _load(self):
+        if self._model is not None:
+            return
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        t0 = time.perf_counter()
+        kw: dict[str, Any] = {}
+        if self._kind == "gguf":
+            p = Path(self.source)
+            where, kw["gguf_file"] = str(p.parent), p.name
+        else:
+            where = self.source
+            if self.revision:
+                kw["revision"] = self.revision
+            if self._kind == "hub":
+                kw["local_files_only"] = True
+        try:
+            tok = AutoTokenizer.from_pretrained(where, **kw)
+            dtype = getattr(torch, self.dtype) if self.dtype else torch.float32
+            model = AutoModelForCausalLM.from_pretrained(where, dtype=dtype, **kw).to(self.device).eval()
+        except OSError as e:
+            raise ModelNotFoundError(f"Could not load model {self.source!r}: {e}. Check the path or Hub id.") from e
+        tok.padding_side = "left"
+        if tok.pad_token_id is None:
+            tok.pad_token = tok.eos_token
+        self._tokenizer, self._model = tok, model
+        logger.info("loaded %s in %.1fs", self.source, time.perf_counter() - t0)
+
+    @property
+    def tokenizer(self):
+        self._load()
+        return self._tokenizer
+
+    def _prompt_text(self, messages: list[dict[str, str]]) -> str:
+        tok = self._tokenizer
+        if getattr(tok, "chat_template", None):
+            return tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        # base models without a chat template: plain concatenation
+        return "\n\n".join(m["content"] for m in messages) + "\n\n"
+
+    # -- generation -------------------------------------------------------------------------
+    def generate(self, requests: list[ChatRequest], params: SamplingParams,
+                 on_result: Callable[[int, Completion], None] | None = None) -> list[Completion]:
+        if not requests:
+            return []
+        self._load()
+        tok = self._tokenizer
+        texts = [self._prompt_text(r.as_messages()) for r in requests]
+        ids = tok(texts, add_special_tokens=False)["input_ids"]
+        order = sorted(range(len(requests)), key=lambda i: len(ids[i]))
+        out: list[Completion | None] = [None] * len(requests)
+        for start in range(0, len(order), self.batch_size):
+            chunk = order[start:start + self.batch_size]
+            results = self._generate_chunk([ids[i] for i in chunk], [requests[i].seed for i in chunk], params)
+            for i, c in zip(chunk, results):
+                out[i] = c
+                if on_result is not None:
+                    on_result(i, c)
+        return out  # type: ignore[return-value]
+
+    def _generate_chunk(self, ids: list[list[int]], seeds: list[int], params: SamplingParams) -> list[Completion]:
+        import torch
+        from transformers import GenerationConfig, LogitsProcessorList
+
+        tok, model = self._tokenizer, self._model
+        t0 = time.perf_counter()
+        enc = tok.pad({"input_ids": ids}, padding=True, return_tensors="pt").to(self.device)
+        eos = tok.eos_token_id
+        gen_cfg = GenerationConfig(do_sample=False, max_new_tokens=params.max_new_tokens, num_beams=1,
+                                   pad_token_id=tok.pad_token_id, eos_token_id=eos,
+                                   stop_strings=list(params.stop) or None,
+                                   return_dict_in_generate=True, output_logits=params.logprobs)
+        processors = LogitsProcessorList()
+        if params.temperature > 0:
+            processors.append(_seeded_sampler_cls()(seeds, params.temperature, params.top_p))
+        with torch.inference_mode():
+            res = model.generate(**enc, generation_config=gen_cfg, logits_processor=processors,
+                                 tokenizer=tok if params.stop else None)
+        prompt_len = enc["input_ids"].shape[1]
+        new = res.sequences[:, prompt_len:].tolist()
+        latency = (time.perf_counter() - t0) / max(1, len(ids))
+        lps = None
+        if params.logprobs:
+            logits = torch.stack(res.logits, dim=1).float()  # (B, T, V)
+            chosen = res.sequences[:, prompt_len:prompt_len + logits.shape[1]]
+            lps = torch.log_softmax(logits, dim=-1).gather(-1, chosen.unsqueeze(-1)).squeeze(-1).tolist()
+        completions = []
+        for b, toks in enumerate(new):
+            n_tok, finish, hit_eos = len(toks), "length", False
+            for j, t in enumerate(toks):
+                if t == eos:
+                    n_tok, finish, hit_eos = j, "stop", True
+                    break
+            text = tok.decode(toks[:n_tok], skip_special_tokens=True)
+            for s in params.stop:
+                k = text.find(s)
+                if k >= 0:
+                    text, finish = text[:k], "stop"
+            completions.append(Completion(
+                text=text, finish_reason=finish,
+                usage={"prompt_tokens": len(ids[b]), "completion_tokens": n_tok + hit_eos},
+                logprobs=lps[b][:n_tok] if lps is not None else None, latency_s=latency))
+        return completions
+
+    def close(self) -> None:
+        self._model = None
+        self._tokenizer = None
