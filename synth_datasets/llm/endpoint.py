@@ -19,6 +19,7 @@ import os
 import random
 import threading
 import time
+import weakref
 from typing import Any, Callable
 
 from ..errors import EndpointError, EndpointUnreachableError, InvalidParameterError
@@ -27,6 +28,7 @@ from .base import Backend, ChatRequest, Completion, SamplingParams
 logger = logging.getLogger(__name__)
 
 RETRYABLE_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
+MAX_RETRY_AFTER = 600.0  # seconds; a server's Retry-After is honoured up to this
 
 
 def _parse_retry_after(value: str | None) -> float | None:
@@ -89,6 +91,7 @@ def _payload(model: str | None, req: ChatRequest, params: SamplingParams) -> dic
         body["stop"] = list(params.stop)
     if params.logprobs:
         body["logprobs"] = True
+        body["top_logprobs"] = 1  # llama.cpp returns no logprobs without it
     return body
 
 
@@ -180,7 +183,7 @@ class _HubTransport:
             await self._aio.aclose()
 
     async def post(self, body: dict[str, Any]) -> Completion:
-        from huggingface_hub.errors import HfHubHTTPError, InferenceTimeoutError
+        from huggingface_hub.errors import HfHubHTTPError, InferenceTimeoutError, OfflineModeIsEnabled
 
         kw = dict(body)
         messages = kw.pop("messages")
@@ -188,6 +191,9 @@ class _HubTransport:
             out = await self.client.chat_completion(messages, **kw)
         except InferenceTimeoutError as e:
             raise EndpointError(f"timed out after {self.timeout}s", retryable=True) from e
+        except OfflineModeIsEnabled as e:  # HF_HUB_OFFLINE=1 blocks even loopback servers
+            raise EndpointError(f"{e} With HF_HUB_OFFLINE=1, use LLM(..., transport='aiohttp').",
+                                retryable=False) from e
         except HfHubHTTPError as e:
             status = e.response.status_code if e.response is not None else None
             ra = _parse_retry_after(e.response.headers.get("Retry-After")) if e.response is not None else None
@@ -208,6 +214,17 @@ class _HubTransport:
 
 
 TRANSPORTS = {"aiohttp": _AiohttpTransport, "huggingface_hub": _HubTransport}
+
+
+def _close_soon(transport) -> None:
+    lt = _LoopThread._instance
+    if lt is None or _LoopThread._pid != os.getpid() or not lt.loop.is_running():
+        return
+    fut = asyncio.run_coroutine_threadsafe(transport.aclose(), lt.loop)
+    try:
+        fut.result(timeout=2)
+    except Exception:  # closing must never raise
+        pass
 
 
 class EndpointBackend(Backend):
@@ -237,6 +254,8 @@ class EndpointBackend(Backend):
         self.requests_per_minute = requests_per_minute
         self._transport = TRANSPORTS[transport](base_url, api_key, timeout, concurrency)
         self._checked = False
+        # close the pooled session when this backend goes away (or at exit), without blocking
+        weakref.finalize(self, _close_soon, self._transport)
         self.stats = {"attempts": 0, "retries": 0, "errors": 0}
 
     def identity(self) -> dict[str, Any]:
@@ -286,14 +305,11 @@ class EndpointBackend(Backend):
                 delay = min(self.backoff_max, self.backoff_base * 2 ** attempt)
                 delay = delay / 2 + random.uniform(0, delay / 2)  # "equal jitter"
                 if e.retry_after is not None:
-                    delay = max(delay, min(e.retry_after, 10 * self.backoff_max))
+                    delay = max(delay, min(e.retry_after, MAX_RETRY_AFTER))
                 logger.debug("retrying in %.2fs after %s", delay, e)
                 self.stats["retries"] += 1
                 attempt += 1
                 await asyncio.sleep(delay)
 
     def close(self) -> None:
-        try:
-            _LoopThread.get().run(self._transport.aclose())
-        except Exception:  # closing at interpreter exit must never raise
-            pass
+        _close_soon(self._transport)

@@ -1,0 +1,147 @@
+"""A small OpenAI-compatible chat server that injects faults, for endpoint tests and benchmarks.
+
+Run in a thread (``FaultServer().start()``) or as a process (``python tests/fault_server.py --port P
+--latency 0.2``). Each response is deterministic: ``echo: <last user message> | seed=<seed>``.
+
+Faults are asked for inside the last user message, per request body (messages + seed), so the
+"same request" retried by the client sees the fault only for its first attempts:
+    [429:K]        first K attempts answer 429 with ``Retry-After: 1``
+    [500:K]        first K attempts answer 500
+    [slow:K]       first K attempts sleep 3 s before answering (longer than the tests' timeout)
+    [malformed:K]  first K attempts answer 200 with a truncated JSON body
+    [nochoices:K]  first K attempts answer 200 with valid JSON that has no ``choices``
+    [always500]    every attempt answers 500
+    [bad400]       answers 400 (not retryable)
+``GET /stats`` returns {"requests": total, "attempts": {key: n}, "times": {key: [t, ...]}}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import json
+import re
+import socket
+import threading
+import time
+
+from aiohttp import web
+
+FAULT_RE = re.compile(r"\[(429|500|slow|malformed|nochoices):(\d+)\]")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class FaultServer:
+    def __init__(self, port: int | None = None, latency: float = 0.0, retry_after: str = "1"):
+        self.port = port or free_port()
+        self.latency = latency
+        self.retry_after = retry_after
+        self.requests = 0
+        self.attempts: dict[str, int] = {}
+        self.times: dict[str, list[float]] = {}
+        self._runner = None
+        self._thread = None
+        self._loop = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_post("/v1/chat/completions", self.chat)
+        app.router.add_get("/v1/models", self.models)
+        app.router.add_get("/stats", self.stats)
+        return app
+
+    async def models(self, request):
+        return web.json_response({"object": "list", "data": [{"id": "fault-model", "object": "model"}]})
+
+    async def stats(self, request):
+        return web.json_response({"requests": self.requests, "attempts": self.attempts, "times": self.times})
+
+    def reset(self) -> None:
+        self.requests = 0
+        self.attempts.clear()
+        self.times.clear()
+
+    async def chat(self, request):
+        body = await request.json()
+        self.requests += 1
+        user = [m["content"] for m in body["messages"] if m["role"] == "user"][-1]
+        key = hashlib.sha256(json.dumps([body["messages"], body.get("seed")]).encode()).hexdigest()[:16]
+        n = self.attempts.get(key, 0) + 1
+        self.attempts[key] = n
+        self.times.setdefault(key, []).append(time.monotonic())
+        if self.latency:
+            await asyncio.sleep(self.latency)
+        if "[always500]" in user:
+            return web.json_response({"error": "always failing"}, status=500)
+        if "[bad400]" in user:
+            return web.json_response({"error": "bad request"}, status=400)
+        for kind, k in FAULT_RE.findall(user):
+            if n <= int(k):
+                if kind == "429":
+                    return web.json_response({"error": "rate limited"}, status=429,
+                                             headers={"Retry-After": self.retry_after})
+                if kind == "500":
+                    return web.json_response({"error": "internal"}, status=500)
+                if kind == "slow":
+                    await asyncio.sleep(3.0)
+                if kind == "malformed":
+                    return web.Response(text='{"choices": [{"message": {"content": "trunc', content_type="application/json")
+                if kind == "nochoices":
+                    return web.json_response({"object": "chat.completion"})
+        text = f"echo: {user} | seed={body.get('seed')}"
+        words = len(text.split())
+        return web.json_response({
+            "id": f"chatcmpl-{key}", "object": "chat.completion", "created": int(time.time()),
+            "model": body.get("model") or "fault-model",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop",
+                         "logprobs": {"content": [{"token": w, "logprob": -0.5, "top_logprobs": []}
+                                                  for w in text.split()]} if body.get("logprobs") else None}],
+            "usage": {"prompt_tokens": len(user.split()), "completion_tokens": words,
+                      "total_tokens": len(user.split()) + words}})
+
+    # -- running in a thread ---------------------------------------------------------------
+    def start(self) -> "FaultServer":
+        ready = threading.Event()
+
+        def run():
+            self._loop = asyncio.new_event_loop()
+            asyncio.set_event_loop(self._loop)
+            self._runner = web.AppRunner(self.app(), access_log=None)
+            self._loop.run_until_complete(self._runner.setup())
+            site = web.TCPSite(self._runner, "127.0.0.1", self.port, backlog=1024)
+            self._loop.run_until_complete(site.start())
+            ready.set()
+            self._loop.run_forever()
+
+        self._thread = threading.Thread(target=run, daemon=True)
+        self._thread.start()
+        ready.wait(10)
+        return self
+
+    def stop(self) -> None:
+        if self._loop is not None:
+            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
+            self._loop.call_soon_threadsafe(self._loop.stop)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--port", type=int, required=True)
+    ap.add_argument("--latency", type=float, default=0.0)
+    args = ap.parse_args()
+    server = FaultServer(args.port, args.latency)
+    web.run_app(server.app(), host="127.0.0.1", port=args.port, access_log=None, print=None, backlog=1024)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,126 @@
+"""Endpoint backend over real HTTP: llama.cpp's server and our fault-injecting server."""
+
+import json
+import time
+import urllib.request
+
+import pytest
+from datasets import Dataset
+
+from synth_datasets import LLM, EndpointUnreachableError, InvalidParameterError, Template, TextGenerator
+from synth_datasets.llm import ChatRequest, SamplingParams
+
+TRANSPORTS = ["aiohttp", "huggingface_hub"]
+
+
+def server_stats(server):
+    return json.loads(urllib.request.urlopen(server.url.replace("/v1", "/stats")).read())
+
+
+def test_llama_server_generates_rows(llama_server, fresh_cache):
+    llm = LLM(llama_server, model="smollm2", cache=fresh_cache, concurrency=4)
+    gen = TextGenerator(llm, Template(user="Write one sentence about a {{ animal }}."), output="text", n=2,
+                        max_new_tokens=40, temperature=0.8)
+    ds = Dataset.from_dict({"animal": ["cat", "dog", "horse"]}).map(gen, batched=True)
+    assert ds.num_rows == 6
+    assert ds["text_sample"] == [0, 1, 0, 1, 0, 1]
+    assert all(e is None for e in ds["text_error"])
+    assert all(t and len(t.split()) >= 3 for t in ds["text"])
+    # the model talks about the animal it was asked about in most rows
+    on_topic = sum(a in t.lower() for a, t in zip(ds["animal"], ds["text"]))
+    assert on_topic >= 4, list(zip(ds["animal"], ds["text"]))
+    assert all(0 < k <= 40 for k in ds["text_tokens"])
+    assert ds["text_model"][0] == f"smollm2@{llama_server}"
+    assert llm.stats["completion_tokens"] == sum(ds["text_tokens"])
+
+
+def test_llama_server_seeded_determinism(llama_server, fresh_cache):
+    params = SamplingParams(temperature=1.0, max_new_tokens=24)
+    req = lambda seed: ChatRequest.of([{"role": "user", "content": "Name a color and a fruit."}], seed)  # noqa: E731
+    a = LLM(llama_server, model="smollm2", cache=False).generate([req(1), req(2)], params)
+    b = LLM(llama_server, model="smollm2", cache=False).generate([req(2), req(1)], params)
+    assert a[0].text == b[1].text and a[1].text == b[0].text
+    assert a[0].text != a[1].text
+
+
+def test_llama_server_logprobs(llama_server):
+    c = LLM(llama_server, model="smollm2", cache=False).chat("Say yes.", max_new_tokens=8, logprobs=True)
+    assert c.logprobs is not None and len(c.logprobs) == c.usage["completion_tokens"]
+    assert all(lp <= 0 for lp in c.logprobs)
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_faults_every_row_accounted_and_retries_bounded(fault_server, fresh_cache, transport):
+    fault_server.reset()
+    prompts = ["plain one", "rate [429:2]", "boom [500:3]", "slow [slow:1]", "junk [malformed:2]",
+               "empty [nochoices:1]", "dead [always500]", "refused [bad400]", "plain two"]
+    llm = LLM(fault_server.url, cache=fresh_cache, transport=transport, timeout=1.0, max_retries=3,
+              backoff_base=0.01, backoff_max=0.05)
+    # Retry-After is 1 s on 429; keep the test quick by answering 0 s here, checked separately below.
+    fault_server.retry_after = "0"
+    gen = TextGenerator(llm, "{{ p }}", output="out", temperature=0.0)
+    ds = Dataset.from_dict({"p": prompts}).map(gen, batched=True)
+    rows = dict(zip(ds["p"], zip(ds["out"], ds["out_error"], ds["out_finish_reason"])))
+    assert ds.num_rows == len(prompts)
+    for p in ["plain one", "rate [429:2]", "boom [500:3]", "slow [slow:1]", "junk [malformed:2]",
+              "empty [nochoices:1]", "plain two"]:
+        text, err, finish = rows[p]
+        assert err is None and text.startswith(f"echo: {p} | seed="), (p, rows[p])
+    text, err, finish = rows["dead [always500]"]
+    assert text is None and finish == "error" and "HTTP 500" in err and "4 attempts" in err
+    text, err, finish = rows["refused [bad400]"]
+    assert text is None and "HTTP 400" in err and "1 attempt" in err
+    attempts = server_stats(fault_server)["attempts"]
+    # bounded: the always-failing request was tried exactly 1 + max_retries times; 400 never retried
+    assert sorted(attempts.values()) == sorted([1, 3, 4, 2, 3, 2, 4, 1, 1])
+    assert llm.stats["errors"] == 2 and llm.stats["retries"] == 2 + 3 + 1 + 2 + 1 + 3
+
+
+def test_retry_after_is_honoured(fault_server, fresh_cache):
+    fault_server.reset()
+    fault_server.retry_after = "1"
+    llm = LLM(fault_server.url, cache=fresh_cache, backoff_base=0.01, backoff_max=0.02)
+    c = llm.chat("wait [429:1]")
+    assert c.error is None and c.attempts == 2
+    (times,) = server_stats(fault_server)["times"].values()
+    assert times[1] - times[0] >= 0.95  # waited the server's Retry-After, not the 0.01 s backoff
+
+
+def test_requests_per_minute_limit(fault_server, fresh_cache):
+    fault_server.reset()
+    llm = LLM(fault_server.url, cache=False, requests_per_minute=600)  # one start per 0.1 s
+    llm.generate([ChatRequest.of([{"role": "user", "content": f"r{i}"}], i) for i in range(6)])
+    starts = sorted(t for ts in server_stats(fault_server)["times"].values() for t in ts)
+    gaps = [b - a for a, b in zip(starts, starts[1:])]
+    assert min(gaps) >= 0.08 and starts[-1] - starts[0] >= 0.45
+
+
+def test_unreachable_endpoint_raises_before_any_row(fresh_cache):
+    from fault_server import free_port
+
+    llm = LLM(f"http://127.0.0.1:{free_port()}/v1", cache=fresh_cache)
+    gen = TextGenerator(llm, "{{ p }}")
+    with pytest.raises(EndpointUnreachableError, match="No server answers at http://127.0.0.1"):
+        Dataset.from_dict({"p": ["a", "b"]}).map(gen, batched=True)
+
+
+def test_unsupported_url_scheme():
+    with pytest.raises(InvalidParameterError, match="http"):
+        LLM("ftp://example.org/v1")
+    with pytest.raises(InvalidParameterError, match="Unknown option"):
+        LLM("http://127.0.0.1:1/v1", batch_size=4)
+
+
+def test_endpoint_num_proc_2(fault_server, tmp_path):
+    fault_server.reset()
+    llm = LLM(fault_server.url, cache=tmp_path / "c.sqlite")
+    gen = TextGenerator(llm, "row {{ i }}", n=2)
+    ds = Dataset.from_dict({"i": list(range(40))})
+    ds.save_to_disk(str(tmp_path / "ds"))
+    from datasets import load_from_disk
+
+    out = load_from_disk(str(tmp_path / "ds")).map(gen, batched=True, batch_size=8, num_proc=2)
+    assert out.num_rows == 80 and all(e is None for e in out["text_error"])
+    assert [t.split(" | ")[0] for t in out["text"]] == [f"echo: row {i}" for i in range(40) for _ in range(2)]
+    assert len(set(out["text"])) == 80  # two samples per row have distinct seeds
+    assert server_stats(fault_server)["requests"] == 80
