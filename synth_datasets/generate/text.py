@@ -17,10 +17,13 @@ class TextGenerator:
     """Generates ``n`` completions per input row.
 
     Map contract: use with ``ds.map(gen, batched=True)`` (optionally ``with_indices=True`` to seed by
-    row index instead of row content, and ``num_proc>1``). It returns ``n`` rows per input row: the
-    input columns repeated, the text in ``output``, and metadata columns ``{output}_sample`` (0..n-1),
+    row index instead of row content, and ``num_proc>1``). It returns a pyarrow Table with ``n`` rows
+    per input row: the input columns (repeated, types kept), the text in ``output``, and metadata
+    columns ``{output}_sample`` (0..n-1),
     ``{output}_model``, ``{output}_finish_reason``, ``{output}_tokens`` and ``{output}_error`` (None
-    when the row succeeded; a failed row keeps ``output`` None and the run goes on).
+    when the row succeeded; a failed row keeps ``output`` None and the run goes on). Output columns
+    are typed, so a first batch of failed rows does not leave a null-typed column. ``datasets`` does
+    not apply ``map(remove_columns=...)`` to a returned table: call ``.remove_columns`` afterwards.
 
     Each sample's seed is derived from (``seed``, row key, sample index), and completions are cached
     by model identity + messages + parameters + seed: rerunning makes no model calls, and a killed
@@ -86,7 +89,7 @@ class TextGenerator:
         return [o] + (meta if self.metadata else []) + ([f"{o}_logprobs"] if self.params.logprobs else [])
 
     # -- contract 1: map-callable -----------------------------------------------------------
-    def __call__(self, batch: dict[str, list], indices: Sequence[int] | None = None) -> dict[str, list]:
+    def __call__(self, batch: dict[str, list], indices: Sequence[int] | None = None):
         clash = sorted(set(self.output_columns) & set(batch))
         if clash:
             raise InvalidParameterError(
@@ -111,20 +114,36 @@ class TextGenerator:
         completions = self.llm.generate(requests, self.params, progress=self.progress)
         return self._rows(batch, cols, size, completions)
 
-    def _rows(self, batch: dict[str, list], cols: list[str], size: int, completions: list[Completion]) -> dict[str, list]:
-        out: dict[str, list] = {c: [v for v in batch[c] for _ in range(self.n)] for c in cols}
+    def _rows(self, batch: dict[str, list], cols: list[str], size: int, completions: list[Completion]):
+        """A pyarrow Table: input columns (repeated ``n`` times, types kept) + typed output columns.
+
+        Typed arrays matter: a first batch whose texts or errors are all None must not fix a null
+        column type that later batches cannot write into.
+        """
+        import pyarrow as pa
+
+        source = getattr(batch, "pa_table", None)  # datasets' LazyBatch keeps the arrow batch
+        repeat = pa.array([i for i in range(size) for _ in range(self.n)], type=pa.int64())
+        arrays, names = [], []
+        for c in cols:
+            if source is not None and c in source.column_names and source.num_rows == size:
+                col = source[c]
+            else:
+                col = pa.array(batch[c]) if size else pa.array([], type=pa.null())
+            arrays.append(col.take(repeat) if self.n > 1 else col)
+            names.append(c)
         o = self.output
-        out[o] = [c.text for c in completions]
+        new = {o: pa.array([c.text for c in completions], type=pa.string())}
         if self.metadata:
             model = self.llm.identity_string() if completions else ""
-            out[f"{o}_sample"] = [j for _ in range(size) for j in range(self.n)]
-            out[f"{o}_model"] = [model] * len(completions)
-            out[f"{o}_finish_reason"] = [c.finish_reason for c in completions]
-            out[f"{o}_tokens"] = [int(c.usage.get("completion_tokens", 0)) for c in completions]
-            out[f"{o}_error"] = [c.error for c in completions]
+            new[f"{o}_sample"] = pa.array([j for _ in range(size) for j in range(self.n)], type=pa.int32())
+            new[f"{o}_model"] = pa.array([model] * len(completions), type=pa.string())
+            new[f"{o}_finish_reason"] = pa.array([c.finish_reason for c in completions], type=pa.string())
+            new[f"{o}_tokens"] = pa.array([int(c.usage.get("completion_tokens", 0)) for c in completions], type=pa.int32())
+            new[f"{o}_error"] = pa.array([c.error for c in completions], type=pa.string())
         if self.params.logprobs:
-            out[f"{o}_logprobs"] = [c.logprobs for c in completions]
-        return out
+            new[f"{o}_logprobs"] = pa.array([c.logprobs for c in completions], type=pa.list_(pa.float32()))
+        return pa.Table.from_arrays(arrays + list(new.values()), names=names + list(new))
 
     # -- contract 4: describe ---------------------------------------------------------------
     def describe(self) -> dict[str, Any]:

@@ -1,0 +1,79 @@
+"""TextGenerator on the embedded model (transformers backend, GGUF dequantized, CPU)."""
+
+import re
+
+import pytest
+from datasets import Dataset
+
+from synth_datasets import Conditions, Template, TextGenerator
+from synth_datasets.llm import ChatRequest, SamplingParams
+
+ENGLISH = re.compile(r"\b(the|a|an|is|and|of|to|in|it|this|was|with)\b", re.I)
+
+
+def test_coherent_text_for_a_batch(embedded_llm):
+    ds = Dataset.from_dict({"id": list(range(8))})
+    ds = ds.map(Conditions(animal=["cat", "dog"], seed=0), batched=True)
+    gen = TextGenerator(embedded_llm, Template(system="You are a helpful writer.",
+                                               user="Write two sentences about a {{ animal }}."),
+                        output="text", max_new_tokens=48, temperature=0.7)
+    out = ds.map(gen, batched=True, batch_size=8)
+    assert out.num_rows == 8 and all(e is None for e in out["text_error"])
+    for t in out["text"]:
+        words = t.split()
+        assert len(words) >= 8, t
+        assert len(ENGLISH.findall(t)) >= 2, t  # English function words: prose, not token soup
+        assert len(set(words)) / len(words) > 0.5, t  # not a loop of one phrase
+    on_topic = sum(a in t.lower() for a, t in zip(out["animal"], out["text"]))
+    assert on_topic >= 6, list(zip(out["animal"], out["text"]))
+    assert set(out["text_finish_reason"]) <= {"stop", "length"}
+    assert all(1 <= k <= 48 for k in out["text_tokens"])
+    assert out["text_model"][0].startswith("SmolLM2-135M-Instruct.Q4_1.gguf@")
+
+
+def test_n_samples_per_row_keep_input_columns(embedded_llm):
+    ds = Dataset.from_dict({"id": [10, 11, 12], "topic": ["rain", "tea", "trains"]})
+    gen = TextGenerator(embedded_llm, "One sentence about {{ topic }}.", output="s", n=3, max_new_tokens=24)
+    out = ds.map(gen, batched=True, batch_size=2)
+    assert out.num_rows == 9
+    assert out["id"] == [10, 10, 10, 11, 11, 11, 12, 12, 12]
+    assert out["s_sample"] == [0, 1, 2] * 3
+    for k in range(3):
+        assert len(set(out["s"][3 * k:3 * k + 3])) == 3  # distinct seeds give distinct samples
+
+
+def test_seeded_determinism_independent_of_batching(embedded_llm):
+    backend = embedded_llm.backend
+    params = SamplingParams(temperature=0.9, top_p=0.95, max_new_tokens=20)
+    reqs = [ChatRequest.of([{"role": "user", "content": f"Describe a {w} in one sentence."}], seed=s)
+            for w in ["lake", "city wall"] for s in (1, 2)]
+    a = backend.generate(reqs, params)
+    b = backend.generate(reqs[::-1], params)[::-1]
+    c = [backend.generate([r], params)[0] for r in reqs]
+    assert [x.text for x in a] == [x.text for x in b] == [x.text for x in c]
+    assert a[0].text != a[1].text  # another seed, another sample
+    # greedy decoding ignores the seed
+    g = backend.generate(reqs[:2], SamplingParams(temperature=0.0, max_new_tokens=12))
+    assert g[0].text == g[1].text
+
+
+def test_logprobs_and_stop(embedded_llm):
+    backend = embedded_llm.backend
+    (c,) = backend.generate([ChatRequest.of([{"role": "user", "content": "Count: one, two, three"}], 0)],
+                            SamplingParams(temperature=0.0, max_new_tokens=16, logprobs=True))
+    assert len(c.logprobs) in (c.usage["completion_tokens"], c.usage["completion_tokens"] - 1)
+    assert all(lp <= 0 for lp in c.logprobs) and sum(c.logprobs) < 0
+    stop_at = c.text.split()[1]
+    (s,) = backend.generate([ChatRequest.of([{"role": "user", "content": "Count: one, two, three"}], 0)],
+                            SamplingParams(temperature=0.0, max_new_tokens=16, stop=[stop_at]))
+    assert s.finish_reason == "stop" and stop_at not in s.text and c.text.startswith(s.text)
+
+
+def test_describe_records_what_made_the_data(embedded_llm):
+    t = Template(system="You are a critic.", user="Write a {{ label }} review.")
+    d = TextGenerator(embedded_llm, t, output="review", n=2, seed=7, max_new_tokens=30).describe()
+    assert d["template"]["system"] == "You are a critic." and d["template"]["user"] == "Write a {{ label }} review."
+    assert d["seed"] == 7 and d["params"]["max_new_tokens"] == 30 and d["n"] == 2
+    ident = d["llm"]["identity"]
+    assert ident["name"] == "SmolLM2-135M-Instruct.Q4_1.gguf" and len(ident["sha256"]) == 64
+    assert {"datasets", "transformers", "synth-datasets"} <= set(d["library"])
