@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from ..errors import InvalidParameterError
+from ..errors import InvalidParameterError, ModelNotFoundError
 from .base import Backend, ChatRequest, Completion, SamplingParams
 from .cache import ResponseCache, request_key
 from .identity import embedded_model_path
@@ -61,6 +61,11 @@ class LLM:
             raise InvalidParameterError(
                 f"Unknown option(s) {sorted(unknown)} for a {self.kind} LLM. Valid options: {sorted(allowed)}.")
         self._check_options(options)
+        if self.kind == "local":
+            p = Path(self.source)
+            if (p.suffix == ".gguf" or os.sep in self.source or self.source.startswith(".")) and not p.exists():
+                raise ModelNotFoundError(f"Model path {self.source!r} does not exist. Pass an existing .gguf file or "
+                                         "model folder, a Hub id in the local cache, or nothing for the embedded model.")
         self.options = dict(sorted(options.items()))
         self.cache = cache if isinstance(cache, bool) else str(cache)
         if api_key:
