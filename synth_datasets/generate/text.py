@@ -98,20 +98,27 @@ class TextGenerator:
         self.template.check_columns(list(batch))
         size = batch_size_of(batch)
         cols = list(batch)
-        # Render everything before the first model call: a bad row fails fast, nothing is spent.
-        rendered = []
-        for i in range(size):
-            row = {c: batch[c][i] for c in cols}
-            try:
-                rendered.append(self.template.render(row, row_index=None if indices is None else int(indices[i])))
-            except MissingVariableError as e:
-                if indices is None:
-                    e.args = (f"{e.args[0]} (row {i} of this batch: {str(row)[:200]})",)
-                raise
+        # Missing values fail fast, before the first model call; rendering itself is lazy so that
+        # endpoint requests start while later rows are still being rendered.
+        for v in sorted(self.template.variables):
+            if None in batch[v]:
+                i = list(batch[v]).index(None)
+                row = {c: batch[c][i] for c in cols}
+                where = f"row {int(indices[i])}" if indices is not None else f"row {i} of this batch: {str(row)[:200]}"
+                raise MissingVariableError(f"Template variable {v!r} is None in {where}. Fill it or drop the "
+                                           "row before generating.", variable=v,
+                                           row=int(indices[i]) if indices is not None else i)
         keys = row_keys(batch, indices, self.key_column)
-        requests = [ChatRequest.of(msgs, derive_seed(self.params.seed, k, j))
-                    for msgs, k in zip(rendered, keys) for j in range(self.n)]
-        completions = self.llm.generate(requests, self.params, progress=self.progress)
+        seed = self.params.seed
+
+        def requests():
+            for i in range(size):
+                row = {c: batch[c][i] for c in cols}
+                msgs = self.template.render(row, row_index=None if indices is None else int(indices[i]))
+                for j in range(self.n):
+                    yield ChatRequest.of(msgs, derive_seed(seed, keys[i], j))
+
+        completions = self.llm.generate(requests(), self.params, progress=self.progress)
         return self._rows(batch, cols, size, completions)
 
     def _rows(self, batch: dict[str, list], cols: list[str], size: int, completions: list[Completion]):

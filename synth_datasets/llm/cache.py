@@ -36,12 +36,27 @@ def default_cache_path() -> Path:
     return folder / "responses.sqlite"
 
 
+class RequestKeyer:
+    """Cache keys for one (model, parameters) pair: sha256 over the model identity, the sampling
+    parameters (less the base seed: the request's own seed, derived from it, is what matters), the
+    messages and the request seed. The constant prefix is hashed once."""
+
+    def __init__(self, identity: dict[str, Any], params: SamplingParams):
+        p = params.model_dump(mode="json")
+        p.pop("seed")
+        prefix = json.dumps({"v": _SCHEMA_VERSION, "model": identity, "params": p}, sort_keys=True,
+                            ensure_ascii=False)
+        self._prefix = hashlib.sha256(prefix.encode())
+
+    def __call__(self, request: ChatRequest) -> str:
+        h = self._prefix.copy()
+        h.update(json.dumps([request.messages, request.seed], ensure_ascii=False).encode())
+        return h.hexdigest()
+
+
 def request_key(identity: dict[str, Any], request: ChatRequest, params: SamplingParams) -> str:
-    p = params.model_dump()
-    p.pop("seed")  # the request seed (derived from it) is what matters
-    blob = json.dumps({"v": _SCHEMA_VERSION, "model": identity, "messages": request.messages,
-                       "params": p, "seed": request.seed}, sort_keys=True, ensure_ascii=False, default=list)
-    return hashlib.sha256(blob.encode()).hexdigest()
+    """The cache key of one request (see :class:`RequestKeyer`)."""
+    return RequestKeyer(identity, params)(request)
 
 
 class ResponseCache:
@@ -68,8 +83,8 @@ class ResponseCache:
                 conn = sqlite3.connect(self.path, timeout=60, check_same_thread=False, isolation_level=None)
                 conn.execute("PRAGMA journal_mode=WAL")
                 conn.execute("PRAGMA synchronous=NORMAL")
-                conn.execute("CREATE TABLE IF NOT EXISTS responses (key TEXT PRIMARY KEY, model TEXT, "
-                             "value TEXT NOT NULL, created REAL)")
+                conn.execute("CREATE TABLE IF NOT EXISTS responses (key TEXT PRIMARY KEY, value TEXT NOT NULL, "
+                             "created REAL)")
             except sqlite3.Error as e:
                 raise CacheError(f"Cannot open the response cache at {self.path}: {e}. Set {CACHE_ENV} to a "
                                  "writable folder, or pass cache=False to LLM().") from e
@@ -88,15 +103,15 @@ class ResponseCache:
                     out[k] = Completion.from_json(json.loads(v))
         return out
 
-    def put_many(self, items: dict[str, Completion], model: str = "") -> None:
-        rows = [(k, model, json.dumps(c.to_json()), time.time()) for k, c in items.items() if c.error is None]
+    def put_many(self, items: dict[str, Completion]) -> None:
+        rows = [(k, json.dumps(c.to_json()), time.time()) for k, c in items.items() if c.error is None]
         if not rows:
             return
         with self._lock:
             conn = self._connect()
             conn.execute("BEGIN IMMEDIATE")
             try:
-                conn.executemany("INSERT OR REPLACE INTO responses VALUES (?, ?, ?, ?)", rows)
+                conn.executemany("INSERT OR REPLACE INTO responses VALUES (?, ?, ?)", rows)
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")

@@ -12,6 +12,7 @@ Two transports speak the same protocol:
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import email.utils
 import json
 import logging
@@ -254,6 +255,8 @@ class EndpointBackend(Backend):
         self.requests_per_minute = requests_per_minute
         self._transport = TRANSPORTS[transport](base_url, api_key, timeout, concurrency)
         self._checked = False
+        self._sem: asyncio.Semaphore | None = None
+        self._limiter: _RateLimiter | None = None
         # close the pooled session when this backend goes away (or at exit), without blocking
         weakref.finalize(self, _close_soon, self._transport)
         self.stats = {"attempts": 0, "retries": 0, "errors": 0}
@@ -261,9 +264,21 @@ class EndpointBackend(Backend):
     def identity(self) -> dict[str, Any]:
         return {"backend": "endpoint", "base_url": self.base_url, "model": self.model or "default"}
 
+    def ensure_ready(self) -> None:
+        """Check once that a server answers (raises :class:`EndpointUnreachableError` if not)."""
+        if not self._checked:
+            _LoopThread.get().run(self._transport.check())
+            self._checked = True
+
+    def submit(self, requests: list[ChatRequest], params: SamplingParams,
+               on_result: Callable[[int, Completion], None] | None = None) -> concurrent.futures.Future:
+        """Start completing ``requests`` on the background loop; returns a Future of the list.
+        Several submitted lists share this backend's concurrency bound and rate limit."""
+        return asyncio.run_coroutine_threadsafe(self.agenerate(requests, params, on_result), _LoopThread.get().loop)
+
     def generate(self, requests: list[ChatRequest], params: SamplingParams,
                  on_result: Callable[[int, Completion], None] | None = None) -> list[Completion]:
-        return _LoopThread.get().run(self.agenerate(requests, params, on_result))
+        return self.submit(requests, params, on_result).result()
 
     async def agenerate(self, requests: list[ChatRequest], params: SamplingParams,
                         on_result: Callable[[int, Completion], None] | None = None) -> list[Completion]:
@@ -272,8 +287,10 @@ class EndpointBackend(Backend):
         if not self._checked:
             await self._transport.check()
             self._checked = True
-        sem = asyncio.Semaphore(self.concurrency)
-        limiter = _RateLimiter(self.requests_per_minute)
+        if self._sem is None:  # created in the loop that uses them, shared by concurrent calls
+            self._sem = asyncio.Semaphore(self.concurrency)
+            self._limiter = _RateLimiter(self.requests_per_minute)
+        sem, limiter = self._sem, self._limiter
         out: list[Completion | None] = [None] * len(requests)
 
         async def one(i: int, req: ChatRequest) -> None:

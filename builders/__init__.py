@@ -1,0 +1,1 @@
+"""Ready-made dataset recipes. Each module has ``build(...) -> Dataset`` and ``main(argv)``."""
