@@ -124,3 +124,18 @@ def test_endpoint_num_proc_2(fault_server, tmp_path):
     assert [t.split(" | ")[0] for t in out["text"]] == [f"echo: row {i}" for i in range(40) for _ in range(2)]
     assert len(set(out["text"])) == 80  # two samples per row have distinct seeds
     assert server_stats(fault_server)["requests"] == 80
+
+
+def test_async_map_gives_the_same_rows(fault_server, tmp_path):
+    from datasets.fingerprint import Hasher
+
+    fault_server.reset()
+    ds = Dataset.from_dict({"i": list(range(50))})
+    sync = ds.map(TextGenerator(LLM(fault_server.url, cache=False), "row {{ i }}", n=2), batched=True, batch_size=8)
+    gen = TextGenerator(LLM(fault_server.url, cache=tmp_path / "c.sqlite", concurrency=16), "row {{ i }}", n=2)
+    asyn = ds.map(gen.acall, batched=True, batch_size=8)
+    assert asyn["text"] == sync["text"] and asyn["i"] == sync["i"]
+    assert server_stats(fault_server)["requests"] == 200
+    # the bound method fingerprints by the generator's configuration
+    same = TextGenerator(LLM(fault_server.url, cache=tmp_path / "c.sqlite", concurrency=16), "row {{ i }}", n=2)
+    assert Hasher.hash(gen.acall) == Hasher.hash(same.acall)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import itertools
 import os
 import threading
@@ -34,6 +36,94 @@ class _Done:
 
     def result(self):
         return self.value
+
+
+async def _value(v):
+    return v
+
+
+class _Run:
+    """One ``LLM.generate`` call: cache lookups, dispatch of the misses, cache writes, stats."""
+
+    def __init__(self, llm: "LLM", params: SamplingParams, progress: bool):
+        self.llm, self.params = llm, params
+        self.backend = llm.backend
+        self.cache = llm.response_cache
+        self.keyer = RequestKeyer(llm.identity(), params)
+        self.submit = getattr(self.backend, "submit", None)
+        if self.submit is not None:
+            self.backend.ensure_ready()  # e.g. an unreachable endpoint fails here, before any row
+        self.keys: list[str] = []
+        self.out: list[Completion | None] = []
+        self.first_of: dict[str, int] = {}  # key -> index of the request that is sent for it
+        self.futures: list[tuple[list[int], Any]] = []
+        self.pending: dict[str, Completion] = {}
+        self.flush_every = max(1, int(llm.options.get("batch_size", 32)))
+        self.bar = None
+        if progress:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(desc="Generating", unit="req")
+
+    def _callback(self, idx: list[int]):
+        def on_result(j: int, c: Completion) -> None:
+            self.pending[self.keys[idx[j]]] = c
+            if self.bar is not None:
+                self.bar.update(1)
+            if len(self.pending) >= self.flush_every:
+                self.llm._flush(self.pending)
+        return on_result
+
+    def dispatch(self, requests: Iterable[ChatRequest]) -> None:
+        chunk_size = int(self.llm.options.get("concurrency", 0)) or 1 << 30
+        local: list[tuple[int, ChatRequest]] = []
+        it = iter(requests)
+        while chunk := list(itertools.islice(it, chunk_size)):
+            base = len(self.keys)
+            ckeys = [self.keyer(r) for r in chunk]
+            found = self.cache.get_many(ckeys) if self.cache is not None else {}
+            todo = []
+            for j, k in enumerate(ckeys):
+                self.keys.append(k)
+                self.out.append(found.get(k))
+                if self.out[-1] is None and k not in self.first_of:
+                    self.first_of[k] = base + j
+                    todo.append(j)
+            if todo and self.submit is not None:
+                idx = [base + j for j in todo]
+                self.futures.append((idx, self.submit([chunk[j] for j in todo], self.params,
+                                                      on_result=self._callback(idx))))
+            else:
+                local.extend((base + j, chunk[j]) for j in todo)
+        if local:  # one call over every miss, grouped by prompt length inside the backend
+            idx = [i for i, _ in local]
+            done = self.backend.generate([r for _, r in local], self.params, on_result=self._callback(idx))
+            self.futures.append((idx, _Done(done)))
+        stats = self.llm.stats
+        stats["requests"] += len(self.first_of)
+        stats["cache_hits"] += sum(c is not None for c in self.out)
+
+    def close(self) -> None:
+        self.llm._flush(self.pending)
+        if self.bar is not None:
+            self.bar.close()
+
+    def finish(self, results: list[list[Completion]]) -> list[Completion]:
+        out = self.out
+        for (idx, _), res in zip(self.futures, results):
+            for i, c in zip(idx, res):
+                out[i] = c
+        for i, c in enumerate(out):
+            if c is None:  # a duplicate of a request sent earlier in this call
+                out[i] = out[self.first_of[self.keys[i]]]
+        stats = self.llm.stats
+        for i in self.first_of.values():
+            c = out[i]
+            stats["prompt_tokens"] += c.usage.get("prompt_tokens", 0)
+            stats["completion_tokens"] += c.usage.get("completion_tokens", 0)
+            stats["errors"] += c.error is not None
+            stats["retries"] += max(0, c.attempts - 1)
+        return out  # type: ignore[return-value]
 
 
 class LLM:
@@ -186,80 +276,26 @@ class LLM:
         lazy iterable: endpoint requests are sent chunk by chunk while later ones are still being
         prepared; local backends take all misses at once (grouped by prompt length).
         """
-        params = params or SamplingParams()
-        backend = self.backend
-        cache = self.response_cache
-        keyer = RequestKeyer(self.identity(), params)
-        submit = getattr(backend, "submit", None)
-        if submit is not None:
-            backend.ensure_ready()  # e.g. an unreachable endpoint fails here, before any row
-        chunk_size = int(self.options.get("concurrency", 0)) or 1 << 30
-
-        keys: list[str] = []
-        out: list[Completion | None] = []
-        first_of: dict[str, int] = {}  # key -> index of the request that is sent for it
-        sent: list[int] = []
-        futures: list[tuple[list[int], Any]] = []
-        pending: dict[str, Completion] = {}
-        flush_every = max(1, int(self.options.get("batch_size", 32)))
-        bar = None
-        if progress:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(desc="Generating", unit="req")
-
-        def make_callback(idx: list[int]):
-            def on_result(j: int, c: Completion) -> None:
-                pending[keys[idx[j]]] = c
-                if bar is not None:
-                    bar.update(1)
-                if len(pending) >= flush_every:
-                    self._flush(pending)
-            return on_result
-
-        it = iter(requests)
-        while chunk := list(itertools.islice(it, chunk_size)):
-            base = len(keys)
-            ckeys = [keyer(r) for r in chunk]
-            found = cache.get_many(ckeys) if cache is not None else {}
-            todo = []
-            for j, (k, r) in enumerate(zip(ckeys, chunk)):
-                keys.append(k)
-                out.append(found.get(k))
-                if out[-1] is None and k not in first_of:
-                    first_of[k] = base + j
-                    todo.append(base + j)
-            chunk_reqs = {base + j: r for j, r in enumerate(chunk)}
-            if todo and submit is not None:
-                futures.append((todo, submit([chunk_reqs[i] for i in todo], params, on_result=make_callback(todo))))
-            elif todo:
-                sent.extend(todo)
-                futures.append((todo, [chunk_reqs[i] for i in todo]))
-        if submit is None and sent:  # local: one call over every miss, grouped by length inside
-            reqs = [r for _, chunk_list in futures for r in chunk_list]
-            futures = [(sent, _Done(backend.generate(reqs, params, on_result=make_callback(sent))))]
-        n_sent = sum(len(idx) for idx, _ in futures)
-        self.stats["requests"] += n_sent
-        self.stats["cache_hits"] += sum(c is not None for c in out)
+        run = _Run(self, params or SamplingParams(), progress)
+        run.dispatch(requests)
         try:
-            for idx, fut in futures:
-                for i, c in zip(idx, fut.result()):
-                    out[i] = c
+            results = [fut.result() for _, fut in run.futures]
         finally:
-            self._flush(pending)
-            if bar is not None:
-                bar.close()
-        for i, c in enumerate(out):
-            if c is None:  # a duplicate of a request sent earlier in this call
-                out[i] = out[first_of[keys[i]]]
-        for i in first_of.values():
-            c = out[i]
-            if not c.cached:
-                self.stats["prompt_tokens"] += c.usage.get("prompt_tokens", 0)
-                self.stats["completion_tokens"] += c.usage.get("completion_tokens", 0)
-                self.stats["errors"] += c.error is not None
-                self.stats["retries"] += max(0, c.attempts - 1)
-        return out  # type: ignore[return-value]
+            run.close()
+        return run.finish(results)
+
+    async def agenerate(self, requests: Iterable[ChatRequest], params: SamplingParams | None = None,
+                        *, progress: bool = False) -> list[Completion]:
+        """Async :meth:`generate`: awaits endpoint requests without blocking the caller's event loop
+        (a local backend still computes in the caller's thread)."""
+        run = _Run(self, params or SamplingParams(), progress)
+        run.dispatch(requests)
+        try:
+            results = await asyncio.gather(*(asyncio.wrap_future(f) if isinstance(f, concurrent.futures.Future)
+                                             else _value(f.result()) for _, f in run.futures))
+        finally:
+            run.close()
+        return run.finish(list(results))
 
     def _flush(self, pending: dict[str, Completion]) -> None:
         cache = self.response_cache
