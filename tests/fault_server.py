@@ -45,6 +45,7 @@ class FaultServer:
         self.requests = 0
         self.attempts: dict[str, int] = {}
         self.times: dict[str, list[float]] = {}
+        self.last_authorization: str | None = None
         self._runner = None
         self._thread = None
         self._loop = None
@@ -74,6 +75,7 @@ class FaultServer:
     async def chat(self, request):
         body = await request.json()
         self.requests += 1
+        self.last_authorization = request.headers.get("Authorization")
         user = [m["content"] for m in body["messages"] if m["role"] == "user"][-1]
         key = hashlib.sha256(json.dumps([body["messages"], body.get("seed")]).encode()).hexdigest()[:16]
         n = self.attempts.get(key, 0) + 1

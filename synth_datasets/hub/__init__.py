@@ -1,0 +1,1 @@
+"""Publishing: dataset cards with provenance, one-commit Hub push. Not built yet."""

@@ -7,7 +7,7 @@ import itertools
 from typing import Any, Mapping, Sequence
 
 from ..errors import InvalidParameterError
-from ..seeding import batch_size_of, derive_unit, row_keys
+from ..seeding import derive_unit, row_keys
 
 _FORMAT_VERSION = 1
 
@@ -82,8 +82,6 @@ class Conditions:
             raise InvalidParameterError(
                 f"Column {clash[0]!r} already exists; Conditions would overwrite it. Rename the attribute "
                 f"or remove the column (ds.remove_columns({clash!r})).")
-        if batch_size_of(batch) == 0 and not batch:
-            return {name: [] for name in self.pools}
         keys = row_keys(batch, indices, self.key_column)
         return {name: [self._pick(name, k) for k in keys] for name in self.pools}
 

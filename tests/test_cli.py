@@ -1,0 +1,62 @@
+"""The offline build command, end to end, in a subprocess, as a user runs it."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run(*args, env_cache):
+    import os
+
+    env = {**os.environ, "SYNTH_DATASETS_CACHE": str(env_cache)}
+    return subprocess.run([sys.executable, *args], capture_output=True, text=True, cwd=ROOT, env=env)
+
+
+def test_generate_offline_with_the_embedded_model(tmp_path):
+    out = tmp_path / "reviews"
+    r = run("-m", "synth_datasets.cli", "generate", "--n", "4", "--out", str(out), "--max-new-tokens", "32",
+            env_cache=tmp_path / "cache")
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "Generating reviews" in r.stderr  # progress bar
+    table = pq.read_table(out / "data" / "train-00000-of-00001.parquet")
+    assert table.num_rows == 4
+    rows = table.to_pylist()
+    assert {row["label"] for row in rows} <= {"positive", "negative"}
+    assert all(row["review"] and len(row["review"].split()) >= 5 and row["review_error"] is None for row in rows)
+    steps = json.loads((out / "steps.json").read_text())
+    assert [s["type"] for s in steps] == ["Conditions", "TextGenerator"]
+    assert "{{ label }}" in steps[1]["template"]["user"]
+    stats = json.loads((out / "stats.json").read_text())
+    assert stats["rows"] == 4 and stats["requests"] == 4
+
+
+def test_builder_against_a_server_and_rerun_from_cache(llama_server, tmp_path):
+    args = ["-m", "builders.movie_reviews", "--n", "6", "--max-new-tokens", "24", "--model", llama_server,
+            "--model-name", "smollm2"]
+    first = run(*args, "--out", str(tmp_path / "a"), env_cache=tmp_path / "cache")
+    assert first.returncode == 0, first.stderr[-3000:]
+    again = run(*args, "--out", str(tmp_path / "b"), env_cache=tmp_path / "cache")
+    stats = json.loads(again.stdout.strip().splitlines()[-1])
+    assert stats["requests"] == 0 and stats["cache_hits"] == 6
+    a = pq.read_table(tmp_path / "a" / "data").to_pylist()
+    b = pq.read_table(tmp_path / "b" / "data").to_pylist()
+    assert a == b
+
+
+def test_bad_cli_input_is_reported_before_work(tmp_path):
+    r = run("-m", "builders.movie_reviews", "--n", "0", "--out", str(tmp_path / "x"), env_cache=tmp_path / "c")
+    assert r.returncode == 2 and "n=0" in r.stderr and "at least one row" in r.stderr
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    (busy / "keep.txt").write_text("mine")
+    r = run("-m", "builders.movie_reviews", "--n", "2", "--out", str(busy), env_cache=tmp_path / "c")
+    assert r.returncode == 2 and "already exists and is not empty" in r.stderr
+    assert [p.name for p in busy.iterdir()] == ["keep.txt"]
+    r = run("-m", "builders.movie_reviews", "--n", "2", "--out", str(tmp_path / "y"), "--model",
+            "/no/such/model.gguf", env_cache=tmp_path / "c")
+    assert r.returncode == 2 and "does not exist" in r.stderr and not (tmp_path / "y").exists()
