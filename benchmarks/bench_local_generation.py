@@ -4,8 +4,10 @@ Same GGUF (the embedded SmolLM2-135M-Instruct Q4_1), same machine, same prompts,
 (temperature 0.8, top_p 0.95), max 64 new tokens; new tokens are the tokens actually generated.
   - llama.cpp server, single stream: requests one after another over HTTP (its best case; it serves one
     request at a time).
+  - llama-cpp-python in process (``Llama.create_chat_completion``), single stream: llama.cpp without
+    the server, the stronger baseline.
   - bare transformers ``generate`` at batch B (reference for our overhead).
-  - TextGenerator inside Dataset.map, backend batch_size B (cache off).
+  - TextGenerator inside Dataset.map, backend batch_size B (cache off), float32 (default) and bfloat16.
 Runs alternate; medians of --runs.
 
     python benchmarks/bench_local_generation.py --prompts 128 --batches 32 64 128 --runs 2
@@ -38,6 +40,22 @@ def llama_server_tps(url: str, texts: list[str], max_new: int) -> float:
                                      headers={"Content-Type": "application/json"})
         toks += json.loads(urllib.request.urlopen(req).read())["usage"]["completion_tokens"]
     return toks / (time.perf_counter() - t0)
+
+
+def llama_inproc_tps(model_path: str, texts: list[str], max_new: int) -> float:
+    from llama_cpp import Llama
+
+    m = Llama(model_path=model_path, n_ctx=2048, n_threads=2, verbose=False)
+    try:
+        m.create_chat_completion([{"role": "user", "content": texts[0]}], max_tokens=4)  # warm-up
+        toks, t0 = 0, time.perf_counter()
+        for i, t in enumerate(texts):
+            out = m.create_chat_completion([{"role": "user", "content": t}], max_tokens=max_new, temperature=0.8,
+                                           top_p=0.95, seed=i)
+            toks += out["usage"]["completion_tokens"]
+        return toks / (time.perf_counter() - t0)
+    finally:
+        m.close()
 
 
 def bare_tps(backend, texts: list[str], batch: int, max_new: int) -> float:
@@ -84,7 +102,8 @@ def main() -> None:
     from synth_datasets.llm import embedded_model_path
 
     texts = prompts(args.prompts)
-    res: dict = {"settings": vars(args), "llama_cpp_single_stream": [], "bare": {}, "ours": {}}
+    res: dict = {"settings": vars(args), "llama_cpp_single_stream": [], "llama_cpp_inproc": [], "bare": {},
+                 "ours": {}, "ours_bf16": {}}
     proc, url = _common.start_llama_server(str(embedded_model_path()))
     try:
         llama_server_tps(url, texts[:2], 8)  # warm-up
@@ -93,19 +112,29 @@ def main() -> None:
     finally:
         proc.terminate()
         proc.wait()
+    for _ in range(args.runs):
+        res["llama_cpp_inproc"].append(llama_inproc_tps(str(embedded_model_path()), texts[:args.llama_prompts],
+                                                        args.max_new_tokens))
     llm = LLM(cache=False)
     llm.backend._load()
+    llm16 = LLM(cache=False, dtype="bfloat16")
+    llm16.backend._load()
     bare_tps(llm.backend, texts[:8], 8, 8)  # warm-up
     for b in args.batches:
         res["bare"][b], res["ours"][b] = [], []
         for _ in range(args.runs):
             res["bare"][b].append(bare_tps(llm.backend, texts, b, args.max_new_tokens))
             res["ours"][b].append(ours_tps(llm, texts, b, args.max_new_tokens))
+            res["ours_bf16"].setdefault(b, []).append(ours_tps(llm16, texts, b, args.max_new_tokens))
     llama = _common.median(res["llama_cpp_single_stream"])
-    res["median_new_tokens_per_s"] = {"llama_cpp_single_stream": llama,
+    inproc = _common.median(res["llama_cpp_inproc"])
+    res["median_new_tokens_per_s"] = {"llama_cpp_single_stream": llama, "llama_cpp_inproc": inproc,
+                                      **{f"ours_bf16_b{b}": _common.median(res["ours_bf16"][b]) for b in args.batches},
                                       **{f"bare_b{b}": _common.median(res["bare"][b]) for b in args.batches},
                                       **{f"ours_b{b}": _common.median(res["ours"][b]) for b in args.batches}}
     res["ratio_ours_vs_llama_cpp"] = {b: _common.median(res["ours"][b]) / llama for b in args.batches}
+    res["ratio_ours_vs_llama_cpp_inproc"] = {b: _common.median(res["ours"][b]) / inproc for b in args.batches}
+    res["ratio_ours_bf16_vs_llama_cpp_inproc"] = {b: _common.median(res["ours_bf16"][b]) / inproc for b in args.batches}
     res["ratio_ours_vs_bare"] = {b: _common.median(res["ours"][b]) / _common.median(res["bare"][b]) for b in args.batches}
     _common.write_result("local_generation", res)
 

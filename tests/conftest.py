@@ -10,8 +10,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -25,7 +23,8 @@ os.environ["HF_HOME"] = str(_SESSION_TMP / "hf")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 sys.path.insert(0, str(Path(__file__).parent))
-from fault_server import FaultServer, free_port  # noqa: E402
+from fault_server import FaultServer  # noqa: E402
+from servers import start_llama_server  # noqa: E402
 
 from synth_datasets import LLM  # noqa: E402
 from synth_datasets.llm import embedded_model_path  # noqa: E402
@@ -49,23 +48,11 @@ def llama_server():
     """llama.cpp's OpenAI-compatible server with the embedded GGUF on 127.0.0.1, started once."""
     if importlib.util.find_spec("llama_cpp") is None:
         pytest.skip("llama-cpp-python[server] is not installed: `pip install -e '.[test]'` builds it (~5 min once)")
-    port = free_port()
     log = open(_SESSION_TMP / "llama_server.log", "w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "llama_cpp.server", "--model", str(embedded_model_path()), "--host", "127.0.0.1",
-         "--port", str(port), "--n_ctx", "2048", "--n_threads", "2", "--model_alias", "smollm2"],
-        stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/v1"
-    deadline = time.time() + 120
-    while True:
-        try:
-            urllib.request.urlopen(url + "/models", timeout=2).read()
-            break
-        except OSError:
-            if proc.poll() is not None or time.time() > deadline:
-                proc.kill()
-                raise RuntimeError(f"llama.cpp server did not start; see {_SESSION_TMP / 'llama_server.log'}")
-            time.sleep(0.3)
+    try:
+        proc, url = start_llama_server(str(embedded_model_path()), log=log)
+    except RuntimeError as e:
+        raise RuntimeError(f"{e}; see {_SESSION_TMP / 'llama_server.log'}") from e
     yield url
     proc.terminate()
     try:

@@ -13,7 +13,7 @@ import urllib.request
 from datasets import Dataset, load_from_disk
 
 from synth_datasets import LLM, TextGenerator
-from synth_datasets.llm import ChatRequest, ResponseCache, SamplingParams
+from synth_datasets.llm import ChatRequest, Completion, ResponseCache, SamplingParams
 
 
 def server_requests(server) -> int:
@@ -117,3 +117,22 @@ def test_cache_key_covers_model_params_and_seed(tmp_path):
     assert k != request_key(ident, ChatRequest.of([{"role": "user", "content": "hi"}], 6), p)
     assert k != request_key(ident, r, SamplingParams(max_new_tokens=9))
     assert k != request_key(ident, ChatRequest.of([{"role": "user", "content": "hi!"}], 5), p)
+
+
+def _open_and_write(args):
+    path, i = args
+    c = ResponseCache(path)
+    c.put_many({f"k{i}-{j}": Completion(text=str(j), finish_reason="stop") for j in range(20)})
+    return len(c.get_many([f"k{i}-{j}" for j in range(20)]))
+
+
+def test_many_processes_opening_a_new_cache_at_once(tmp_path):
+    # Switching a new SQLite file to WAL takes an exclusive lock that SQLite does not wait for;
+    # several num_proc workers creating the cache together used to fail with "database is locked".
+    import multiprocessing
+
+    for t in range(10):
+        path = str(tmp_path / f"r{t}.sqlite")
+        with multiprocessing.get_context("fork").Pool(8) as pool:
+            assert pool.map(_open_and_write, [(path, i) for i in range(8)]) == [20] * 8
+        assert len(ResponseCache(path)) == 160

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import random
 import sqlite3
 import threading
 import time
@@ -78,18 +79,35 @@ class ResponseCache:
 
     def _connect(self) -> sqlite3.Connection:
         if self._conn is None or self._pid != os.getpid():
-            try:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                conn = sqlite3.connect(self.path, timeout=60, check_same_thread=False, isolation_level=None)
-                conn.execute("PRAGMA journal_mode=WAL")
-                conn.execute("PRAGMA synchronous=NORMAL")
-                conn.execute("CREATE TABLE IF NOT EXISTS responses (key TEXT PRIMARY KEY, value TEXT NOT NULL, "
-                             "created REAL)")
-            except sqlite3.Error as e:
-                raise CacheError(f"Cannot open the response cache at {self.path}: {e}. Set {CACHE_ENV} to a "
-                                 "writable folder, or pass cache=False to LLM().") from e
-            self._conn, self._pid = conn, os.getpid()
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    self._conn, self._pid = self._open(), os.getpid()
+                    break
+                except sqlite3.OperationalError as e:
+                    # Switching a new file to WAL needs an exclusive lock and SQLite does not wait for
+                    # it: two processes opening the cache at once (num_proc) see "database is locked".
+                    if "locked" not in str(e) or time.monotonic() > deadline:
+                        raise CacheError(f"Cannot open the response cache at {self.path}: {e}. Set {CACHE_ENV} to "
+                                         "a writable folder, or pass cache=False to LLM().") from e
+                    time.sleep(0.05 + random.random() * 0.1)
+                except sqlite3.Error as e:
+                    raise CacheError(f"Cannot open the response cache at {self.path}: {e}. Set {CACHE_ENV} to a "
+                                     "writable folder, or pass cache=False to LLM().") from e
         return self._conn
+
+    def _open(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, timeout=60, check_same_thread=False, isolation_level=None)
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("CREATE TABLE IF NOT EXISTS responses (key TEXT PRIMARY KEY, value TEXT NOT NULL, "
+                         "created REAL)")
+        except BaseException:
+            conn.close()
+            raise
+        return conn
 
     def get_many(self, keys: Iterable[str]) -> dict[str, Completion]:
         keys = list(dict.fromkeys(keys))
