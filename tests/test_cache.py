@@ -119,11 +119,14 @@ def test_cache_key_covers_model_params_and_seed(tmp_path):
     assert k != request_key(ident, ChatRequest.of([{"role": "user", "content": "hi!"}], 5), p)
 
 
-def _open_and_write(args):
-    path, i = args
-    c = ResponseCache(path)
-    c.put_many({f"k{i}-{j}": Completion(text=str(j), finish_reason="stop") for j in range(20)})
-    return len(c.get_many([f"k{i}-{j}" for j in range(20)]))
+def _open_and_write(path, i, barrier, results):
+    barrier.wait()  # every worker opens the new file at the same moment
+    try:
+        c = ResponseCache(path)
+        c.put_many({f"k{i}-{j}": Completion(text=str(j), finish_reason="stop") for j in range(20)})
+        results.put(len(c.get_many([f"k{i}-{j}" for j in range(20)])))
+    except Exception as e:  # noqa: BLE001 - reported to the parent
+        results.put(repr(e))
 
 
 def test_many_processes_opening_a_new_cache_at_once(tmp_path):
@@ -131,8 +134,15 @@ def test_many_processes_opening_a_new_cache_at_once(tmp_path):
     # several num_proc workers creating the cache together used to fail with "database is locked".
     import multiprocessing
 
-    for t in range(10):
+    ctx = multiprocessing.get_context("fork")
+    for t in range(15):
         path = str(tmp_path / f"r{t}.sqlite")
-        with multiprocessing.get_context("fork").Pool(8) as pool:
-            assert pool.map(_open_and_write, [(path, i) for i in range(8)]) == [20] * 8
+        barrier, results = ctx.Barrier(8), ctx.Queue()
+        procs = [ctx.Process(target=_open_and_write, args=(path, i, barrier, results)) for i in range(8)]
+        for p in procs:
+            p.start()
+        got = [results.get(timeout=120) for _ in procs]
+        for p in procs:
+            p.join()
+        assert got == [20] * 8, got
         assert len(ResponseCache(path)) == 160
