@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import socket
 import subprocess
 import sys
 import tempfile
@@ -21,6 +22,14 @@ os.environ["HF_HOME"] = str(_SESSION_TMP / "hf")
 # (HF_HUB_OFFLINE is not set: huggingface_hub would refuse even loopback inference calls. Nothing here
 # downloads: models come from packages and Hub ids are loaded with local_files_only.)
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Publishing tests talk to our Hub-compatible server (tests/hub_server.py, fixture `hub_server`) on a
+# loopback port reserved now: huggingface_hub and datasets read HF_ENDPOINT at import time. Xet is off
+# so LFS uploads go through the server (hf_xet would bypass it).
+with socket.socket() as _s:
+    _s.bind(("127.0.0.1", 0))
+    _HUB_PORT = _s.getsockname()[1]
+os.environ["HF_ENDPOINT"] = f"http://127.0.0.1:{_HUB_PORT}"
+os.environ["HF_HUB_DISABLE_XET"] = "1"
 
 sys.path.insert(0, str(Path(__file__).parent))
 from fault_server import FaultServer  # noqa: E402
@@ -72,3 +81,13 @@ def fault_server():
 @pytest.fixture()
 def fresh_cache(tmp_path) -> Path:
     return tmp_path / "responses.sqlite"
+
+
+@pytest.fixture(scope="session")
+def hub_server(session_tmp):
+    """Our Hub-compatible server (tests/hub_server.py) at HF_ENDPOINT, repos on disk; started once."""
+    from hub_server import HubServer
+
+    server = HubServer(session_tmp / "hub", port=_HUB_PORT).start()
+    yield server
+    server.stop()
