@@ -263,3 +263,30 @@ def test_evaluate_module_embeds_with_packaged_minilm(metric):
     # the two bread questions are near-paraphrases: a set of them alone is less diverse
     bread = diversity(texts[:2] + texts[4:5], embed=True)
     assert bread["embedding_mean_pairwise_distance"] < got["embedding_mean_pairwise_distance"]
+
+
+# --- the Arrow tokenizer path equals tokenize() -------------------------------------------
+
+def test_encoded_tokens_equal_python_tokenize_on_unicode_and_control_whitespace():
+    from synth_datasets.metrics.diversity import _encode, tokenize
+
+    rng = random.Random(0)  # ASCII control separators, Unicode spaces, letters Arrow lowercases differently
+    alphabet = " \t\n\r\x0b\x0c\x1c\x1d\x1e\x1f\x85\xa0\u2003\u200b\u3000AbZz\u0130\u0131\u03a3\u03c3\u03c2\u00df\u01c5\u00e9xyz.,"
+    for _ in range(500):
+        texts = ["".join(rng.choices(alphabet, k=rng.randint(0, 30))) for _ in range(rng.randint(1, 6))]
+        ids, owner = _encode(texts)
+        toks = [tokenize(t) for t in texts]
+        first_seen: dict[str, int] = {}
+        assert ids.tolist() == [first_seen.setdefault(w, len(first_seen)) for ts in toks for w in ts], texts
+        assert owner.tolist() == [i for i, ts in enumerate(toks) for _ in ts], texts
+
+
+def test_ngram_stats_equals_per_order_functions():
+    from synth_datasets.metrics import ngram_stats
+
+    texts = _texts()
+    stats = ngram_stats(texts, orders=(1, 3))
+    assert set(stats) == {"distinct_1", "distinct_3", "ngram_entropy_1", "ngram_entropy_3"}
+    for n in (1, 3):
+        assert stats[f"distinct_{n}"] == distinct_n(texts, n)
+        assert stats[f"ngram_entropy_{n}"] == pytest.approx(ngram_entropy(texts, n), rel=1e-12)

@@ -17,7 +17,7 @@ from synth_datasets.embeddings import embed_texts
 from synth_datasets.errors import InvalidParameterError
 
 __all__ = [
-    "tokenize", "distinct_n", "ngram_entropy", "self_bleu", "compression_ratio",
+    "tokenize", "distinct_n", "ngram_entropy", "ngram_stats", "self_bleu", "compression_ratio",
     "mean_pairwise_distance", "vendi_score", "embed_texts", "diversity",
 ]
 
@@ -55,18 +55,48 @@ def _check_orders(orders) -> tuple[int, ...]:
 
 
 def _encode(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    """Token ids of all texts concatenated, and the text index of each token."""
-    vocab: dict[str, int] = {}
-    toks = [tokenize(t) for t in texts]
-    ids = np.fromiter((vocab.setdefault(w, len(vocab)) for ts in toks for w in ts), dtype=np.int64)
-    lengths = np.fromiter((len(ts) for ts in toks), dtype=np.int64, count=len(toks))
-    return ids, np.repeat(np.arange(len(texts)), lengths)
+    """Token ids of all texts concatenated, and the text index of each token.
+
+    Same tokens as :func:`tokenize`, but split and dictionary-encoded in Arrow's C++ kernels (~7x
+    faster than Python on millions of texts). Arrow lowercases some non-ASCII letters differently
+    from ``str.lower`` (dotted I, final sigma), so non-ASCII texts are tokenized by Python.
+    Ids are dense (0..V-1, in order of first appearance).
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    arr = pa.array(texts, type=pa.large_string())
+    is_ascii = pc.string_is_ascii(arr).to_numpy(zero_copy_only=False)
+    if is_ascii.all():
+        lists = pc.utf8_split_whitespace(pc.ascii_lower(arr))
+    else:
+        a_idx, u_idx = np.flatnonzero(is_ascii), np.flatnonzero(~is_ascii)
+        lists = pc.utf8_split_whitespace(pc.ascii_lower(arr.take(a_idx)))
+        other = pa.array([tokenize(texts[i]) for i in u_idx], type=lists.type)
+        lists = pa.concat_arrays([lists, other]).take(np.argsort(np.r_[a_idx, u_idx], kind="stable"))
+    tokens, owner = pc.list_flatten(lists), pc.list_parent_indices(lists)
+    nonempty = pc.greater(pc.binary_length(tokens), 0)  # Arrow keeps "" at leading/trailing whitespace
+    tokens, owner = tokens.filter(nonempty), owner.filter(nonempty)
+    return _dense(tokens), owner.to_numpy(zero_copy_only=False).astype(np.int64)
+
+
+def _dense(values) -> np.ndarray:
+    """Dense ids (0..k-1, first-appearance order) of an Arrow or numpy array, by hashing (no sort)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if len(values) == 0:
+        return np.zeros(0, dtype=np.int64)
+    encoded = pc.dictionary_encode(values if isinstance(values, (pa.Array, pa.ChunkedArray)) else pa.array(values))
+    if isinstance(encoded, pa.ChunkedArray):
+        encoded = encoded.combine_chunks()
+    return encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
 
 
 def _ngram_ids(ids: np.ndarray, owner: np.ndarray, max_n: int):
     """Yield (n, gram_id, text_of_gram) for n = 1..max_n; n-grams never cross text boundaries.
 
-    An n-gram id is the dense rank of the pair (id of its (n-1)-gram prefix, its last token id).
+    An n-gram id is a dense id of the pair (id of its (n-1)-gram prefix, its last token id).
     """
     gram, text, pos = ids, owner, np.arange(ids.size)
     base = int(ids.max(initial=0)) + 1
@@ -76,13 +106,14 @@ def _ngram_ids(ids: np.ndarray, owner: np.ndarray, max_n: int):
         keep = last < ids.size
         keep[keep] = owner[last[keep]] == text[keep]
         key = gram[keep] * base + ids[last[keep]]
-        gram = np.unique(key, return_inverse=True)[1].reshape(-1) if key.size else key
+        gram = _dense(key)
         text, pos = text[keep], pos[keep]
         yield n, gram, text
 
 
 def _counts(gram: np.ndarray) -> np.ndarray:
-    return np.unique(gram, return_counts=True)[1] if gram.size else np.zeros(0, dtype=np.int64)
+    """Occurrences of each n-gram: ids are dense, so a bincount (O(m), no sort) has no zero bins."""
+    return np.bincount(gram) if gram.size else np.zeros(0, dtype=np.int64)
 
 
 def distinct_n(texts: Sequence[str], n: int = 1) -> float:
@@ -105,6 +136,26 @@ def ngram_entropy(texts: Sequence[str], n: int = 1) -> float:
     texts, (n,) = _check_texts(texts), _check_orders((n,))
     *_, (_, gram, _) = _ngram_ids(*_encode(texts), n)
     return _entropy(_counts(gram))
+
+
+def ngram_stats(texts: Sequence[str], orders: Sequence[int] = (1, 2, 3, 4)) -> dict[str, float]:
+    """``distinct_<n>`` and ``ngram_entropy_<n>`` for every order, tokenizing and counting once.
+
+    >>> ngram_stats(["a b a", "a b"], orders=(1, 2))["distinct_2"]
+    0.6666666666666666
+    """
+    texts, orders = _check_texts(texts), _check_orders(orders)
+    return _ngram_stats(*_encode(texts), orders)
+
+
+def _ngram_stats(ids: np.ndarray, owner: np.ndarray, orders: tuple[int, ...]) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for n, gram, _ in _ngram_ids(ids, owner, max(orders)):
+        if n in orders:
+            counts = _counts(gram)
+            out[f"distinct_{n}"] = len(counts) / gram.size if gram.size else 0.0
+            out[f"ngram_entropy_{n}"] = _entropy(counts)
+    return out
 
 
 def _entropy(counts: np.ndarray) -> float:
@@ -280,16 +331,11 @@ def diversity(texts: Sequence[str], *, embeddings=None, ngram_orders=(1, 2, 3, 4
     x = _check_embeddings(embeddings, len(texts)) if embeddings is not None else None
     ids, owner = _encode(texts)
     lengths = np.bincount(owner, minlength=len(texts))
-    out: dict[str, float] = {}
-    for n, gram, _ in _ngram_ids(ids, owner, max(orders)):
-        if n in orders:
-            counts = _counts(gram)
-            out[f"distinct_{n}"] = len(counts) / gram.size if gram.size else 0.0
-            out[f"ngram_entropy_{n}"] = _entropy(counts)
+    out: dict[str, float] = _ngram_stats(ids, owner, orders)
     out["self_bleu"] = (_mean_bleu(ids, owner, len(texts), 4, self_bleu_sample, seed)
                         if len(texts) > 1 else math.nan)
     out["compression_ratio"] = compression_ratio(texts)
-    vocab = len(np.unique(ids))
+    vocab = int(ids.max()) + 1 if ids.size else 0  # ids are dense
     out["vocabulary_size"] = vocab
     out["type_token_ratio"] = vocab / ids.size if ids.size else 0.0
     out["length_mean"] = float(lengths.mean())
