@@ -83,7 +83,7 @@ class HubServer:
         self.refused_tokens = set(refused_tokens)
         self.requests: list[tuple[str, str]] = []
         self.unknown: list[tuple[str, str]] = []  # requests no route matched (answered 404)
-        self._failures: dict[str, list[int]] = {}  # what -> [status, remaining]
+        self._failures: dict[tuple[str, str | None], list[int]] = {}  # (what, repo_id) -> [status, remaining]
         self._lock = threading.RLock()
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -116,16 +116,23 @@ class HubServer:
     def __exit__(self, *exc) -> None:
         self.stop()
 
-    def fail_next(self, what: str = "commit", *, status: int = 500, times: int = 1) -> None:
-        """Answer the next ``times`` calls of kind ``what`` with ``status`` (one of ``FAILABLE``).
+    def fail_next(self, what: str = "commit", *, status: int = 500, times: int = 1,
+                  repo_id: str | None = None) -> None:
+        """Answer the next ``times`` calls of kind ``what`` (one of ``FAILABLE``) with ``status``.
 
-        Note that the clients retry 429/5xx on preupload, LFS batch and LFS upload (with 1 s, 2 s, ...
-        waits) but not on commit: use a 4xx status to see those fail at once.
+        ``repo_id`` limits the failure to that repo (safer on a server shared by a test session);
+        ``lfs_upload`` failures cannot be limited to a repo (the PUT URL names only the object).
+        The clients retry 429/5xx on preupload, LFS batch and LFS upload (waiting 1 s, 2 s, ...) but
+        not on commit: use a 4xx status to see those fail at once. ``clear_failures()`` drops pending ones.
         """
         if what not in FAILABLE:
             raise ValueError(f"fail_next: unknown call {what!r}; choose one of {', '.join(FAILABLE)}")
         with self._lock:
-            self._failures[what] = [status, times]
+            self._failures[(what, repo_id)] = [status, times]
+
+    def clear_failures(self) -> None:
+        with self._lock:
+            self._failures.clear()
 
     def commits(self, repo_id: str, *, repo_type: str = "dataset", revision: str = "main") -> list[dict]:
         """Commits reachable from ``revision``, newest first: ``{"oid", "summary", "description", "parent",
@@ -196,12 +203,13 @@ class HubServer:
                 return matches[0]
         raise HubError(404, f"Invalid rev id: {revision}", "RevisionNotFound")
 
-    def _take_failure(self, what: str) -> None:
+    def _take_failure(self, what: str, repo_id: str | None = None) -> None:
         with self._lock:
-            failure = self._failures.get(what)
-            if failure and failure[1] > 0:
-                failure[1] -= 1
-                raise HubError(failure[0], f"Injected failure of {what} (HubServer.fail_next)")
+            for key in ((what, repo_id), (what, None)):
+                failure = self._failures.get(key)
+                if failure and failure[1] > 0:
+                    failure[1] -= 1
+                    raise HubError(failure[0], f"Injected failure of {what} (HubServer.fail_next)")
 
     def _new_commit(self, repo: dict, parent: str | None, summary: str, description: str, files: dict) -> str:
         date = _now()
@@ -329,8 +337,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
-        for k, v in (headers or {}).items():
-            self.send_header(k, v)
+        for k, v in (headers or {}).items():  # header values: one line, latin-1
+            self.send_header(k, " ".join(str(v).split()).encode("latin-1", "replace").decode("latin-1"))
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(body)
@@ -405,7 +413,7 @@ class _Handler(BaseHTTPRequestHandler):
     # ----------------------------------------------------------------- repo level
     def _create_repo(self) -> None:
         body = self._json_body()
-        self.hub._take_failure("create_repo")
+        self.hub._take_failure("create_repo", f"{body.get('organization') or USER}/{body.get('name')}")
         repo_type = body.get("type") or "model"
         if repo_type not in REPO_TYPES:
             raise HubError(400, f"Invalid repo type {repo_type!r}")
@@ -415,7 +423,8 @@ class _Handler(BaseHTTPRequestHandler):
             raise HubError(400, f"Invalid repo name {ns}/{name}: use letters, digits, '-', '_' and '.'")
         repo_id = f"{ns}/{name}"
         url = f"{self.hub.url}/{URL_PREFIX[repo_type]}{repo_id}"
-        if not self.hub.create_repo(repo_type, repo_id, private=bool(body.get("private"))):
+        private = body.get("visibility", "private" if body.get("private") else "public") != "public"
+        if not self.hub.create_repo(repo_type, repo_id, private=private):
             self._send_json({"error": "You already created this repo", "url": url}, 409,
                             {"X-Error-Message": "You already created this repo"})
             return
@@ -494,8 +503,8 @@ class _Handler(BaseHTTPRequestHandler):
             body = self._json_body()
             with hub._lock:
                 repo = hub._load(repo_type, repo_id)
-                if "private" in body:
-                    repo["private"] = bool(body["private"])
+                if "visibility" in body or "private" in body:
+                    repo["private"] = body.get("visibility", "private" if body.get("private") else "public") != "public"
                 hub._save(repo_type, repo_id, repo)
             self._send_json({})
             return True
@@ -584,7 +593,7 @@ class _Handler(BaseHTTPRequestHandler):
     # ----------------------------------------------------------------- uploads
     def _preupload(self, repo_type: str, repo_id: str, revision: str) -> None:
         body = self._json_body()
-        self.hub._take_failure("preupload")
+        self.hub._take_failure("preupload", repo_id)
         try:
             _, files = self._files_at(repo_type, repo_id, revision)
         except HubError as e:
@@ -606,7 +615,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _lfs_batch(self, repo_type: str, repo_id: str) -> None:
         body = self._json_body()
-        self.hub._take_failure("lfs_batch")
+        self.hub._take_failure("lfs_batch", repo_id)
         with self.hub._lock:
             self.hub._load(repo_type, repo_id)
         if body.get("operation") != "upload":
@@ -649,7 +658,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _commit(self, repo_type: str, repo_id: str, revision: str) -> None:
         hub = self.hub
         lines = [json.loads(line) for line in self._body().splitlines() if line.strip()]
-        hub._take_failure("commit")
+        hub._take_failure("commit", repo_id)
         if not lines or lines[0].get("key") != "header":
             raise HubError(400, "A commit must start with a 'header' line")
         header = lines[0]["value"]
@@ -736,7 +745,7 @@ class _Handler(BaseHTTPRequestHandler):
         f = files.get(path)
         if f is None:
             raise HubError(404, "Entry not found", "EntryNotFound", {"X-Repo-Commit": sha})
-        hub._take_failure("download")
+        hub._take_failure("download", repo_id)
         headers = {"X-Repo-Commit": sha, "ETag": f'"{f["sha256"] if f["lfs"] else f["oid"]}"',
                    "Accept-Ranges": "bytes"}
         if f["lfs"]:
