@@ -14,3 +14,7 @@ from .prompts import Conditions, Template  # noqa: E402
 __all__ = ["LLM", "ChatRequest", "Completion", "SamplingParams", "Template", "Conditions", "TextGenerator",
            "SynthDatasetsError", "InvalidParameterError", "TemplateError", "MissingVariableError",
            "ModelNotFoundError", "EndpointError", "EndpointUnreachableError", "EmptyDatasetError"]
+
+from . import curate  # noqa: E402
+
+__all__ += ["curate"]

@@ -66,3 +66,18 @@ class CacheError(SynthDatasetsError, OSError):
 
 class EmptyDatasetError(SynthDatasetsError, ValueError):
     """A step received no rows where it needs some."""
+
+
+class MissingColumnError(SynthDatasetsError, KeyError):
+    """A column a step needs is not in the dataset (the message lists the columns that exist)."""
+
+    def __str__(self) -> str:  # KeyError would add quotes
+        return self.args[0]
+
+
+class NotFittedError(SynthDatasetsError, RuntimeError):
+    """A fit-then-map step was used before ``fit(ds)``."""
+
+
+class ReviewFileError(SynthDatasetsError, ValueError):
+    """A reviewed file cannot be merged (unknown ids, invalid labels, missing columns); nothing was applied."""

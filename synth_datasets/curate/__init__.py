@@ -1,1 +1,15 @@
-"""Curation (survey §3.2): filters, dedup, judges, confidence, re-weighting, human review. Not built yet."""
+"""Curation (survey §3.2): heuristic filters, dedup, LLM judge, confidence signals, re-weighting,
+student relabelling and a human review round-trip. Every curator is a ``datasets`` map/filter
+callable with ``describe()`` and a stable fingerprint (see :mod:`.base`).
+
+>>> from synth_datasets import curate
+>>> 'NearDuplicates' in curate.__all__
+True
+"""
+
+from .base import Curator, Filter, FittedFilter, Mapper
+from .dedup import ExactDuplicates, NearDuplicates
+from .heuristics import REFUSAL_PATTERNS, BannedStrings, Format, Length, Refusals, Repetition, Script, Truncated
+
+__all__ = ["Curator", "Filter", "FittedFilter", "Mapper", "Length", "Format", "Repetition", "Script", "BannedStrings",
+           "Refusals", "REFUSAL_PATTERNS", "Truncated", "ExactDuplicates", "NearDuplicates"]
