@@ -24,10 +24,11 @@ os.environ["HF_HOME"] = str(_SESSION_TMP / "hf")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # Publishing tests talk to our Hub-compatible server (tests/hub_server.py, fixture `hub_server`) on a
 # loopback port reserved now: huggingface_hub and datasets read HF_ENDPOINT at import time. Xet is off
-# so LFS uploads go through the server (hf_xet would bypass it).
-with socket.socket() as _s:
-    _s.bind(("127.0.0.1", 0))
-    _HUB_PORT = _s.getsockname()[1]
+# so LFS uploads go through the server (hf_xet would bypass it). The socket stays bound (not listening)
+# until the fixture starts, so no other server of the session is handed the same port meanwhile.
+_HUB_SOCKET = socket.socket()
+_HUB_SOCKET.bind(("127.0.0.1", 0))
+_HUB_PORT = _HUB_SOCKET.getsockname()[1]
 os.environ["HF_ENDPOINT"] = f"http://127.0.0.1:{_HUB_PORT}"
 os.environ["HF_HUB_DISABLE_XET"] = "1"
 
@@ -88,6 +89,7 @@ def hub_server(session_tmp):
     """Our Hub-compatible server (tests/hub_server.py) at HF_ENDPOINT, repos on disk; started once."""
     from hub_server import HubServer
 
+    _HUB_SOCKET.close()
     server = HubServer(session_tmp / "hub", port=_HUB_PORT).start()
     yield server
     server.stop()

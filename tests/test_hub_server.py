@@ -300,3 +300,24 @@ def test_xet_token_is_refused_clearly(hub_server):
     with e.value:
         assert e.value.code == 501
         assert "HF_HUB_DISABLE_XET=1" in e.value.headers["X-Error-Message"]
+
+
+def test_dataset_dict_with_shards_configs_and_streaming(hub_server, tmp_path):
+    import datasets
+
+    repo_id = _repo("dict")
+    dd = datasets.DatasetDict({"train": datasets.Dataset.from_dict({"x": list(range(10))}),
+                               "test": datasets.Dataset.from_dict({"x": [100, 200]})})
+    dd.push_to_hub(repo_id, private=True, num_shards={"train": 3})
+    dd.push_to_hub(repo_id, config_name="other")
+    assert hub_server.is_private(repo_id)
+    files = list(hub_server.commits(repo_id)[0]["files"])
+    assert sorted(f for f in files if f.endswith(".parquet")) == [
+        "data/test-00000-of-00001.parquet", *(f"data/train-0000{i}-of-00003.parquet" for i in range(3)),
+        "other/test-00000-of-00001.parquet", "other/train-00000-of-00001.parquet"]
+    assert datasets.get_dataset_config_names(repo_id) == ["default", "other"]
+    loaded = datasets.load_dataset(repo_id, cache_dir=str(tmp_path / "c"))
+    assert loaded["train"]["x"] == list(range(10)) and loaded["test"]["x"] == [100, 200]
+    assert datasets.load_dataset(repo_id, "other", split="test", cache_dir=str(tmp_path / "c"))["x"] == [100, 200]
+    streamed = datasets.load_dataset(repo_id, split="train", streaming=True)  # HfFileSystem reads
+    assert [row["x"] for row in streamed] == list(range(10))
