@@ -8,8 +8,11 @@ True
 """
 
 from .base import Curator, Filter, FittedFilter, Mapper
+from .confidence import ClassifierConsistency, NeighbourConsistency, knn
 from .dedup import ExactDuplicates, NearDuplicates
 from .heuristics import REFUSAL_PATTERNS, BannedStrings, Format, Length, Refusals, Repetition, Script, Truncated
+from .student import ConfidenceWeights, StudentRelabel, weighted_sample
 
 __all__ = ["Curator", "Filter", "FittedFilter", "Mapper", "Length", "Format", "Repetition", "Script", "BannedStrings",
-           "Refusals", "REFUSAL_PATTERNS", "Truncated", "ExactDuplicates", "NearDuplicates"]
+           "Refusals", "REFUSAL_PATTERNS", "Truncated", "ExactDuplicates", "NearDuplicates", "ClassifierConsistency",
+           "NeighbourConsistency", "knn", "ConfidenceWeights", "StudentRelabel", "weighted_sample"]

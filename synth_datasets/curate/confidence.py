@@ -1,0 +1,193 @@
+"""Confidence signals on embeddings (survey §3.2.1): agreement with an auxiliary classifier trained
+with cross-partition training (MCKD / Yu et al.), and agreement with nearest neighbours (Seedat et al.).
+
+Both are fit-then-filter: ``fit(ds)`` embeds the texts (packaged MiniLM) or reads an embedding column,
+computes one score per row, and stores only the per-row results; then ``ds.filter(obj, batched=True,
+with_indices=True)`` drops the flagged rows and ``ds.map(obj.mark, ..., with_indices=True)`` records
+the reason and the scores.
+
+>>> from datasets import Dataset
+>>> import numpy as np
+>>> x = np.r_[np.tile([1.0, 0.0], (10, 1)), np.tile([0.0, 1.0], (10, 1))] + np.random.default_rng(0).normal(0, .05, (20, 2))
+>>> ds = Dataset.from_dict({"emb": x.tolist(), "label": ["a"] * 9 + ["b"] + ["b"] * 10})
+>>> nc = NeighbourConsistency(embedding_column="emb", k=5).fit(ds)
+>>> [i for i, keep in enumerate(nc.keep_mask) if not keep]
+[9]
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..embeddings import embed_texts, embedding_model_identity, out_of_fold_proba
+from ..errors import InvalidParameterError
+from .base import FittedFilter, check_columns, check_range
+
+
+class EmbeddingInputs:
+    """Shared inputs: labels (validated against ``labels`` when given) and embeddings (a column, or the
+    texts of ``column`` embedded with the packaged all-MiniLM-L6-v2)."""
+
+    column: str = "text"
+    label_column: str = "label"
+    embedding_column: str | None = None
+    labels: list | None = None
+
+    def _init_inputs(self, column, label_column, embedding_column, labels):
+        if labels is not None and (isinstance(labels, str) or len(set(labels)) < 2):
+            raise InvalidParameterError(f"labels={labels!r} must list at least 2 distinct label values.")
+        self.column, self.label_column, self.embedding_column = column, label_column, embedding_column
+        self.labels = list(labels) if labels is not None else None
+
+    def _read_labels(self, ds) -> list:
+        who = type(self).__name__
+        check_columns(ds.column_names, [self.label_column], who)
+        y = list(ds[self.label_column])
+        allowed = set(self.labels) if self.labels is not None else None
+        for i, v in enumerate(y):
+            if v is None or (allowed is not None and v not in allowed):
+                raise InvalidParameterError(
+                    f"{who}: label {v!r} in row {i} of column {self.label_column!r} is not one of "
+                    f"{self.labels if allowed is not None else 'the labels'}: fix or drop the row, or pass labels=.")
+        if len(set(y)) < 2:
+            raise InvalidParameterError(f"{who}: column {self.label_column!r} has a single label {y[0]!r}: "
+                                        "a consistency check needs at least 2 classes.")
+        return y
+
+    def _read_embeddings(self, ds) -> np.ndarray:
+        who = type(self).__name__
+        if self.embedding_column is not None:
+            check_columns(ds.column_names, [self.embedding_column], who)
+            x = np.asarray(ds.with_format("numpy")[self.embedding_column], dtype=np.float32)
+            if x.ndim != 2:
+                raise InvalidParameterError(f"{who}: column {self.embedding_column!r} must hold one fixed-length "
+                                            "vector per row.")
+            return x
+        check_columns(ds.column_names, [self.column], who)
+        return embed_texts(list(ds[self.column]))
+
+    def proba(self, ds) -> tuple[np.ndarray, list, list]:
+        """Out-of-fold class probabilities (cross-partition training), the classes, and the labels."""
+        y = self._read_labels(ds)
+        x = self._read_embeddings(ds)
+        p, classes = out_of_fold_proba(x, y, folds=self.folds, seed=self.seed, C=self.C)
+        return p, classes, y
+
+    def _embedding_identity(self) -> dict[str, Any]:
+        return {"embeddings": {"column": self.embedding_column} if self.embedding_column else embedding_model_identity()}
+
+
+class ClassifierConsistency(EmbeddingInputs, FittedFilter):
+    """Agreement between each row's label and an auxiliary logistic-regression classifier on its
+    embedding, with cross-partition training: rows are split into ``folds`` stratified folds and each
+    fold is scored by a model trained on the others, so no row is judged by a model that saw it
+    (:func:`synth_datasets.embeddings.out_of_fold_proba`).
+
+    A row is flagged ``classifier_disagrees`` when the classifier predicts another label with
+    probability >= ``min_confidence``. Columns: ``<name>_predicted``, ``<name>_confidence`` (the
+    probability of the row's own label) and ``<name>_predicted_confidence``.
+    """
+
+    _PARAMS = ("column", "label_column", "embedding_column", "labels", "folds", "seed", "C", "min_confidence",
+               "id_column")
+    name = "clf_consistency"
+
+    def __init__(self, *, column: str = "text", label_column: str = "label", embedding_column: str | None = None,
+                 labels: Sequence | None = None, folds: int = 5, seed: int = 0, C: float = 1.0,
+                 min_confidence: float = 0.5, id_column: str | None = None, name: str | None = None):
+        check_range("folds", folds, 2, integer=True)
+        check_range("min_confidence", min_confidence, 0.0, 1.0)
+        check_range("C", C, 1e-12)
+        self._init_inputs(column, label_column, embedding_column, labels)
+        self.folds, self.seed, self.C, self.min_confidence, self.id_column = folds, seed, C, min_confidence, id_column
+        self._fitted = None
+        super().__init__(name=name)
+
+    @property
+    def score_columns(self):
+        return [f"{self.name}_predicted", f"{self.name}_confidence", f"{self.name}_predicted_confidence"]
+
+    def _describe_extra(self):
+        return self._embedding_identity()
+
+    def _fit(self, ds):
+        p, classes, y = self.proba(ds)
+        idx = {c: i for i, c in enumerate(classes)}
+        yi = np.array([idx[v] for v in y])
+        pred = p.argmax(1)
+        rows = np.arange(len(y))
+        flag = (pred != yi) & (p[rows, pred] >= self.min_confidence)
+        return flag.astype(np.int16), ["classifier_disagrees"], {
+            f"{self.name}_predicted": [classes[i] for i in pred.tolist()],
+            f"{self.name}_confidence": p[rows, yi], f"{self.name}_predicted_confidence": p[rows, pred]}
+
+
+def knn(x: np.ndarray, k: int, *, chunk: int = 2048) -> tuple[np.ndarray, np.ndarray]:
+    """Exact k nearest neighbours by cosine similarity (self excluded): ``(indices, similarities)``,
+    each (n, k). Chunked matrix products and top-k with torch (threaded BLAS), no O(n^2) Python loop
+    and O(chunk * n) memory."""
+    import torch
+
+    n = x.shape[0]
+    if k >= n:
+        raise InvalidParameterError(f"k={k} must be smaller than the number of rows ({n}).")
+    xn = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    t = torch.from_numpy(np.ascontiguousarray(xn, dtype=np.float32))
+    idx = np.empty((n, k), dtype=np.int64)
+    sim = np.empty((n, k), dtype=np.float32)
+    with torch.inference_mode():
+        for s in range(0, n, chunk):
+            e = min(s + chunk, n)
+            block = t[s:e] @ t.T
+            block[torch.arange(e - s), torch.arange(s, e)] = -float("inf")
+            v, i = torch.topk(block, k, dim=1, sorted=True)
+            idx[s:e], sim[s:e] = i.numpy(), v.numpy()
+    return idx, sim
+
+
+class NeighbourConsistency(EmbeddingInputs, FittedFilter):
+    """The share of a row's ``k`` nearest neighbours (cosine on embeddings, self excluded) that carry
+    the same label (Seedat et al.). A row whose share is below ``min_agreement`` is flagged
+    ``neighbours_disagree``. Columns: ``<name>_agreement`` and ``<name>_majority`` (the most common
+    neighbour label; ties go to the label of the nearest neighbour among the tied ones).
+    """
+
+    _PARAMS = ("column", "label_column", "embedding_column", "labels", "k", "min_agreement", "id_column")
+    name = "knn_consistency"
+
+    def __init__(self, *, column: str = "text", label_column: str = "label", embedding_column: str | None = None,
+                 labels: Sequence | None = None, k: int = 10, min_agreement: float = 0.5,
+                 id_column: str | None = None, name: str | None = None):
+        check_range("k", k, 1, integer=True)
+        check_range("min_agreement", min_agreement, 0.0, 1.0)
+        self._init_inputs(column, label_column, embedding_column, labels)
+        self.k, self.min_agreement, self.id_column = k, min_agreement, id_column
+        self._fitted = None
+        super().__init__(name=name)
+
+    @property
+    def score_columns(self):
+        return [f"{self.name}_agreement", f"{self.name}_majority"]
+
+    def _describe_extra(self):
+        return self._embedding_identity()
+
+    def _fit(self, ds):
+        y = self._read_labels(ds)
+        x = self._read_embeddings(ds)
+        classes = sorted(set(y), key=str)
+        yi = np.array([classes.index(v) for v in y]) if len(classes) < 64 else \
+            np.array([{c: i for i, c in enumerate(classes)}[v] for v in y])
+        nn, _ = knn(x, self.k)
+        ny = yi[nn]                                   # (n, k) neighbour labels, nearest first
+        agree = (ny == yi[:, None]).mean(1)
+        counts = np.stack([(ny == c).sum(1) for c in range(len(classes))], axis=1)
+        top = counts.max(1, keepdims=True)
+        # tie-break: the nearest neighbour whose label has the top count
+        tied = counts[np.arange(len(y))[:, None], ny] == top
+        majority = ny[np.arange(len(y)), tied.argmax(1)]
+        flag = agree < self.min_agreement
+        return flag.astype(np.int16), ["neighbours_disagree"], {
+            f"{self.name}_agreement": agree, f"{self.name}_majority": [classes[i] for i in majority.tolist()]}
