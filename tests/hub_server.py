@@ -702,7 +702,8 @@ class _Handler(BaseHTTPRequestHandler):
                     folder = path.rstrip("/") + "/"
                     gone = [p for p in files if p.startswith(folder)]
                     if not gone:
-                        raise HubError(404, f"A folder with this name doesn't exist: {path}", "EntryNotFound")
+                        raise HubError(404, f"A folder with this name doesn't exist: {path}",
+                                   "EntryNotFound")
                     for p in gone:
                         del files[p]
                 else:
