@@ -491,7 +491,8 @@ class _Handler(BaseHTTPRequestHandler):
                 repo = hub._load(repo_type, repo_id)
             refs = [{"name": n, "ref": f"refs/heads/{n}", "targetCommit": o} for n, o in repo["refs"].items()
                     if not n.startswith("refs/pr/")]
-            prs = [{"name": n, "ref": n, "targetCommit": o} for n, o in repo["refs"].items() if n.startswith("refs/pr/")]
+            prs = [{"name": n, "ref": n, "targetCommit": o} for n, o in repo["refs"].items()
+                   if n.startswith("refs/pr/")]
             self._send_json({"branches": refs, "converts": [], "tags": [], "pullRequests": prs})
             return True
         if action == "commits" and len(rest) >= 2 and method == "GET":
