@@ -1,26 +1,28 @@
-"""Movie reviews conditioned on sampled attributes (AttrPrompt-style: label x style x length).
+"""Movie reviews conditioned on sampled attributes (AttrPrompt-style: label x style x length),
+then exact deduplication and a length filter.
 
 Run it offline with the embedded model:
 
-    python -m builders.movie_reviews --n 50 --out out/reviews
-    synth-datasets generate --n 50 --out out/reviews          # the same
+    synth-datasets build movie-reviews --n 50 --out out/movie-reviews
+    python -m builders.movie_reviews --n 50 --out out/movie-reviews        # the same
+    synth-datasets build movie-reviews --n 200 --push-to-hub user/movie-reviews
 
 or against any OpenAI-compatible server with ``--model http://127.0.0.1:8080/v1 --model-name NAME``.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
-from typing import Sequence
 
 from datasets import Dataset
 
 from synth_datasets import LLM, Conditions, Template, TextGenerator
-from synth_datasets.errors import EmptyDatasetError, SynthDatasetsError
-from synth_datasets.io import check_output_dir, save_dataset
+from synth_datasets.errors import EmptyDatasetError
+from synth_datasets.recipe import Recipe
 
+from builders._steps import ExactDuplicates, WordCount
+
+NAME = "movie-reviews"
 LABELS = ["positive", "negative"]
 STYLES = ["enthusiastic", "sarcastic", "calm and analytical", "intense", "humorous", "nostalgic"]
 LENGTHS = ["short, about 30 words", "medium, about 60 words", "long, about 100 words"]
@@ -32,71 +34,46 @@ TEMPLATE = Template(
 )
 
 
-def steps(*, llm: LLM, seed: int = 0, n_per_row: int = 1, max_new_tokens: int = 160):
-    """The recipe's steps, in order (each has ``describe()``)."""
-    conditions = Conditions(label=LABELS, style=STYLES, length=LENGTHS, seed=seed)
-    generator = TextGenerator(llm, TEMPLATE, output="review", n=n_per_row, seed=seed,
-                              temperature=0.8, top_p=0.95, max_new_tokens=max_new_tokens)
-    return [conditions, generator]
+def make_llm(model: str | None, model_name: str | None, batch_size: int) -> LLM:
+    """An endpoint for an ``http(s)://`` model, else a local model (embedded when ``model`` is None)."""
+    if model and "://" in model:
+        return LLM(model, model=model_name)
+    return LLM(model, batch_size=batch_size)
 
 
-def build(n: int = 50, *, llm: LLM | None = None, seed: int = 0, n_per_row: int = 1,
-          max_new_tokens: int = 160, batch_size: int = 32) -> tuple[Dataset, list]:
-    """Generate ``n * n_per_row`` reviews. Returns the dataset and the steps that made it.
+def recipe(*, n: int = 50, seed: int = 0, n_per_row: int = 1, max_new_tokens: int = 160, batch_size: int = 32,
+           min_words: int = 10, max_words: int = 200, model: str | None = None, model_name: str | None = None,
+           llm: LLM | None = None) -> Recipe:
+    """``n`` rows of sampled conditions -> ``n * n_per_row`` reviews -> exact dedup -> ``min_words`` to
+    ``max_words`` words.
 
     Example:
-        >>> ds, _ = build(4, max_new_tokens=32)   # doctest: +SKIP
-        >>> ds.column_names[:5]                   # doctest: +SKIP
-        ['id', 'label', 'style', 'length', 'review']
+        >>> ds, record = recipe(n=4, max_new_tokens=32).run()                 # doctest: +SKIP
+        >>> [(s.name, s.rows_out) for s in record.steps]                      # doctest: +SKIP
+        [('conditions', 4), ('generate', 4), ('dedup', 4), ('length', 4)]
     """
     if not isinstance(n, int) or n < 1:
         raise EmptyDatasetError(f"n={n!r}: nothing to generate. Ask for at least one row (--n 1 or more).")
-    llm = llm or LLM(batch_size=batch_size)
-    conditions, generator = steps(llm=llm, seed=seed, n_per_row=n_per_row, max_new_tokens=max_new_tokens)
-    ds = Dataset.from_dict({"id": list(range(n))})
-    ds = ds.map(conditions, batched=True, desc="Sampling conditions")
-    ds = ds.map(generator, batched=True, batch_size=batch_size, desc="Generating reviews")
-    return ds, [conditions, generator]
-
-
-def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="movie_reviews", description=__doc__.splitlines()[0])
-    p.add_argument("--n", type=int, default=50, help="input rows (conditions drawn per row)")
-    p.add_argument("--out", required=True, help="output folder (parquet + steps.json)")
-    p.add_argument("--model", default=None, help="endpoint URL, .gguf file or model folder (default: embedded)")
-    p.add_argument("--model-name", default=None, help="model name sent to an endpoint")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--n-per-row", type=int, default=1, help="reviews per input row")
-    p.add_argument("--max-new-tokens", type=int, default=160)
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
-    return p
-
-
-def run(args: argparse.Namespace) -> int:
-    check_output_dir(args.out, overwrite=args.overwrite)  # before any model is loaded
-    if args.model and "://" in args.model:
-        llm = LLM(args.model, model=args.model_name)
-    else:
-        llm = LLM(args.model, batch_size=args.batch_size)
-    ds, used = build(args.n, llm=llm, seed=args.seed, n_per_row=args.n_per_row,
-                     max_new_tokens=args.max_new_tokens, batch_size=args.batch_size)
-    failed = sum(e is not None for e in ds["review_error"])
-    out = save_dataset(ds, args.out, overwrite=args.overwrite,
-                       extra_files={"steps.json": [s.describe() for s in used],
-                                    "stats.json": {"rows": ds.num_rows, "failed_rows": failed, **dict(llm.stats)}})
-    print(json.dumps({"out": str(out), "rows": ds.num_rows, "failed_rows": failed, **dict(llm.stats)}))
-    return 0
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = parser().parse_args(argv)
-    try:
-        return run(args)
-    except SynthDatasetsError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    llm = llm or make_llm(model, model_name, batch_size)
+    conditions = Conditions(label=LABELS, style=STYLES, length=LENGTHS, seed=seed)
+    generator = TextGenerator(llm, TEMPLATE, output="review", n=n_per_row, seed=seed,
+                              temperature=0.8, top_p=0.95, max_new_tokens=max_new_tokens)
+    r = Recipe(NAME, source=lambda: Dataset.from_dict({"id": list(range(n))}), seed=seed,
+               license="apache-2.0", task_categories=["text-classification"], language=["en"],
+               tags=["movie-reviews", "sentiment", "attrprompt"], pretty_name="Synthetic movie reviews",
+               text_column="review", label_columns=["label", "style", "length"],
+               description="Movie reviews written by a language model, each conditioned on a sampled sentiment "
+                           "label, writing style and length (attributed prompts, AttrPrompt-style), then "
+                           "deduplicated and filtered by length.")
+    r.map(conditions, name="conditions", desc="Sampling conditions")
+    r.map(generator, name="generate", batch_size=batch_size, desc="Generating reviews")
+    r.fit_filter(ExactDuplicates(column="review"), name="dedup", with_indices=True, desc="Removing duplicates")
+    r.filter(WordCount(column="review", min_words=min_words, max_words=max_words), name="length",
+             desc="Filtering by length")
+    return r
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from synth_datasets.cli import main
+
+    sys.exit(main(["build", __file__, *sys.argv[1:]]))

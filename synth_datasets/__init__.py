@@ -18,3 +18,9 @@ __all__ = ["LLM", "ChatRequest", "Completion", "SamplingParams", "Template", "Co
 from . import curate  # noqa: E402
 
 __all__ += ["curate"]
+
+from .errors import BuilderError, HubAuthError, PublishError  # noqa: E402
+from .hub import publish  # noqa: E402
+from .recipe import Recipe, RunRecord  # noqa: E402
+
+__all__ += ["Recipe", "RunRecord", "publish", "BuilderError", "HubAuthError", "PublishError"]

@@ -1,40 +1,219 @@
 """The ``synth-datasets`` command.
 
-    synth-datasets generate --n 50 --out out/reviews     # movie reviews, embedded model, offline
-    synth-datasets cache info                            # where the response cache is, how big
-    synth-datasets cache clear
+    synth-datasets build movie-reviews --n 200 --out out/movie-reviews        # data + card + provenance + report
+    synth-datasets build movie-reviews --n 200 --push-to-hub user/movie-reviews
+    synth-datasets build path/to/my_builder.py --out out/mine                 # your own builder script
+    synth-datasets build --from-provenance out/movie-reviews/provenance.json --out again   # repeat a run
+    synth-datasets push out/movie-reviews user/movie-reviews                  # push a built folder (one commit)
+    synth-datasets generate --n 50 --out out/reviews                          # = build movie-reviews
+    synth-datasets cache info|clear                                           # the response cache
+
+Builder parameters become options (``--n``, ``--seed``, ``--max-new-tokens``, ...): see
+``synth-datasets build NAME --help``. The Hub token comes from ``HF_TOKEN`` or ``hf auth login``; there
+is deliberately no ``--token`` option, so a token never lands in a recorded command or shell history.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
-from typing import Sequence
+from pathlib import Path
+from typing import Any, Sequence
+
+from .errors import BuilderError, InvalidParameterError, SynthDatasetsError
+
+_OUTPUT_OPTIONS = {"out", "push_to_hub", "private", "revision", "create_pr", "overwrite", "no_report",
+                   "from_provenance", "help"}
+
+
+def _type_of(p) -> Any:
+    if isinstance(p.default, bool):
+        return bool
+    if p.default is not None and p.default is not p.empty:
+        return type(p.default)
+    ann = str(p.annotation)
+    return int if "int" in ann else float if "float" in ann else str
+
+
+def _add_output_options(ap: argparse.ArgumentParser) -> None:
+    g = ap.add_argument_group("output (at least one of --out, --push-to-hub)")
+    g.add_argument("--out", help="local folder: data/*.parquet, README.md (card), provenance.json, report/")
+    g.add_argument("--push-to-hub", metavar="REPO_ID", help="push to this Hub dataset repo in one commit")
+    g.add_argument("--private", action="store_true", help="create the Hub repo private")
+    g.add_argument("--revision", help="branch to commit to (created if missing)")
+    g.add_argument("--create-pr", action="store_true", help="open a pull request instead of committing")
+    g.add_argument("--overwrite", action="store_true", help="replace a non-empty --out folder")
+    g.add_argument("--no-report", action="store_true", help="skip the plots")
+
+
+def _builder_parser(builder, defaults: dict[str, Any]) -> argparse.ArgumentParser:
+    doc = (builder.module.__doc__ or "").strip().split("\n\n")[0]
+    ap = argparse.ArgumentParser(prog=f"synth-datasets build {builder.name}", description=doc)
+    ap.add_argument("--from-provenance", metavar="FILE", help=argparse.SUPPRESS)
+    _add_output_options(ap)
+    g = ap.add_argument_group(f"parameters of builder {builder.name}")
+    for name, p in builder.parameters().items():
+        if name in _OUTPUT_OPTIONS:
+            raise BuilderError(f"{builder.path}: recipe() parameter {name!r} clashes with the output option "
+                               f"--{name.replace('_', '-')}. Rename the parameter.")
+        flag = "--" + name.replace("_", "-")
+        required = p.default is p.empty and name not in defaults
+        default = defaults.get(name, None if p.default is p.empty else p.default)
+        t = _type_of(p)
+        if t is bool:
+            g.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=default)
+        else:
+            g.add_argument(flag, dest=name, type=t, default=default, required=required,
+                           help=f"(default: {default})")
+    return ap
+
+
+def _read_provenance(path: str) -> dict[str, Any]:
+    p = Path(path)
+    try:
+        prov = json.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError as e:
+        raise InvalidParameterError(f"--from-provenance {path}: no such file. Pass the provenance.json of a "
+                                    "published dataset.") from e
+    except (OSError, ValueError) as e:
+        raise InvalidParameterError(f"--from-provenance {path}: not a readable JSON file ({e}).") from e
+    if not isinstance(prov, dict) or "params" not in prov:
+        raise InvalidParameterError(f"--from-provenance {path}: not a synth-datasets provenance file (no 'params').")
+    if not prov.get("builder"):
+        raise BuilderError(f"{path} records a dataset published from Python, not by a builder, so there is no "
+                           "command to repeat. Re-run its steps (see the card) instead.")
+    return prov
+
+
+def _builder_from_provenance(prov: dict[str, Any], path: str):
+    import builders
+
+    b = prov["builder"]
+    if b.get("registered") and b.get("name") in builders.BUILDERS:
+        builder = builders.load(b["name"])
+    else:
+        candidates = [Path(b["path"]), Path(builders.__file__).resolve().parent.parent / b["path"],
+                      Path(path).resolve().parent / Path(b["path"]).name]
+        found = next((c for c in candidates if c.is_file()), None)
+        if found is None:
+            raise BuilderError(f"The builder script of {path} ({b['path']}) was not found. Put it back at that "
+                               "path and run again.")
+        builder = builders.load(str(found))
+    if builder.sha256 != b.get("sha256"):
+        print(f"warning: builder {builder.path} changed since the recorded run (sha256 {b.get('sha256', '?')[:12]} "
+              f"-> {builder.sha256[:12]}): rows may differ.", file=sys.stderr)
+    from ._versions import library_versions
+
+    now = library_versions()
+    diff = {k: (v, now.get(k)) for k, v in (prov.get("library") or {}).items() if k in now and now[k] != v}
+    if diff:
+        print("warning: library versions differ from the recorded run: "
+              + ", ".join(f"{k} {a} -> {b}" for k, (a, b) in diff.items()), file=sys.stderr)
+    return builder
+
+
+def run_build(builder, params: dict[str, Any], *, out: str | None = None, push_to_hub: str | None = None,
+              private: bool = False, revision: str | None = None, create_pr: bool = False, overwrite: bool = False,
+              report: bool = True, llm=None, command: str | None = None):
+    """Check the targets, run the builder's recipe, publish. Everything that can be wrong with the
+    targets (repo id, token, output folder) fails before any row is generated."""
+    from .hub import check_hub_access, publish
+    from .io import check_output_dir
+
+    if not out and not push_to_hub:
+        raise InvalidParameterError("Nothing to write: pass --out DIR and/or --push-to-hub REPO_ID.")
+    if push_to_hub:
+        check_hub_access(push_to_hub)
+    if out:
+        check_output_dir(out, overwrite=overwrite)
+    recipe = builder.recipe(llm=llm, **params)
+    print(f"Building {builder.name} with {json.dumps(recipe.params, default=str)}", file=sys.stderr)
+    ds, record = recipe.run()
+    record.builder = builder.describe()
+    record.command = command
+    record.reproduce = builder.command(recipe.params)
+    options = dict(private=private, revision=revision, create_pr=create_pr, report=report)
+    if out:
+        return ds, publish(ds, Path(out), record=record, push_to_hub=push_to_hub, overwrite=overwrite, **options)
+    return ds, publish(ds, push_to_hub, record=record, **options)
+
+
+def _build(argv: list[str]) -> int:
+    import builders
+
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--from-provenance")
+    known, _ = pre.parse_known_args(argv)
+    if known.from_provenance:
+        prov = _read_provenance(known.from_provenance)
+        builder, defaults = _builder_from_provenance(prov, known.from_provenance), dict(prov["params"])
+        rest = argv
+    else:
+        if not argv or argv[0].startswith("-"):
+            if argv and argv[0] in ("-h", "--help"):
+                print(__doc__)
+                return 0
+            raise BuilderError(f"Which builder? `synth-datasets build NAME_OR_PATH ...` with one of "
+                               f"{sorted(builders.BUILDERS)} or a builder script; or --from-provenance FILE.")
+        builder, defaults, rest = builders.load(argv[0]), {}, argv[1:]
+    args = vars(_builder_parser(builder, defaults).parse_args(rest))
+    params = {k: args[k] for k in builder.parameters() if k in args}
+    command = shlex.join(["synth-datasets", "build", *argv])
+    ds, res = run_build(builder, params, out=args["out"], push_to_hub=args["push_to_hub"], private=args["private"],
+                        revision=args["revision"], create_pr=args["create_pr"], overwrite=args["overwrite"],
+                        report=not args["no_report"], command=command)
+    prov = res.provenance
+    print(json.dumps({"out": str(res.folder) if res.folder else None, "repo_id": res.repo_id, "commit": res.commit,
+                      "pr_url": res.pr_url, "rows": ds.num_rows,
+                      "failed_rows": sum(s.get("errors") or 0 for s in prov.get("steps", [])), **prov.get("usage", {})}))
+    return 0
+
+
+def _push(argv: list[str]) -> int:
+    from .hub import push_folder
+
+    ap = argparse.ArgumentParser(prog="synth-datasets push", description="Push a built folder in one commit.")
+    ap.add_argument("folder")
+    ap.add_argument("repo_id")
+    ap.add_argument("--private", action="store_true")
+    ap.add_argument("--revision")
+    ap.add_argument("--create-pr", action="store_true")
+    a = ap.parse_args(argv)
+    res = push_folder(a.folder, a.repo_id, private=a.private, revision=a.revision, create_pr=a.create_pr)
+    print(json.dumps({"repo_id": res.repo_id, "commit": res.commit, "url": res.url, "pr_url": res.pr_url}))
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    ap = argparse.ArgumentParser(prog="synth-datasets", description="LLM-driven synthetic datasets.")
+    ap = argparse.ArgumentParser(prog="synth-datasets", description="LLM-driven synthetic datasets.",
+                                 epilog=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="command", required=True)
-    sub.add_parser("generate", help="build the movie-reviews dataset (see builders/movie_reviews.py)",
-                   add_help=False)
+    sub.add_parser("build", help="run a builder (name or script) and publish its dataset", add_help=False)
+    sub.add_parser("push", help="push a built folder to the Hub in one commit", add_help=False)
+    sub.add_parser("generate", help="alias of `build movie-reviews`", add_help=False)
     cache = sub.add_parser("cache", help="inspect or clear the response cache")
     cache.add_argument("action", choices=["info", "clear"])
-    if argv and argv[0] == "generate":
-        from builders import movie_reviews
+    try:
+        if argv and argv[0] in ("build", "generate", "push"):
+            if argv[0] == "push":
+                return _push(argv[1:])
+            return _build(argv[1:] if argv[0] == "build" else ["movie-reviews", *argv[1:]])
+        args = ap.parse_args(argv)
+        if args.command == "cache":
+            from .llm import ResponseCache
 
-        return movie_reviews.main(argv[1:])
-    args = ap.parse_args(argv)
-    if args.command == "cache":
-        from .llm import ResponseCache
-
-        c = ResponseCache()
-        if args.action == "clear":
-            c.clear()
-        size = c.path.stat().st_size if c.path.exists() else 0
-        print(json.dumps({"path": str(c.path), "responses": len(c), "bytes": size}))
-    return 0
+            c = ResponseCache()
+            if args.action == "clear":
+                c.clear()
+            size = c.path.stat().st_size if c.path.exists() else 0
+            print(json.dumps({"path": str(c.path), "responses": len(c), "bytes": size}))
+        return 0
+    except SynthDatasetsError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -81,3 +81,15 @@ class NotFittedError(SynthDatasetsError, RuntimeError):
 
 class ReviewFileError(SynthDatasetsError, ValueError):
     """A reviewed file cannot be merged (unknown ids, invalid labels, missing columns); nothing was applied."""
+
+
+class BuilderError(SynthDatasetsError, LookupError):
+    """A builder name is unknown, a builder path does not exist, or a script is not a builder."""
+
+
+class HubAuthError(SynthDatasetsError, PermissionError):
+    """No Hugging Face token was found, or the Hub refused it (HTTP 401/403)."""
+
+
+class PublishError(SynthDatasetsError, OSError):
+    """A push to the Hub failed; since a push is one commit, nothing was published."""

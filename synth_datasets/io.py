@@ -2,27 +2,100 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from .errors import InvalidParameterError
 
+SPLIT = "train"
+MAX_SHARD_BYTES = 500 * 1024 * 1024  # same order as datasets' push_to_hub default
+
 
 def check_output_dir(out: str | os.PathLike, *, overwrite: bool = False) -> Path:
-    """Fail early (before any generation) if ``out`` cannot be written."""
-    out = Path(out)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
+    """Fail early (before any generation) if ``out`` cannot be written. Creates nothing."""
+    out = Path(out).expanduser()
+    if out.exists() and not out.is_dir():
+        raise InvalidParameterError(f"Output path {out} is a file, not a folder. Choose another --out.")
+    if out.exists() and any(out.iterdir()) and not overwrite:
         raise InvalidParameterError(f"Output folder {out} already exists and is not empty. Choose another --out "
                                     "or pass --overwrite.")
-    parent = out.resolve().parent
-    parent.mkdir(parents=True, exist_ok=True)
-    if not os.access(parent, os.W_OK):
-        raise InvalidParameterError(f"Cannot write into {parent}. Choose a writable --out.")
+    ancestor = out.resolve().parent
+    while not ancestor.exists():
+        ancestor = ancestor.parent
+    if not ancestor.is_dir() or not os.access(ancestor, os.W_OK | os.X_OK):
+        raise InvalidParameterError(f"Cannot create {out}: {ancestor} is not a writable folder. "
+                                    "Choose a writable --out.")
     return out
+
+
+def write_folder_atomically(out: str | os.PathLike, write: Callable[[Path], None], *,
+                            overwrite: bool = False) -> Path:
+    """Call ``write(tmp)`` on a temporary sibling folder of ``out``, then rename it to ``out``.
+
+    An interrupted or failed write leaves nothing behind: not the temporary folder, not the parent
+    folders this call created.
+    """
+    out = check_output_dir(out, overwrite=overwrite)
+    parent = out.resolve().parent
+    created = []
+    p = parent
+    while not p.exists():
+        created.append(p)
+        p = p.parent
+    tmp = None
+    try:
+        try:
+            parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise InvalidParameterError(f"Cannot create {parent}: {e.strerror}. Choose a writable --out.") from e
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=parent))
+        write(tmp)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o777 & ~umask)  # mkdtemp made it private; the result gets ordinary permissions
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(tmp, out)
+    except BaseException:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+        for d in created:  # innermost first
+            try:
+                d.rmdir()
+            except OSError:
+                break
+        raise
+    return out
+
+
+def write_parquet_shards(ds, folder: str | os.PathLike, *, split: str = SPLIT,
+                         max_shard_bytes: int = MAX_SHARD_BYTES) -> list[Path]:
+    """Write ``ds`` as ``folder/data/{split}-0000i-of-0000n.parquet`` (the layout the Hub and
+    ``load_dataset`` read) and return the files, in order."""
+    data = Path(folder) / "data"
+    data.mkdir(parents=True, exist_ok=True)
+    n = max(1, -(-int(ds.data.nbytes) // max_shard_bytes)) if ds.num_rows else 1
+    n = min(n, max(1, ds.num_rows))
+    files = []
+    for i in range(n):
+        shard = ds.shard(num_shards=n, index=i, contiguous=True) if n > 1 else ds
+        path = data / f"{split}-{i:05d}-of-{n:05d}.parquet"
+        shard.to_parquet(str(path))
+        files.append(path)
+    return files
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def save_dataset(ds, out: str | os.PathLike, *, extra_files: dict[str, Any] | None = None,
@@ -32,17 +105,9 @@ def save_dataset(ds, out: str | os.PathLike, *, extra_files: dict[str, Any] | No
     Files are written into a temporary sibling folder that is renamed to ``out`` at the end, so an
     interrupted save leaves nothing half-written.
     """
-    out = check_output_dir(out, overwrite=overwrite)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.resolve().parent))
-    try:
-        (tmp / "data").mkdir()
-        ds.to_parquet(str(tmp / "data" / "train-00000-of-00001.parquet"))
+    def write(tmp: Path) -> None:
+        write_parquet_shards(ds, tmp)
         for name, obj in (extra_files or {}).items():
             (tmp / name).write_text(json.dumps(obj, indent=2, ensure_ascii=False, default=str) + "\n")
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return out
+
+    return write_folder_atomically(out, write, overwrite=overwrite)

@@ -17,22 +17,33 @@ def run(*args, env_cache):
     return subprocess.run([sys.executable, *args], capture_output=True, text=True, cwd=ROOT, env=env)
 
 
-def test_generate_offline_with_the_embedded_model(tmp_path):
+def test_generate_offline_then_repeat_from_provenance(tmp_path):
+    """The acceptance path: a fresh process builds offline (progress bars, data, card, provenance,
+    report); `--from-provenance` repeats it with the same rows and no model call."""
     out = tmp_path / "reviews"
     r = run("-m", "synth_datasets.cli", "generate", "--n", "4", "--out", str(out), "--max-new-tokens", "32",
             env_cache=tmp_path / "cache")
     assert r.returncode == 0, r.stderr[-3000:]
-    assert "Generating reviews" in r.stderr  # progress bar
+    assert "Generating reviews" in r.stderr and "Removing duplicates" in r.stderr  # progress bars
     table = pq.read_table(out / "data" / "train-00000-of-00001.parquet")
-    assert table.num_rows == 4
     rows = table.to_pylist()
+    prov = json.loads((out / "provenance.json").read_text())
+    assert [s["describe"]["type"] for s in prov["steps"]] == ["Conditions", "TextGenerator", "ExactDuplicates",
+                                                              "WordCount"]
+    assert prov["steps"][1]["rows_out"] == 4 and prov["steps"][-1]["rows_out"] == table.num_rows >= 1
     assert {row["label"] for row in rows} <= {"positive", "negative"}
-    assert all(row["review"] and len(row["review"].split()) >= 5 and row["review_error"] is None for row in rows)
-    steps = json.loads((out / "steps.json").read_text())
-    assert [s["type"] for s in steps] == ["Conditions", "TextGenerator"]
-    assert "{{ label }}" in steps[1]["template"]["user"]
-    stats = json.loads((out / "stats.json").read_text())
-    assert stats["rows"] == 4 and stats["requests"] == 4
+    assert all(row["review"] and len(row["review"].split()) >= 10 and row["review_error"] is None for row in rows)
+    assert "{{ label }}" in prov["steps"][1]["describe"]["template"]["user"]
+    assert prov["usage"]["requests"] == 4 and prov["params"]["n"] == 4 and prov["builder"]["name"] == "movie-reviews"
+    assert prov["command"].startswith("synth-datasets build movie-reviews --n 4")
+    assert (out / "README.md").read_text().startswith("---\n") and (out / "report" / "lengths.png").stat().st_size
+    again = run("-m", "synth_datasets.cli", "build", "--from-provenance", str(out / "provenance.json"),
+                "--out", str(tmp_path / "again"), env_cache=tmp_path / "cache")
+    assert again.returncode == 0, again.stderr[-3000:]
+    summary = json.loads(again.stdout.strip().splitlines()[-1])
+    assert summary["requests"] == 0 and summary["cache_hits"] == 4
+    assert pq.read_table(tmp_path / "again" / "data").to_pylist() == rows
+    assert json.loads((tmp_path / "again" / "provenance.json").read_text())["params"] == prov["params"]
 
 
 def test_builder_against_a_server_and_rerun_from_cache(llama_server, tmp_path):

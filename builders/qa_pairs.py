@@ -1,0 +1,62 @@
+"""Trivia question-answer pairs, a sample-wise chain (survey §3.1.2): sampled topic x difficulty ->
+question -> answer, with failed or too-short questions dropped before answering and exact duplicate
+questions removed.
+
+    synth-datasets build qa-pairs --n 100 --out out/qa-pairs
+"""
+
+from __future__ import annotations
+
+import sys
+
+from datasets import Dataset
+
+from builders._steps import ExactDuplicates, WordCount
+from builders.movie_reviews import make_llm
+from synth_datasets import LLM, Conditions, Template, TextGenerator
+from synth_datasets.errors import EmptyDatasetError
+from synth_datasets.recipe import Recipe
+
+NAME = "qa-pairs"
+TOPICS = ["astronomy", "world geography", "cooking", "ancient history", "music", "the human body", "sports",
+          "computers"]
+DIFFICULTIES = ["easy", "medium", "hard"]
+
+QUESTION = Template(system="You write trivia questions for a quiz show.",
+                    user="Write one {{ difficulty }} trivia question about {{ topic }}. Output only the question.")
+ANSWER = Template(system="You are a helpful, accurate assistant.",
+                  user="Answer this trivia question in one or two sentences.\n\nQuestion: {{ question }}")
+
+
+def recipe(*, n: int = 50, seed: int = 0, max_new_tokens: int = 96, batch_size: int = 32, min_question_words: int = 4,
+           model: str | None = None, model_name: str | None = None, llm: LLM | None = None) -> Recipe:
+    """``n`` topic/difficulty draws -> one question each -> well-formed questions -> deduplicated -> answers.
+
+    Example:
+        >>> ds, record = recipe(n=4, max_new_tokens=32).run()     # doctest: +SKIP
+        >>> ds.column_names[:4]                                   # doctest: +SKIP
+        ['id', 'topic', 'difficulty', 'question']
+    """
+    if not isinstance(n, int) or n < 1:
+        raise EmptyDatasetError(f"n={n!r}: nothing to generate. Ask for at least one row (--n 1 or more).")
+    llm = llm or make_llm(model, model_name, batch_size)
+    r = Recipe(NAME, source=lambda: Dataset.from_dict({"id": list(range(n))}), seed=seed, license="apache-2.0",
+               task_categories=["question-answering"], language=["en"], tags=["trivia", "qa"],
+               pretty_name="Synthetic trivia QA pairs", text_column="question", label_columns=["topic", "difficulty"],
+               description="Trivia questions and answers written by a language model: a question per sampled "
+                           "topic and difficulty, then an answer to each question (a two-step chain).")
+    r.map(Conditions(topic=TOPICS, difficulty=DIFFICULTIES, seed=seed), name="conditions", desc="Sampling topics")
+    r.map(TextGenerator(llm, QUESTION, output="question", seed=seed, temperature=0.9, top_p=0.95,
+                        max_new_tokens=max_new_tokens), name="ask", batch_size=batch_size, desc="Writing questions")
+    r.filter(WordCount(column="question", min_words=min_question_words), name="question-length",
+             desc="Dropping failed or short questions")
+    r.fit_filter(ExactDuplicates(column="question"), name="dedup", with_indices=True, desc="Removing duplicates")
+    r.map(TextGenerator(llm, ANSWER, output="answer", seed=seed, temperature=0.2, max_new_tokens=max_new_tokens),
+          name="answer", batch_size=batch_size, desc="Answering")
+    return r
+
+
+if __name__ == "__main__":
+    from synth_datasets.cli import main
+
+    sys.exit(main(["build", __file__, *sys.argv[1:]]))

@@ -1,0 +1,322 @@
+"""``publish``: data + dataset card + provenance.json + report, to a local folder or to the Hub in one commit."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import json
+import math
+import os
+import platform
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from .._versions import library_versions
+from ..errors import HubAuthError, InvalidParameterError, PublishError
+from ..io import file_sha256, write_folder_atomically, write_parquet_shards
+from ..recipe import RunRecord
+from . import card as _card
+from .report import infer_label_columns, infer_text_column, render_report
+
+_PROVENANCE_FORMAT = 1
+_TOKEN_ENVS = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "SYNTH_DATASETS_API_KEY", "OPENAI_API_KEY")
+_TOKEN_HELP = ("Log in with `hf auth login`, or set the HF_TOKEN environment variable, or pass "
+               "publish(..., token=...). The token needs write access to the repo's namespace.")
+
+
+@dataclass
+class PublishResult:
+    """Where the dataset went: ``folder`` (local) and/or ``repo_id``, ``commit`` and ``url`` (Hub)."""
+
+    folder: Path | None = None
+    repo_id: str | None = None
+    commit: str | None = None
+    url: str | None = None
+    pr_url: str | None = None
+    files: list[str] = field(default_factory=list)
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+
+# -- secrets ---------------------------------------------------------------------------------
+def _secrets(token: str | None) -> set[str]:
+    """Every secret this process knows, so none of them can reach a written file."""
+    from ..llm.llm import _SECRETS
+
+    found = {token, *(os.environ.get(e) for e in _TOKEN_ENVS), *_SECRETS.values()}
+    try:
+        from huggingface_hub import get_token
+
+        found.add(get_token())
+    except Exception:  # no stored token, unreadable token file
+        pass
+    return {s for s in found if isinstance(s, str) and len(s) >= 8}
+
+
+def _scrub(text: str, secrets: set[str]) -> str:
+    for s in secrets:
+        text = text.replace(s, "***")
+    return text
+
+
+# -- targets ---------------------------------------------------------------------------------
+def is_local_target(target: Any) -> bool:
+    """A ``Path``, or a string that starts with ``/ . ~``, has more than one ``/`` or exists locally."""
+    if isinstance(target, os.PathLike):
+        return True
+    if not isinstance(target, str) or not target:
+        raise InvalidParameterError(f"target={target!r}: pass a Hub repo id ('user/name') or a local folder (Path).")
+    return target.startswith(("/", ".", "~")) or target.count("/") > 1 or "\\" in target or Path(target).exists()
+
+
+def check_repo_id(repo_id: str) -> str:
+    """Validate with huggingface_hub's own rules; an error says what a valid id looks like."""
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError as e:
+        raise InvalidParameterError(f"Invalid Hub repo id {repo_id!r}: {e} Use 'namespace/name' with letters, "
+                                    "digits, '-', '_' and '.' (or a pathlib.Path for a local folder).") from e
+    return repo_id
+
+
+def resolve_token(token: str | None) -> str:
+    from huggingface_hub import get_token
+
+    token = token or get_token()
+    if not token:
+        raise HubAuthError(f"No Hugging Face token found, and pushing to the Hub needs one. {_TOKEN_HELP}")
+    return token
+
+
+def _hub_error(e: Exception, action: str, repo_id: str, secrets: set[str], folder: Path | None) -> Exception:
+    status = getattr(getattr(e, "response", None), "status_code", None)
+    detail = _scrub(str(e).splitlines()[0] if str(e) else type(e).__name__, secrets)
+    if status in (401, 403):
+        return HubAuthError(f"The Hub refused the token (HTTP {status}) for {action} {repo_id}: {detail}. {_TOKEN_HELP}")
+    again = f" Retry with `synth-datasets push {folder} {repo_id}`." if folder else " Retry the publish."
+    return PublishError(f"{action} {repo_id} failed (HTTP {status or 'error'}): {detail}. Nothing was published "
+                        f"(a push is one commit).{again}")
+
+
+def check_hub_access(repo_id: str, *, token: str | None = None) -> str:
+    """Before any work: a valid repo id, a token, and a token the Hub accepts (``whoami``)."""
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import HfHubHTTPError
+
+    check_repo_id(repo_id)
+    token = resolve_token(token)
+    try:
+        HfApi(token=token).whoami()
+    except HfHubHTTPError as e:
+        raise _hub_error(e, "checking the token for", repo_id, _secrets(token), None) from e
+    return token
+
+
+# -- staging -----------------------------------------------------------------------------------
+def _clean(v: Any) -> Any:
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    if hasattr(v, "item") and not isinstance(v, (list, dict, str)):
+        return _clean(v.item())
+    return v if isinstance(v, (int, float, str, bool, type(None))) else str(v)
+
+
+def compute_metrics(ds, metrics: Sequence[Any] | None, text_column: str | None) -> dict[str, dict[str, Any]]:
+    """``None``: lexical diversity of the text column. Items: a dict of precomputed results (or of
+    ``{name: results}``), an ``evaluate`` module (``compute(predictions=texts)``), or ``f(texts) -> dict``."""
+    texts = [t for t in ds[text_column] if t] if text_column else []
+    if metrics is None:
+        if not texts:
+            return {}
+        from ..metrics.diversity import diversity
+
+        metrics = [lambda t: diversity(t, self_bleu_sample=1000 if len(t) > 1000 else None)]
+        names = ["diversity"]
+    else:
+        names = [None] * len(metrics)
+    out: dict[str, dict[str, Any]] = {}
+    for i, (m, name) in enumerate(zip(metrics, names)):
+        if isinstance(m, Mapping):
+            nested = all(isinstance(v, Mapping) for v in m.values()) and m
+            items = dict(m) if nested else {f"metric_{i}": m}
+        elif hasattr(m, "compute"):
+            items = {getattr(m, "name", None) or type(m).__name__: m.compute(predictions=texts)}
+        elif callable(m):
+            items = {name or getattr(m, "__name__", f"metric_{i}"): m(texts)}
+        else:
+            raise InvalidParameterError(f"metrics[{i}] is a {type(m).__name__}: pass a dict of results, an evaluate "
+                                        "module or a function texts -> dict.")
+        for k, v in items.items():
+            out[str(k)] = {str(a): _clean(b) for a, b in dict(v).items()}
+    return out
+
+
+def _provenance(ds, record: RunRecord, metrics: dict, text_column: str | None, files: dict[str, str]) -> dict:
+    import matplotlib
+    import numpy
+    import pyarrow
+
+    lib = {**library_versions(), "pyarrow": pyarrow.__version__, "numpy": numpy.__version__,
+           "matplotlib": matplotlib.__version__, "python": platform.python_version()}
+    return {**record.to_dict(), "provenance_format": _PROVENANCE_FORMAT,
+            "created": datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0).isoformat(),
+            "metrics": metrics, "metrics_column": text_column, "library": lib,
+            "dataset": {"rows": ds.num_rows, "columns": ds.column_names, "split": "train",
+                        "features": ds.features.to_dict(), "files": files}}
+
+
+def stage(ds, folder: Path, *, record: RunRecord, metrics=None, repo_id: str | None = None,
+          local_name: str | None = None, report: bool = True, token: str | None = None) -> dict[str, Any]:
+    """Write data shards, report, provenance.json and README.md into ``folder``; return the provenance."""
+    folder = Path(folder)
+    secrets = _secrets(token)
+    shards = write_parquet_shards(ds, folder)
+    text_column = record.card.get("text_column") or infer_text_column(ds)
+    labels = record.card.get("label_columns")
+    if labels is None:
+        labels = infer_label_columns(ds, text_column=text_column)
+    results = compute_metrics(ds, metrics, text_column)
+    report_files = []
+    if report:
+        plotted = render_report(ds, folder / "report", record=record, text_column=text_column, label_columns=labels,
+                                metrics=results, title=record.card.get("pretty_name") or record.name)
+        report_files = plotted["files"]
+        md = folder / "report" / "report.md"
+        md.write_text(_scrub(md.read_text(encoding="utf-8"), secrets), encoding="utf-8")
+    files = {p.relative_to(folder).as_posix(): file_sha256(p) for p in shards}
+    prov = _provenance(ds, record, results, text_column, files)
+    text = _scrub(json.dumps(prov, indent=2, ensure_ascii=False, default=str), secrets)
+    (folder / "provenance.json").write_text(text + "\n", encoding="utf-8")
+    prov = json.loads(text)
+    card = _card.build_card(prov, repo_id=repo_id, local_name=local_name, report_files=report_files)
+    (folder / "README.md").write_text(_scrub(str(card), secrets), encoding="utf-8")
+    return prov
+
+
+# -- pushing -----------------------------------------------------------------------------------
+def push_folder(folder: str | os.PathLike, repo_id: str, *, private: bool = False, revision: str | None = None,
+                create_pr: bool = False, token: str | None = None, commit_message: str | None = None,
+                retry_hint: bool = True) -> PublishResult:
+    """Push a published folder (``data/``, README.md, provenance.json, ``report/``) in one commit.
+
+    Data shards and report files on the Hub that the folder no longer has are deleted in the same
+    commit. A failed commit changes nothing on the Hub.
+    """
+    from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi
+    from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError, RevisionNotFoundError
+
+    folder = Path(folder)
+    if not (folder / "README.md").is_file() or not (folder / "data").is_dir():
+        raise InvalidParameterError(f"{folder} is not a published dataset folder (no README.md or data/). "
+                                    "Make one with publish(ds, Path(...)) or `synth-datasets build ... --out`.")
+    check_repo_id(repo_id)
+    token = resolve_token(token)
+    secrets = _secrets(token)
+    api = HfApi(token=token)
+    files = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
+    step = "creating"
+    try:
+        api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
+        if revision and revision != "main" and not create_pr:
+            step = "creating the branch of"
+            api.create_branch(repo_id, repo_type="dataset", branch=revision, exist_ok=True)
+        step = "listing"
+        try:
+            existing = api.list_repo_files(repo_id, repo_type="dataset", revision=revision)
+        except (RepositoryNotFoundError, RevisionNotFoundError):
+            existing = []
+        stale = [p for p in existing if p.startswith(("data/", "report/")) and p not in files]
+        ops = [CommitOperationDelete(path_in_repo=p) for p in stale]
+        ops += [CommitOperationAdd(path_in_repo=p, path_or_fileobj=str(folder / p)) for p in files]
+        prov = json.loads((folder / "provenance.json").read_text()) if (folder / "provenance.json").exists() else {}
+        rows = prov.get("dataset", {}).get("rows")
+        step = "committing to"
+        info = api.create_commit(
+            repo_id, ops, repo_type="dataset", revision=revision, create_pr=create_pr,
+            commit_message=commit_message or f"synth-datasets: {prov.get('name', 'dataset')} ({rows} rows)",
+            commit_description=_scrub(prov.get("reproduce") or "", secrets) or None)
+    except HfHubHTTPError as e:
+        raise _hub_error(e, step, repo_id, secrets, folder if retry_hint else None) from e
+    return PublishResult(folder=folder, repo_id=repo_id, commit=info.oid, url=info.commit_url,
+                         pr_url=info.pr_url, files=files, provenance=prov)
+
+
+def publish(ds, target: str | os.PathLike, *, record: RunRecord | None = None, steps: Sequence[Any] = (),
+            metrics: Sequence[Any] | None = None, name: str | None = None, push_to_hub: str | None = None,
+            private: bool = False, revision: str | None = None, create_pr: bool = False, token: str | None = None,
+            commit_message: str | None = None, overwrite: bool = False, report: bool = True,
+            **card: Any) -> PublishResult:
+    """Publish ``ds`` with its dataset card, ``provenance.json`` and report.
+
+    Args:
+        ds (`Dataset`): the data (written as parquet shards under ``data/``).
+        target (`str` or `Path`): a Hub repo id (``"user/name"``) or a local folder (a ``Path``, or a
+            string starting with ``/``, ``.`` or ``~``). A local folder is written atomically.
+        record (`RunRecord`, *optional*): what ``Recipe.run`` returned: steps, rows, tokens.
+        steps (`list`, *optional*): step objects to describe when there is no record.
+        metrics (`list`, *optional*): dicts of results, evaluate modules or ``f(texts) -> dict``;
+            default: lexical diversity of the text column; ``[]`` for none.
+        push_to_hub (`str`, *optional*): with a local ``target``, also push that folder to this repo.
+        private, revision, create_pr: Hub options (``revision`` is a branch, created if missing).
+        token (`str`, *optional*): Hub token; else ``HF_TOKEN`` or the stored login. Only HfApi sees it.
+        overwrite (`bool`): replace a non-empty local folder.
+        **card: ``license``, ``task_categories``, ``tags``, ``pretty_name``, ``description``,
+            ``source_datasets``, ``language``, ``text_column``, ``label_columns``.
+
+    Raises:
+        InvalidParameterError: invalid repo id, unwritable or non-empty folder (before anything is written).
+        HubAuthError: no token, or the Hub refused it. PublishError: the commit failed (nothing published).
+
+    Example:
+        >>> from pathlib import Path
+        >>> from datasets import Dataset
+        >>> ds = Dataset.from_dict({"text": ["a b c", "d e"], "label": ["x", "y"]})
+        >>> res = publish(ds, Path(tempfile.mkdtemp()) / "out", license="cc0-1.0")   # doctest: +SKIP
+        >>> sorted(p for p in res.files if not p.startswith("report/"))               # doctest: +SKIP
+        ['README.md', 'data/train-00000-of-00001.parquet', 'provenance.json']
+    """
+    local = is_local_target(target)
+    repo_id = push_to_hub if local else str(target)
+    if not local and push_to_hub:
+        raise InvalidParameterError("push_to_hub= goes with a local target; target is already a repo id.")
+    if repo_id is not None:
+        check_repo_id(repo_id)
+        token = resolve_token(token)
+    if record is None:
+        record = RunRecord.from_steps(steps, name=name or card.get("pretty_name") or "dataset")
+    elif steps:
+        raise InvalidParameterError("Pass either record= (from Recipe.run) or steps=, not both.")
+    from ..recipe import Recipe
+
+    unknown = set(card) - Recipe._CARD_KEYS
+    if unknown:
+        raise InvalidParameterError(f"Unknown publish option(s) {sorted(unknown)}. Card options: "
+                                    f"{sorted(Recipe._CARD_KEYS)}.")
+    record = dataclasses.replace(record, card={**record.card, **card}, name=name or record.name)
+    if local:
+        out = Path(target).expanduser()
+        write_folder_atomically(out, lambda tmp: stage(ds, tmp, record=record, metrics=metrics, repo_id=repo_id,
+                                                       local_name=str(out), report=report, token=token),
+                                overwrite=overwrite)
+        prov = json.loads((out / "provenance.json").read_text())
+        files = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
+        result = PublishResult(folder=out, files=files, provenance=prov)
+        if repo_id:
+            pushed = push_folder(out, repo_id, private=private, revision=revision, create_pr=create_pr,
+                                 token=token, commit_message=commit_message)
+            pushed.folder = out
+            return pushed
+        return result
+    tmp = Path(tempfile.mkdtemp(prefix="synth-datasets-push-"))
+    try:
+        stage(ds, tmp, record=record, metrics=metrics, repo_id=repo_id, report=report, token=token)
+        result = push_folder(tmp, repo_id, private=private, revision=revision, create_pr=create_pr, token=token,
+                             commit_message=commit_message, retry_hint=False)
+        result.folder = None
+        return result
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

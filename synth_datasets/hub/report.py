@@ -1,0 +1,194 @@
+"""A small report a person would rather look at than read: PNG plots (matplotlib, Agg) + report.md.
+
+Plots: words per text (histogram), the distribution of each label/condition column, rows kept after
+every recipe step. ``render_report`` returns the numbers it plotted, so they can be checked.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+FIGSIZE = (6.4, 4.0)
+DPI = 100  # every PNG is 640 x 400 pixels
+MAX_LABEL_COLUMNS = 6
+MAX_LABEL_VALUES = 30
+MAX_LABEL_CHARS = 40  # longer strings are text, not labels
+_META_SUFFIXES = ("_error", "_model", "_finish_reason", "_sample", "_tokens", "_logprobs")
+
+
+def table_of(ds):
+    """The rows of ``ds`` as a pyarrow Table (``ds.data`` ignores the indices a filter or select left)."""
+    return ds.with_format("arrow")[:] if getattr(ds, "_indices", None) is not None else ds.data.table
+
+
+def _string_columns(ds) -> list[str]:
+    import pyarrow as pa
+
+    return [f.name for f in ds.data.schema if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)]
+
+
+def infer_text_column(ds) -> str | None:
+    """The string column with the longest mean length (metadata columns left out)."""
+    import pyarrow.compute as pc
+
+    best, best_len = None, -1.0
+    for c in _string_columns(ds):
+        if c.endswith(_META_SUFFIXES):
+            continue
+        mean = pc.mean(pc.utf8_length(table_of(ds).column(c))).as_py() or 0.0
+        if mean > best_len:
+            best, best_len = c, mean
+    return best
+
+
+def infer_label_columns(ds, *, text_column: str | None = None) -> list[str]:
+    """String or bool columns with 2 to 30 distinct, short values (conditions, labels)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    out = []
+    for f in ds.data.schema:
+        c = f.name
+        if c == text_column or c.endswith(_META_SUFFIXES):
+            continue
+        if not (pa.types.is_string(f.type) or pa.types.is_large_string(f.type) or pa.types.is_boolean(f.type)):
+            continue
+        col = table_of(ds).column(c)
+        n = len(pc.unique(col).drop_null())
+        short = pa.types.is_boolean(f.type) or (pc.max(pc.utf8_length(col)).as_py() or 0) <= MAX_LABEL_CHARS
+        if 2 <= n <= MAX_LABEL_VALUES and short:
+            out.append(c)
+    return out[:MAX_LABEL_COLUMNS]
+
+
+def word_counts(ds, column: str) -> list[int]:
+    """Whitespace-separated words per row (None rows are left out)."""
+    import pyarrow.compute as pc
+
+    col = table_of(ds).column(column).drop_null()
+    return pc.list_value_length(pc.utf8_split_whitespace(col)).to_pylist()
+
+
+def value_counts(ds, column: str) -> dict[str, int]:
+    """Counts per value, most frequent first (ties by value)."""
+    import pyarrow.compute as pc
+
+    vc = pc.value_counts(table_of(ds).column(column)).to_pylist()
+    pairs = [(str(d["values"]), int(d["counts"])) for d in vc]
+    return dict(sorted(pairs, key=lambda kv: (-kv[1], kv[0])))
+
+
+def _figure():
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    return plt, *plt.subplots(figsize=FIGSIZE, dpi=DPI)
+
+
+def _save(plt, fig, path: Path) -> None:
+    fig.tight_layout()
+    fig.savefig(path, dpi=DPI, format="png", metadata={"Software": None})  # no bbox_inches: size stays fixed
+    plt.close(fig)
+
+
+def plot_lengths(lengths: Sequence[int], path: Path, *, column: str) -> dict[str, Any]:
+    import numpy as np
+
+    plt, fig, ax = _figure()
+    bins = np.histogram_bin_edges(lengths, bins="auto") if len(lengths) else np.array([0, 1])
+    counts, edges, _ = ax.hist(lengths, bins=bins, color="#4C72B0", edgecolor="white")
+    ax.set_xlabel(f"words per {column}")
+    ax.set_ylabel("rows")
+    ax.set_title(f"Length of {column!r} ({len(lengths)} rows)")
+    _save(plt, fig, path)
+    return {"counts": [int(c) for c in counts], "edges": [float(e) for e in edges]}
+
+
+def plot_counts(counts: Mapping[str, int], path: Path, *, column: str) -> None:
+    plt, fig, ax = _figure()
+    names = list(counts)[::-1]
+    ax.barh(names, [counts[n] for n in names], color="#55A868")
+    ax.set_xlabel("rows")
+    ax.set_title(f"Distribution of {column!r}")
+    _save(plt, fig, path)
+
+
+def plot_steps(steps: Sequence[tuple[str, int]], path: Path) -> None:
+    plt, fig, ax = _figure()
+    names, rows = [s[0] for s in steps], [s[1] for s in steps]
+    bars = ax.bar(range(len(rows)), rows, color="#C44E52")
+    ax.bar_label(bars, labels=[str(r) for r in rows])
+    ax.set_xticks(range(len(rows)), names, rotation=20, ha="right")
+    ax.set_ylabel("rows")
+    ax.set_title("Rows after each step")
+    _save(plt, fig, path)
+
+
+def _md_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(x) for x in r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def _fmt(v: Any) -> str:
+    return f"{v + 0.0:.4g}" if isinstance(v, float) else str(v)  # + 0.0: no "-0"
+
+
+def render_report(ds, folder: str | Path, *, record=None, text_column: str | None = None,
+                  label_columns: Sequence[str] | None = None, metrics: Mapping[str, Mapping] | None = None,
+                  title: str = "dataset") -> dict[str, Any]:
+    """Write ``folder/report.md`` and its PNGs; return what was plotted.
+
+    Returns:
+        ``{"files": [names], "text_column", "lengths": {"counts", "edges"}, "labels": {column: {value:
+        count}}, "steps": [(name, rows)]}``.
+
+    Example:
+        >>> from datasets import Dataset
+        >>> import tempfile
+        >>> ds = Dataset.from_dict({"text": ["a b", "c d e"], "label": ["x", "y"]})
+        >>> render_report(ds, tempfile.mkdtemp())["labels"]
+        {'label': {'x': 1, 'y': 1}}
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    text_column = text_column or infer_text_column(ds)
+    if label_columns is None:
+        label_columns = infer_label_columns(ds, text_column=text_column)
+    out: dict[str, Any] = {"files": [], "text_column": text_column, "lengths": None, "labels": {}, "steps": []}
+    md = [f"# Report: {title}", "", f"{ds.num_rows} rows; columns: {', '.join(f'`{c}`' for c in ds.column_names)}.", ""]
+    if text_column:
+        lengths = word_counts(ds, text_column)
+        out["lengths"] = plot_lengths(lengths, folder / "lengths.png", column=text_column)
+        out["files"].append("lengths.png")
+        if lengths:
+            import numpy as np
+
+            a = np.asarray(lengths)
+            md += ["## Lengths", "", "![Words per text](lengths.png)", "",
+                   f"Words per `{text_column}`: mean {a.mean():.1f}, median {np.median(a):g}, "
+                   f"min {a.min()}, max {a.max()} ({a.size} non-empty rows).", ""]
+    for c in label_columns:
+        counts = value_counts(ds, c)
+        name = f"labels_{''.join(ch if ch.isalnum() else '_' for ch in c)}.png"
+        plot_counts(counts, folder / name, column=c)
+        out["labels"][c] = counts
+        out["files"].append(name)
+        md += [f"## Distribution of `{c}`", "", f"![{c}]({name})", "",
+               _md_table([c, "rows", "share"], [(k, v, f"{v / max(1, ds.num_rows):.1%}") for k, v in counts.items()]), ""]
+    if record is not None and record.steps and record.steps[0].rows_in is not None:
+        steps = [("input", record.rows_in)] + [(s.name, s.rows_out) for s in record.steps]
+        plot_steps(steps, folder / "steps.png")
+        out["steps"], out["files"] = steps, out["files"] + ["steps.png"]
+        md += ["## Rows kept per step", "", "![Rows after each step](steps.png)", "",
+               _md_table(["step", "kind", "rows in", "rows out", "kept"],
+                         [(s.name, s.kind, s.rows_in, s.rows_out, f"{s.rows_out / max(1, s.rows_in):.1%}")
+                          for s in record.steps]), ""]
+    for name, values in (metrics or {}).items():
+        md += [f"## Metric: {name}", "", _md_table(["measure", "value"], [(k, _fmt(v)) for k, v in values.items()]), ""]
+    (folder / "report.md").write_text("\n".join(md), encoding="utf-8")
+    out["files"].append("report.md")
+    return out

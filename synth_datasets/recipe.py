@@ -1,0 +1,273 @@
+"""``Recipe``: a named, ordered list of steps that runs on a dataset and records what each step did.
+
+The record (:class:`RunRecord`) is what :func:`synth_datasets.publish` turns into the dataset card and
+``provenance.json``: every step's ``describe()``, rows in and out, wall time, token usage and errors.
+"""
+
+from __future__ import annotations
+
+import inspect
+import sys
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable, Mapping
+
+from .errors import InvalidParameterError
+
+_FORMAT_VERSION = 1
+KINDS = ("map", "filter", "fit_map", "fit_filter")
+USAGE_KEYS = ("requests", "cache_hits", "prompt_tokens", "completion_tokens", "errors", "retries")
+
+
+@dataclass
+class Step:
+    """One step of a recipe: ``kind`` is ``map``, ``filter``, ``fit_map`` or ``fit_filter``
+    (``obj.fit(ds)`` first, then ``map``/``filter`` with it); ``kwargs`` go to ``Dataset.map``/``filter``."""
+
+    kind: str
+    fn: Callable
+    name: str
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def obj(self) -> Any:
+        """The configured object behind the callable (the instance of a bound method such as ``gen.acall``)."""
+        return getattr(self.fn, "__self__", None) or self.fn
+
+
+@dataclass
+class StepRecord:
+    index: int
+    name: str
+    kind: str
+    describe: dict[str, Any]
+    rows_in: int | None = None
+    rows_out: int | None = None
+    seconds: float | None = None
+    usage: dict[str, int] = field(default_factory=dict)
+    errors: int = 0
+    stats: dict[str, Any] | None = None
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class RunRecord:
+    """What a recipe run did. ``to_dict()`` is the core of ``provenance.json``."""
+
+    name: str
+    params: dict[str, Any]
+    seed: int | None
+    steps: list[StepRecord]
+    rows_in: int | None = None
+    rows_out: int | None = None
+    seconds: float | None = None
+    usage: dict[str, int] = field(default_factory=dict)
+    card: dict[str, Any] = field(default_factory=dict)  # license, task_categories, text_column, ...
+    builder: dict[str, Any] | None = None  # name, path, sha256 of the builder script
+    command: str | None = None  # the command as typed (secrets never reach it: there is no token option)
+    reproduce: str | None = None  # the canonical command that repeats the run
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"format": _FORMAT_VERSION, **asdict(self)}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "RunRecord":
+        d = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
+        d["steps"] = [StepRecord(**{k: v for k, v in s.items() if k in StepRecord.__dataclass_fields__})
+                      for s in d.get("steps", [])]
+        return cls(**d)
+
+    @classmethod
+    def from_steps(cls, steps, *, name: str = "dataset") -> "RunRecord":
+        """A record for loose step objects (no row counts): what ``publish(steps=[...])`` describes."""
+        recs = [StepRecord(i, _default_name(s), "step", describe_step(s)) for i, s in enumerate(steps)]
+        return cls(name=name, params={}, seed=None, steps=recs)
+
+
+def _default_name(fn: Any) -> str:
+    obj = getattr(fn, "__self__", None) or fn
+    return getattr(obj, "__name__", None) or type(obj).__name__
+
+
+def describe_step(fn: Any) -> dict[str, Any]:
+    """``describe()`` of a step; for a plain function, its qualified name and module."""
+    obj = getattr(fn, "__self__", None) or fn
+    if hasattr(obj, "describe"):
+        return obj.describe()
+    return {"type": "function", "qualname": getattr(obj, "__qualname__", repr(obj)),
+            "module": getattr(obj, "__module__", None)}
+
+
+def _llms_of(obj: Any) -> list:
+    """LLMs held by a step (as attributes, or in lists/dicts of attributes), each once."""
+    from .llm import LLM
+
+    found: dict[int, Any] = {}
+
+    def visit(v: Any, depth: int) -> None:
+        if isinstance(v, LLM):
+            found.setdefault(id(v), v)
+        elif depth < 2 and isinstance(v, (list, tuple)):
+            for x in v:
+                visit(x, depth + 1)
+        elif depth < 2 and isinstance(v, dict):
+            for x in v.values():
+                visit(x, depth + 1)
+        elif depth < 1 and hasattr(v, "__dict__") and not isinstance(v, type):
+            for x in vars(v).values():
+                visit(x, depth + 1)
+
+    for v in (vars(obj).values() if hasattr(obj, "__dict__") else ()):
+        visit(v, 0)
+    return list(found.values())
+
+
+def _error_count(ds, before: set[str]) -> int:
+    """Non-null values in the ``*_error`` columns a step added."""
+    cols = [c for c in ds.column_names if c.endswith("_error") and c not in before]
+    if not cols:
+        return 0
+    table = ds.select_columns(cols).with_format("arrow")[:]
+    return sum(table.num_rows - table.column(c).null_count for c in cols)
+
+
+def _jsonable(kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in kwargs.items() if isinstance(v, (str, int, float, bool, type(None)))}
+
+
+class Recipe:
+    """A named, ordered list of steps: map-callables, filters, and fit-then-map curators.
+
+    Args:
+        name (`str`): the dataset's name (e.g. ``"movie-reviews"``).
+        source (`Dataset` or callable, *optional*): the input of the first step, or a function
+            returning it; ``run(ds)`` may pass one instead.
+        params (`dict`, *optional*): the parameters that made this recipe (builders fill them in).
+        seed (`int`, *optional*): the recipe's seed (steps record their own seeds in ``describe()``).
+        **card: what the dataset card says about the result: ``license``, ``task_categories``,
+            ``source_datasets``, ``tags``, ``language``, ``pretty_name``, ``description``,
+            ``text_column`` (plotted and measured), ``label_columns`` (their distributions are plotted).
+
+    Example:
+        >>> from datasets import Dataset
+        >>> r = Recipe("upper", source=Dataset.from_dict({"t": ["a", "b", "a"]}))
+        >>> r = r.map(lambda b: {"u": [x.upper() for x in b["t"]]}, name="upper")
+        >>> r = r.filter(lambda b: [x != "B" for x in b["u"]], name="no-b")
+        >>> ds, record = r.run()
+        >>> ds["u"], [(s.name, s.rows_in, s.rows_out) for s in record.steps]
+        (['A', 'A'], [('upper', 3, 3), ('no-b', 3, 2)])
+    """
+
+    _CARD_KEYS = {"license", "task_categories", "source_datasets", "tags", "language", "pretty_name",
+                  "description", "text_column", "label_columns"}
+
+    def __init__(self, name: str, *, source: Any = None, params: Mapping[str, Any] | None = None,
+                 seed: int | None = None, **card: Any):
+        if not isinstance(name, str) or not name.strip():
+            raise InvalidParameterError("Recipe needs a non-empty name, e.g. Recipe('movie-reviews').")
+        unknown = set(card) - self._CARD_KEYS
+        if unknown:
+            raise InvalidParameterError(f"Unknown Recipe option(s) {sorted(unknown)}. Valid: {sorted(self._CARD_KEYS)}.")
+        self.name, self.source, self.seed = name, source, seed
+        self.params = dict(params or {})
+        self.card = dict(card)
+        self.steps: list[Step] = []
+
+    def _add(self, kind: str, fn: Any, name: str | None, kwargs: dict[str, Any]) -> "Recipe":
+        if not callable(fn):
+            raise InvalidParameterError(f"Step {name or fn!r} is not callable: a {kind} step needs a map-callable.")
+        if kind.startswith("fit_") and not callable(getattr(fn, "fit", None)):
+            raise InvalidParameterError(f"Step {name or type(fn).__name__!r} has no fit(ds): use map/filter for it.")
+        name = name or _default_name(fn)
+        if any(s.name == name for s in self.steps):
+            raise InvalidParameterError(f"Recipe {self.name!r} already has a step named {name!r}. Pass name=.")
+        kwargs.setdefault("batched", True)
+        self.steps.append(Step(kind, fn, name, kwargs))
+        return self
+
+    def map(self, fn: Callable, *, name: str | None = None, **map_kwargs: Any) -> "Recipe":
+        """Add ``ds.map(fn, batched=True, **map_kwargs)``."""
+        return self._add("map", fn, name, map_kwargs)
+
+    def filter(self, fn: Callable, *, name: str | None = None, **filter_kwargs: Any) -> "Recipe":
+        """Add ``ds.filter(fn, batched=True, **filter_kwargs)``."""
+        return self._add("filter", fn, name, filter_kwargs)
+
+    def fit_map(self, obj: Any, *, name: str | None = None, **map_kwargs: Any) -> "Recipe":
+        """Add ``obj.fit(ds)`` then ``ds.map(obj, ...)``."""
+        return self._add("fit_map", obj, name, map_kwargs)
+
+    def fit_filter(self, obj: Any, *, name: str | None = None, **filter_kwargs: Any) -> "Recipe":
+        """Add ``obj.fit(ds)`` then ``ds.filter(obj, ...)`` (e.g. deduplication)."""
+        return self._add("fit_filter", obj, name, filter_kwargs)
+
+    def describe(self) -> dict[str, Any]:
+        return {"type": "Recipe", "name": self.name, "params": self.params, "seed": self.seed,
+                "steps": [{"name": s.name, "kind": s.kind, **describe_step(s.fn)} for s in self.steps]}
+
+    def _source(self, ds: Any):
+        if ds is not None:
+            return ds
+        if self.source is None:
+            raise InvalidParameterError(f"Recipe {self.name!r} has no source: pass run(ds) or Recipe(source=...).")
+        return self.source() if callable(self.source) else self.source
+
+    def run(self, ds: Any = None) -> tuple[Any, RunRecord]:
+        """Run every step in order; return the dataset and the :class:`RunRecord`.
+
+        Token usage is read from the ``stats`` of each LLM a step holds (in this process: with
+        ``num_proc>1`` the workers' calls are not counted). A failing step re-raises with a note
+        naming the step.
+        """
+        ds = self._source(ds)
+        records, total = [], Counter()
+        start = time.perf_counter()
+        rows_in = ds.num_rows
+        for i, step in enumerate(self.steps):
+            llms = _llms_of(step.obj)
+            before = [Counter(llm.stats) for llm in llms]
+            cols, n_in, t0 = set(ds.column_names), ds.num_rows, time.perf_counter()
+            try:
+                if step.kind.startswith("fit_"):
+                    step.fn.fit(ds)
+                op = ds.map if step.kind in ("map", "fit_map") else ds.filter
+                ds = op(step.fn, **step.kwargs)
+            except Exception as e:
+                if sys.version_info >= (3, 11):
+                    e.add_note(f"(in step {i} {step.name!r} of recipe {self.name!r})")
+                raise
+            usage = Counter()
+            for llm, b in zip(llms, before):
+                usage.update({k: llm.stats.get(k, 0) - b.get(k, 0) for k in USAGE_KEYS})
+            usage = {k: int(usage.get(k, 0)) for k in USAGE_KEYS} if llms else {}
+            total.update(usage)
+            stats = getattr(step.obj, "stats", None)
+            records.append(StepRecord(
+                index=i, name=step.name, kind=step.kind, describe=describe_step(step.fn), rows_in=n_in,
+                rows_out=ds.num_rows, seconds=round(time.perf_counter() - t0, 3), usage=usage,
+                errors=_error_count(ds, cols), stats=dict(stats) if isinstance(stats, Mapping) else None,
+                kwargs=_jsonable(step.kwargs)))
+        record = RunRecord(name=self.name, params=dict(self.params), seed=self.seed, steps=records,
+                           rows_in=rows_in, rows_out=ds.num_rows, seconds=round(time.perf_counter() - start, 3),
+                           usage={k: int(total.get(k, 0)) for k in USAGE_KEYS}, card=dict(self.card))
+        return ds, record
+
+    def __repr__(self) -> str:
+        return f"Recipe({self.name!r}, steps={[s.name for s in self.steps]})"
+
+
+def bind_params(fn: Callable, params: Mapping[str, Any], *, exclude: tuple[str, ...] = ("llm",)) -> dict[str, Any]:
+    """``params`` completed with ``fn``'s defaults; unknown names are an error listing the valid ones."""
+    sig = inspect.signature(fn)
+    valid = [n for n in sig.parameters if n not in exclude]
+    unknown = sorted(set(params) - set(sig.parameters))
+    if unknown:
+        raise InvalidParameterError(f"Unknown parameter(s) {unknown} for {getattr(fn, '__module__', fn)}. "
+                                    f"Valid parameters: {valid}.")
+    try:
+        bound = sig.bind(**params)
+    except TypeError as e:
+        raise InvalidParameterError(f"{e}. Valid parameters: {valid}.") from e
+    bound.apply_defaults()
+    return {k: v for k, v in bound.arguments.items() if k not in exclude}

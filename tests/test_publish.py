@@ -1,0 +1,226 @@
+"""publish(): a local folder written atomically, and a Hub push in one commit, checked with the real
+huggingface_hub and datasets clients against our Hub-compatible server on loopback (tests/hub_server.py)."""
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from datasets import Dataset, load_dataset
+from huggingface_hub import DatasetCard, hf_hub_download
+
+from builders._steps import ExactDuplicates
+from synth_datasets import LLM, Conditions, Recipe, RunRecord, TextGenerator, publish
+from synth_datasets.errors import HubAuthError, InvalidParameterError, PublishError
+from synth_datasets.hub import check_hub_access, push_folder
+from synth_datasets.io import file_sha256
+
+TOKEN = "hf_TESTSENTINEL_publish_0123456789abcdef"
+REFUSED = "hf_REFUSED_publish_9876543210fedcba"
+TEMPLATE_USER = "Write about {{ topic }} in a {{ tone }} tone."
+
+
+def _recipe(llm, words):
+    return (Recipe("toy-notes", source=Dataset.from_dict({"w": words}), seed=7, params={"words": len(words)},
+                   license="cc-by-4.0", task_categories=["text-generation"], tags=["notes"], text_column="text")
+            .map(Conditions(topic=["cats", "dogs"], tone=["dry", "warm"], seed=7), name="conditions")
+            .map(TextGenerator(llm, TEMPLATE_USER, n=2, seed=7, max_new_tokens=20), name="generate")
+            .fit_filter(ExactDuplicates(column="text"), name="dedup", with_indices=True))
+
+
+@pytest.fixture(scope="module")
+def llm(fault_server, tmp_path_factory):
+    return LLM(fault_server.url, model="echo", cache=tmp_path_factory.mktemp("cache") / "responses.sqlite",
+               max_retries=0)
+
+
+@pytest.fixture(scope="module")
+def built(llm):
+    return _recipe(llm, ["alpha", "beta", "gamma", "delta"]).run()
+
+
+def _rows(ds):
+    return ds.to_list()
+
+
+def test_local_folder_holds_data_card_provenance_and_report(built, tmp_path):
+    ds, rec = built
+    res = publish(ds, tmp_path / "out", record=rec)
+    out = tmp_path / "out"
+    assert res.folder == out and [p for p in res.files if not p.startswith("report/")] == [
+        "README.md", "data/train-00000-of-00001.parquet", "provenance.json"]
+    assert {"report/report.md", "report/lengths.png", "report/steps.png"} <= set(res.files)
+    # the data, read back the way a user reads it (the card's configs point at data/)
+    assert _rows(load_dataset(str(out), split="train")) == _rows(ds)
+    prov = json.loads((out / "provenance.json").read_text())
+    assert prov["dataset"]["files"] == {"data/train-00000-of-00001.parquet":
+                                        file_sha256(out / "data/train-00000-of-00001.parquet")}
+    assert RunRecord.from_dict(prov) == rec  # the whole run record, back from JSON
+    assert [(s["name"], s["rows_in"], s["rows_out"]) for s in prov["steps"]] == [
+        ("conditions", 4, 4), ("generate", 4, 8), ("dedup", 8, ds.num_rows)]
+    card = DatasetCard.load(out / "README.md")
+    data = card.data.to_dict()
+    assert data["tags"] == ["synthetic", "synth-datasets", "notes"]
+    assert data["annotations_creators"] == ["machine-generated"] and data["size_categories"] == ["n<1K"]
+    assert data["license"] == "cc-by-4.0" and data["task_categories"] == ["text-generation"]
+    assert data["configs"] == [{"config_name": "default", "data_files": [{"split": "train", "path": "data/train-*"}]}]
+    assert data["synth_datasets"]["rows_per_step"][-1] == {"step": "dedup", "rows": ds.num_rows}
+    body = card.text
+    assert TEMPLATE_USER in body  # verbatim, not rendered
+    assert f"| generate | map | 4 | 8 | 200.0% |" in body
+    assert "temperature=0.7, top_p=1.0, max_new_tokens=20" in body and "- Seed: 7" in body
+    assert f"| **total** | 8 | 0 | {rec.usage['prompt_tokens']} | {rec.usage['completion_tokens']} |" in body
+    assert "| distinct_1 |" in body and "![steps.png](report/steps.png)" in body
+    # metrics in the card are the library's own numbers on the published text column
+    from synth_datasets.metrics.diversity import diversity
+
+    assert prov["metrics"]["diversity"]["distinct_2"] == pytest.approx(diversity(ds["text"])["distinct_2"])
+
+
+def test_local_publish_writes_all_or_nothing(built, tmp_path):
+    ds, rec = built
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    (busy / "mine.txt").write_text("keep")
+    with pytest.raises(InvalidParameterError, match="already exists and is not empty"):
+        publish(ds, busy, record=rec)
+    assert [p.name for p in busy.iterdir()] == ["mine.txt"]
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(InvalidParameterError, match="not a writable folder"):
+        publish(ds, tmp_path / "file" / "sub" / "out", record=rec)
+
+    def broken_metric(texts):
+        raise RuntimeError("metric crashed")
+
+    before = sorted(p.name for p in tmp_path.iterdir())
+    with pytest.raises(RuntimeError, match="metric crashed"):
+        publish(ds, tmp_path / "new" / "deeper" / "out", record=rec, metrics=[broken_metric])
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # no folder, no temporary, no parents
+
+
+def test_loose_steps_and_custom_metrics(llm, tmp_path):
+    cond = Conditions(topic=["x", "y"], seed=1)
+    ds = Dataset.from_dict({"text": ["one two three", "four five"], "topic": ["x", "y"]})
+    res = publish(ds, tmp_path / "o", steps=[cond], name="loose", license="mit",
+                  metrics=[{"handmade": {"score": 0.5}}, lambda texts: {"n_texts": len(texts)}])
+    prov = res.provenance
+    assert prov["metrics"] == {"handmade": {"score": 0.5}, "<lambda>": {"n_texts": 2}}
+    assert prov["steps"][0]["describe"]["pools"] == {"topic": ["x", "y"]} and prov["builder"] is None
+    assert "published from Python" in (tmp_path / "o" / "README.md").read_text()
+    with pytest.raises(InvalidParameterError, match="Unknown publish option"):
+        publish(ds, tmp_path / "p", licence="mit")
+
+
+# -- Hub -------------------------------------------------------------------------------------------
+def test_hub_round_trip_with_the_real_clients(hub_server, built, tmp_path, caplog, capsys):
+    caplog.set_level("DEBUG")
+    ds, rec = built
+    repo = "test-user/round-trip"
+    res = publish(ds, repo, record=rec, token=TOKEN)
+    commits = hub_server.commits(repo)
+    assert len(commits) == 2 and res.commit == commits[0]["oid"]  # the repo's initial commit + ours
+    assert set(commits[0]["files"]) == {".gitattributes", *res.files}
+    assert commits[0]["summary"] == f"synth-datasets: toy-notes ({ds.num_rows} rows)"
+    # datasets and huggingface_hub read it back over HTTP
+    assert _rows(load_dataset(repo, split="train")) == _rows(ds)
+    card = DatasetCard.load(repo, token=TOKEN)
+    assert card.data.synth_datasets["params"] == {"words": 4} and card.data.synth_datasets["seed"] == 7
+    assert card.data.synth_datasets["rows_per_step"] == [{"step": s.name, "rows": s.rows_out} for s in rec.steps]
+    assert f'load_dataset("{repo}", split="train")' in card.text
+    prov = json.loads(Path(hf_hub_download(repo, "provenance.json", repo_type="dataset")).read_text())
+    assert prov == res.provenance and RunRecord.from_dict(prov) == rec
+    # the token went to the server only: not into any file, the card, the provenance, a cache or a log
+    roots = [tmp_path, Path(os.environ["HF_HOME"]), Path(os.environ["SYNTH_DATASETS_CACHE"]), hub_server.root]
+    for root in roots:
+        for f in root.rglob("*"):
+            if f.is_file():
+                assert TOKEN.encode() not in f.read_bytes(), f
+    out = capsys.readouterr()
+    assert TOKEN not in caplog.text + out.out + out.err + json.dumps(res.provenance) + str(res)
+
+
+def test_failed_commit_publishes_nothing(hub_server, built):
+    ds, rec = built
+    repo = "test-user/interrupted"
+    publish(ds, repo, record=rec, token=TOKEN)
+    before = hub_server.commits(repo)
+    readme = hub_server.read_file(repo, "README.md")
+    small = ds.select(range(2))
+    hub_server.fail_next("commit", status=500, repo_id=repo)
+    with pytest.raises(PublishError, match=r"committing to test-user/interrupted failed \(HTTP 500\).*Nothing was "
+                                           r"published"):
+        publish(small, repo, record=rec, token=TOKEN)
+    assert hub_server.commits(repo) == before
+    assert hub_server.read_file(repo, "README.md") == readme
+    hub_server.fail_next("preupload", status=400, repo_id=repo)  # fails before the commit: same guarantee
+    with pytest.raises(PublishError):
+        publish(small, repo, record=rec, token=TOKEN)
+    assert hub_server.commits(repo) == before
+
+
+def test_two_pushes_make_two_commits_and_the_second_card_wins(hub_server, llm, built, tmp_path):
+    ds1, rec1 = built
+    repo = "test-user/twice"
+    first = publish(ds1, tmp_path / "first", record=rec1, push_to_hub=repo, token=TOKEN)
+    ds2, rec2 = _recipe(llm, ["epsilon", "zeta"]).run()
+    second = publish(ds2, repo, record=rec2, token=TOKEN)
+    commits = hub_server.commits(repo)
+    assert [c["oid"] for c in commits[:2]] == [second.commit, first.commit] and len(commits) == 3
+    card = DatasetCard.load(repo)
+    assert card.data.synth_datasets["params"] == {"words": 2}
+    assert f"| rows | {ds2.num_rows} |" in card.text
+    assert _rows(load_dataset(repo, split="train")) == _rows(ds2)
+    assert first.folder == tmp_path / "first" and (tmp_path / "first" / "provenance.json").exists()
+
+
+def test_stale_files_are_removed_in_the_same_commit(hub_server, built, tmp_path):
+    ds, rec = built
+    repo = "test-user/stale"
+    publish(ds, repo, record=rec, token=TOKEN)
+    assert "report/labels_topic.png" in hub_server.commits(repo)[0]["files"]
+    one_topic = ds.filter(lambda b: [t == "cats" for t in b["topic"]], batched=True)
+    publish(one_topic, repo, record=rec, token=TOKEN)  # one topic value: no topic plot any more
+    files = hub_server.commits(repo)[0]["files"]
+    assert "report/labels_topic.png" not in files and "report/lengths.png" in files
+
+
+def test_branch_pull_request_and_private(hub_server, built):
+    ds, rec = built
+    repo = "test-user/options"
+    res = publish(ds, repo, record=rec, token=TOKEN, revision="v2", private=True)
+    assert hub_server.is_private(repo)
+    assert hub_server.commits(repo, revision="v2")[0]["oid"] == res.commit
+    assert [c["summary"] for c in hub_server.commits(repo)] == ["initial commit"]  # main untouched
+    pr = publish(ds, repo, record=rec, token=TOKEN, create_pr=True)
+    assert pr.pr_url and "discussions/1" in pr.pr_url
+    assert len(hub_server.commits(repo)) == 1
+
+
+def test_missing_or_refused_token_is_a_clear_error_before_anything(hub_server, built, monkeypatch):
+    ds, rec = built
+    for env in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN"):
+        monkeypatch.delenv(env, raising=False)
+    with pytest.raises(HubAuthError, match="No Hugging Face token found.*hf auth login.*HF_TOKEN"):
+        publish(ds, "test-user/no-token", record=rec)
+    assert not hub_server.repo_exists("test-user/no-token")
+    hub_server.refused_tokens.add(REFUSED)
+    try:
+        with pytest.raises(HubAuthError, match=r"refused the token \(HTTP 401\).*HF_TOKEN") as e:
+            publish(ds, "test-user/refused", record=rec, token=REFUSED)
+        assert REFUSED not in str(e.value)
+        with pytest.raises(HubAuthError, match="refused"):
+            check_hub_access("test-user/refused", token=REFUSED)
+    finally:
+        hub_server.refused_tokens.discard(REFUSED)
+    assert not hub_server.repo_exists("test-user/refused")
+
+
+def test_invalid_repo_id_and_bad_folder(built, tmp_path, monkeypatch):
+    ds, rec = built
+    monkeypatch.chdir(tmp_path)
+    for bad in ("user/bad..name", "user/-x-", "user/" + "x" * 100):
+        with pytest.raises(InvalidParameterError, match="Invalid Hub repo id"):
+            publish(ds, bad, record=rec, token=TOKEN)
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(InvalidParameterError, match="not a published dataset folder"):
+        push_folder(tmp_path, "test-user/x", token=TOKEN)
