@@ -10,9 +10,12 @@ True
 from .base import Curator, Filter, FittedFilter, Mapper
 from .confidence import ClassifierConsistency, NeighbourConsistency, knn
 from .dedup import ExactDuplicates, NearDuplicates
+from .generation import GenerationProbability, SelfConsistency
 from .heuristics import REFUSAL_PATTERNS, BannedStrings, Format, Length, Refusals, Repetition, Script, Truncated
+from .judge import DEFAULT_RUBRIC, LLMJudge, parse_score
 from .student import ConfidenceWeights, StudentRelabel, weighted_sample
 
 __all__ = ["Curator", "Filter", "FittedFilter", "Mapper", "Length", "Format", "Repetition", "Script", "BannedStrings",
            "Refusals", "REFUSAL_PATTERNS", "Truncated", "ExactDuplicates", "NearDuplicates", "ClassifierConsistency",
-           "NeighbourConsistency", "knn", "ConfidenceWeights", "StudentRelabel", "weighted_sample"]
+           "NeighbourConsistency", "knn", "ConfidenceWeights", "StudentRelabel", "weighted_sample",
+           "LLMJudge", "DEFAULT_RUBRIC", "parse_score", "GenerationProbability", "SelfConsistency"]
