@@ -1,5 +1,5 @@
 """Movie reviews conditioned on sampled attributes (AttrPrompt-style: label x style x length),
-then exact deduplication and a length filter.
+then a length filter (which also drops failed generations) and exact deduplication.
 
 Run it offline with the embedded model:
 
@@ -17,10 +17,10 @@ import sys
 from datasets import Dataset
 
 from synth_datasets import LLM, Conditions, Template, TextGenerator
+from synth_datasets.curate import ExactDuplicates, Length
 from synth_datasets.errors import EmptyDatasetError
 from synth_datasets.recipe import Recipe
 
-from builders._steps import ExactDuplicates, WordCount
 
 NAME = "movie-reviews"
 LABELS = ["positive", "negative"]
@@ -44,13 +44,13 @@ def make_llm(model: str | None, model_name: str | None, batch_size: int) -> LLM:
 def recipe(*, n: int = 50, seed: int = 0, n_per_row: int = 1, max_new_tokens: int = 160, batch_size: int = 32,
            min_words: int = 10, max_words: int = 200, model: str | None = None, model_name: str | None = None,
            llm: LLM | None = None) -> Recipe:
-    """``n`` rows of sampled conditions -> ``n * n_per_row`` reviews -> exact dedup -> ``min_words`` to
-    ``max_words`` words.
+    """``n`` rows of sampled conditions -> ``n * n_per_row`` reviews -> ``min_words`` to ``max_words``
+    words (failed rows dropped) -> exact duplicates removed.
 
     Example:
         >>> ds, record = recipe(n=4, max_new_tokens=32).run()                 # doctest: +SKIP
         >>> [(s.name, s.rows_out) for s in record.steps]                      # doctest: +SKIP
-        [('conditions', 4), ('generate', 4), ('dedup', 4), ('length', 4)]
+        [('conditions', 4), ('generate', 4), ('length', 4), ('dedup', 4)]
     """
     if not isinstance(n, int) or n < 1:
         raise EmptyDatasetError(f"n={n!r}: nothing to generate. Ask for at least one row (--n 1 or more).")
@@ -64,12 +64,12 @@ def recipe(*, n: int = 50, seed: int = 0, n_per_row: int = 1, max_new_tokens: in
                text_column="review", label_columns=["label", "style", "length"],
                description="Movie reviews written by a language model, each conditioned on a sampled sentiment "
                            "label, writing style and length (attributed prompts, AttrPrompt-style), then "
-                           "deduplicated and filtered by length.")
+                           "filtered by length and deduplicated.")
     r.map(conditions, name="conditions", desc="Sampling conditions")
     r.map(generator, name="generate", batch_size=batch_size, desc="Generating reviews")
-    r.fit_filter(ExactDuplicates(column="review"), name="dedup", with_indices=True, desc="Removing duplicates")
-    r.filter(WordCount(column="review", min_words=min_words, max_words=max_words), name="length",
+    r.filter(Length(column="review", min_words=min_words, max_words=max_words), name="length",
              desc="Filtering by length")
+    r.fit_filter(ExactDuplicates(column="review"), name="dedup", with_indices=True, desc="Removing duplicates")
     return r
 
 

@@ -11,9 +11,9 @@ import sys
 
 from datasets import Dataset
 
-from builders._steps import ExactDuplicates, WordCount
 from builders.movie_reviews import make_llm
 from synth_datasets import LLM, Conditions, Template, TextGenerator
+from synth_datasets.curate import ExactDuplicates, Length
 from synth_datasets.errors import EmptyDatasetError
 from synth_datasets.recipe import Recipe
 
@@ -48,7 +48,7 @@ def recipe(*, n: int = 50, seed: int = 0, max_new_tokens: int = 96, batch_size: 
     r.map(Conditions(topic=TOPICS, difficulty=DIFFICULTIES, seed=seed), name="conditions", desc="Sampling topics")
     r.map(TextGenerator(llm, QUESTION, output="question", seed=seed, temperature=0.9, top_p=0.95,
                         max_new_tokens=max_new_tokens), name="ask", batch_size=batch_size, desc="Writing questions")
-    r.filter(WordCount(column="question", min_words=min_question_words), name="question-length",
+    r.filter(Length(column="question", min_words=min_question_words), name="question-length",
              desc="Dropping failed or short questions")
     r.fit_filter(ExactDuplicates(column="question"), name="dedup", with_indices=True, desc="Removing duplicates")
     r.map(TextGenerator(llm, ANSWER, output="answer", seed=seed, temperature=0.2, max_new_tokens=max_new_tokens),

@@ -28,8 +28,8 @@ def test_generate_offline_then_repeat_from_provenance(tmp_path):
     table = pq.read_table(out / "data" / "train-00000-of-00001.parquet")
     rows = table.to_pylist()
     prov = json.loads((out / "provenance.json").read_text())
-    assert [s["describe"]["type"] for s in prov["steps"]] == ["Conditions", "TextGenerator", "ExactDuplicates",
-                                                              "WordCount"]
+    assert [s["describe"]["type"] for s in prov["steps"]] == ["Conditions", "TextGenerator", "Length",
+                                                              "ExactDuplicates"]
     assert prov["steps"][1]["rows_out"] == 4 and prov["steps"][-1]["rows_out"] == table.num_rows >= 1
     assert {row["label"] for row in rows} <= {"positive", "negative"}
     assert all(row["review"] and len(row["review"].split()) >= 10 and row["review_error"] is None for row in rows)

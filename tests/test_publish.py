@@ -9,8 +9,8 @@ import pytest
 from datasets import Dataset, load_dataset
 from huggingface_hub import DatasetCard, hf_hub_download
 
-from builders._steps import ExactDuplicates
 from synth_datasets import LLM, Conditions, Recipe, RunRecord, TextGenerator, publish
+from synth_datasets.curate import ExactDuplicates
 from synth_datasets.errors import HubAuthError, InvalidParameterError, PublishError
 from synth_datasets.hub import check_hub_access, push_folder
 from synth_datasets.io import file_sha256

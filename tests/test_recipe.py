@@ -5,8 +5,8 @@ import json
 import pytest
 from datasets import Dataset
 
-from builders._steps import ExactDuplicates, WordCount
 from synth_datasets import LLM, Conditions, Recipe, RunRecord, TextGenerator
+from synth_datasets.curate import ExactDuplicates, Length
 from synth_datasets.errors import InvalidParameterError
 from synth_datasets.recipe import bind_params
 
@@ -20,7 +20,7 @@ def test_steps_run_in_order_and_rows_are_counted_per_step():
     r = (Recipe("toy", source=src, seed=3, license="cc0-1.0")
          .map(upper, name="upper")
          .fit_filter(ExactDuplicates(column="t"), name="dedup", with_indices=True)
-         .filter(WordCount(column="t", min_words=2), name="len"))
+         .filter(Length(column="t", min_words=2), name="len"))
     ds, rec = r.run()
     assert ds["t"] == ["a b", "c d e f"] and ds["u"] == ["A B", "C D E F"]
     assert [(s.name, s.kind, s.rows_in, s.rows_out) for s in rec.steps] == [
@@ -29,8 +29,8 @@ def test_steps_run_in_order_and_rows_are_counted_per_step():
     # describe() of each step; counters of the curators; the map kwargs that matter
     assert rec.steps[0].describe == {"type": "function", "qualname": "upper", "module": __name__}
     assert rec.steps[1].describe["type"] == "ExactDuplicates"
-    assert rec.steps[1].stats == {"total": 5, "kept": 3, "dropped_duplicate": 2, "dropped_missing_text": 0}
-    assert rec.steps[2].stats == {"total": 3, "kept": 2, "dropped_too_few_words": 1}
+    assert rec.steps[1].stats == {"total": 5, "kept": 3, "dropped": 2, "dropped_exact_duplicate": 2}
+    assert rec.steps[2].stats == {"total": 3, "kept": 2, "dropped": 1, "dropped_too_few_words": 1}
     assert rec.steps[1].kwargs == {"with_indices": True, "batched": True}
     assert all(s.seconds >= 0 and s.usage == {} and s.errors == 0 for s in rec.steps)
 
@@ -85,7 +85,7 @@ def test_bad_steps_are_refused_when_added():
     with pytest.raises(InvalidParameterError, match="not callable"):
         r.map("upper")
     with pytest.raises(InvalidParameterError, match=r"has no fit\(ds\)"):
-        r.fit_filter(WordCount(column="t"))
+        r.fit_filter(Length(column="t", min_words=1))
     with pytest.raises(InvalidParameterError, match="Unknown Recipe option"):
         Recipe("toy", licence="mit")
     with pytest.raises(InvalidParameterError, match="has no source"):

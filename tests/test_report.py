@@ -7,8 +7,8 @@ import pytest
 from datasets import Dataset
 from PIL import Image
 
-from builders._steps import WordCount
 from synth_datasets import Recipe
+from synth_datasets.curate import Length
 from synth_datasets.hub.report import DPI, FIGSIZE, infer_label_columns, infer_text_column, render_report
 
 SIZE = (int(FIGSIZE[0] * DPI), int(FIGSIZE[1] * DPI))
@@ -59,7 +59,7 @@ def test_pngs_decode_at_the_expected_size_and_are_not_blank(data, tmp_path):
 
 
 def test_report_md_tables_and_steps(data, tmp_path):
-    r = Recipe("toy", source=data).filter(WordCount(column="text", min_words=10), name="long-enough")
+    r = Recipe("toy", source=data).filter(Length(column="text", min_words=10), name="long-enough")
     ds, rec = r.run()
     out = render_report(ds, tmp_path, record=rec, metrics={"diversity": {"distinct_1": 0.25}}, title="toy")
     kept = sum(len(t.split()) >= 10 for t in data["text"])

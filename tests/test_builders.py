@@ -1,0 +1,191 @@
+"""Builders end to end on the embedded model: movie-reviews and qa-pairs, a user's own builder script,
+--from-provenance, a Hub round-trip of a built dataset, and one clear error per bad input."""
+
+import json
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+from datasets import load_dataset
+from huggingface_hub import DatasetCard
+from PIL import Image
+
+import builders
+from builders import movie_reviews
+from synth_datasets.cli import _builder_from_provenance, _builder_parser, main, run_build
+from synth_datasets.curate.minhash import normalize
+from synth_datasets.io import file_sha256
+from synth_datasets.llm import embedded_model_path
+from synth_datasets.metrics.diversity import diversity
+
+TOKEN = "hf_TESTSENTINEL_builders_0123456789abcdef"
+PARAMS = {"n": 8, "max_new_tokens": 48}
+
+
+def _rows(folder):
+    return pq.read_table(Path(folder) / "data").to_pylist()
+
+
+@pytest.fixture(scope="module")
+def movie(embedded_llm, tmp_path_factory):
+    out = tmp_path_factory.mktemp("movie") / "movie-reviews"
+    ds, res = run_build(builders.load("movie-reviews"), dict(PARAMS), out=str(out), llm=embedded_llm,
+                        command="synth-datasets build movie-reviews --n 8 --max-new-tokens 48")
+    return ds, res, out
+
+
+def test_movie_reviews_end_to_end(movie):
+    ds, res, out = movie
+    prov = json.loads((out / "provenance.json").read_text())
+    steps = prov["steps"]
+    assert [s["name"] for s in steps] == ["conditions", "generate", "length", "dedup"]
+    assert steps[1]["rows_out"] == 8 and steps[-1]["rows_out"] == ds.num_rows == len(_rows(out)) >= 1
+    assert all(a["rows_out"] == b["rows_in"] for a, b in zip(steps, steps[1:]))  # rows after every step
+    assert steps[1]["usage"]["requests"] + steps[1]["usage"]["cache_hits"] == 8
+    # seeds, model file hash, sampling parameters and the template, as run
+    gen = steps[1]["describe"]
+    assert gen["llm"]["identity"]["sha256"] == file_sha256(embedded_model_path())
+    assert gen["params"] == {"temperature": 0.8, "top_p": 0.95, "max_new_tokens": 48, "seed": 0, "stop": [],
+                             "logprobs": False}
+    assert gen["template"]["user"] == movie_reviews.TEMPLATE.user and steps[0]["describe"]["seed"] == 0
+    assert prov["params"] == {"n": 8, "seed": 0, "n_per_row": 1, "max_new_tokens": 48, "batch_size": 32,
+                              "min_words": 10, "max_words": 200, "model": None, "model_name": None}
+    assert prov["builder"] == {"name": "movie-reviews", "path": "builders/movie_reviews.py", "registered": True,
+                               "sha256": file_sha256(movie_reviews.__file__)}
+    assert prov["reproduce"] == ("synth-datasets build movie-reviews --n 8 --seed 0 --n-per-row 1 --max-new-tokens 48 "
+                                 "--batch-size 32 --min-words 10 --max-words 200")
+    # the rows keep the promises of the steps
+    rows = _rows(out)
+    assert all(10 <= len(r["review"].split()) <= 200 and r["review_error"] is None for r in rows)
+    assert len({normalize(r["review"]) for r in rows}) == len(rows)
+    assert {r["label"] for r in rows} <= set(movie_reviews.LABELS)
+    assert prov["metrics"]["diversity"]["distinct_1"] == pytest.approx(diversity(ds["review"])["distinct_1"])
+    # the card says all of it to a person
+    card = (out / "README.md").read_text()
+    assert gen["llm"]["identity"]["sha256"] in card and movie_reviews.TEMPLATE.user in card
+    assert prov["reproduce"] in card and "synth-datasets build --from-provenance provenance.json" in card
+    assert f"| generate | map | 8 | 8 | 100.0% |" in card
+    for name in ("lengths.png", "labels_label.png", "labels_style.png", "steps.png"):
+        with Image.open(out / "report" / name) as im:
+            im.load()
+            assert im.size == (640, 400)
+
+
+def test_from_provenance_repeats_the_rows_from_the_cache(movie, embedded_llm, tmp_path):
+    ds, _, out = movie
+    prov = json.loads((out / "provenance.json").read_text())
+    builder = _builder_from_provenance(prov, str(out / "provenance.json"))
+    params = vars(_builder_parser(builder, prov["params"]).parse_args([]))  # what the CLI parses from the file
+    params = {k: params[k] for k in builder.parameters()}
+    assert params == prov["params"]
+    before = dict(embedded_llm.stats)
+    again, res = run_build(builder, params, out=str(tmp_path / "again"), llm=embedded_llm)
+    assert _rows(tmp_path / "again") == _rows(out)
+    assert embedded_llm.stats["requests"] == before["requests"]  # no model call: every answer was cached
+    assert res.provenance["usage"]["cache_hits"] == 8 and res.provenance["params"] == prov["params"]
+
+
+def test_built_dataset_round_trips_through_the_hub(movie, hub_server):
+    ds, _, out = movie
+    res = builders_push(out, "test-user/movie-reviews")
+    assert hub_server.commits("test-user/movie-reviews")[0]["oid"] == res.commit
+    assert load_dataset("test-user/movie-reviews", split="train").to_list() == _rows(out)
+    card = DatasetCard.load("test-user/movie-reviews")
+    prov = json.loads((out / "provenance.json").read_text())
+    assert card.data.synth_datasets["params"] == prov["params"]
+    assert card.data.synth_datasets["builder"]["sha256"] == prov["builder"]["sha256"]
+
+
+def builders_push(out, repo):
+    from synth_datasets.hub import push_folder
+
+    return push_folder(out, repo, token=TOKEN)
+
+
+def test_qa_pairs_chain(embedded_llm, tmp_path):
+    ds, res = run_build(builders.load("qa-pairs"), {"n": 3, "max_new_tokens": 24}, out=str(tmp_path / "qa"),
+                        llm=embedded_llm)
+    steps = res.provenance["steps"]
+    assert [s["name"] for s in steps] == ["conditions", "ask", "question-length", "dedup", "answer"]
+    assert all(a["rows_out"] == b["rows_in"] for a, b in zip(steps, steps[1:]))
+    assert steps[1]["usage"]["requests"] + steps[1]["usage"]["cache_hits"] == 3
+    answered = steps[4]["usage"]["requests"] + steps[4]["usage"]["cache_hits"]
+    assert answered == steps[3]["rows_out"] == ds.num_rows
+    assert all(len(q.split()) >= 4 for q in ds["question"]) and all(a is not None for a in ds["answer"])
+    card = (tmp_path / "qa" / "README.md").read_text()
+    assert builders.qa_pairs.QUESTION.user in card and builders.qa_pairs.ANSWER.user in card
+
+
+USER_BUILDER = '''"""Numbered notes (a builder with no model)."""
+from datasets import Dataset
+from synth_datasets import Recipe
+
+NAME = "notes"
+
+
+def add_text(batch):
+    return {"text": [f"note number {i} says {'hello ' * (i % 3 + 1)}".strip() for i in batch["id"]]}
+
+
+def recipe(*, n: int = 4, shout: bool = False):
+    r = Recipe(NAME, source=lambda: Dataset.from_dict({"id": list(range(n))}), license="mit")
+    r.map(add_text, name="text")
+    if shout:
+        r.map(lambda b: {"text": [t.upper() for t in b["text"]]}, name="shout")
+    return r
+'''
+
+
+def test_a_users_builder_script(tmp_path, hub_server, monkeypatch, capsys):
+    monkeypatch.setenv("HF_TOKEN", TOKEN)
+    script = tmp_path / "my_builder.py"
+    script.write_text(USER_BUILDER)
+    assert main(["build", str(script), "--n", "5", "--shout", "--out", str(tmp_path / "a")]) == 0
+    prov = json.loads((tmp_path / "a" / "provenance.json").read_text())
+    assert prov["builder"] == {"name": "notes", "path": str(script), "sha256": file_sha256(script), "registered": False}
+    assert prov["params"] == {"n": 5, "shout": True} and [s["name"] for s in prov["steps"]] == ["text", "shout"]
+    assert prov["reproduce"] == f"synth-datasets build {script} --n 5 --shout"
+    assert _rows(tmp_path / "a")[1] == {"id": 1, "text": "NOTE NUMBER 1 SAYS HELLO HELLO"}
+    assert main(["build", "--from-provenance", str(tmp_path / "a" / "provenance.json"), "--out",
+                 str(tmp_path / "b")]) == 0
+    assert _rows(tmp_path / "b") == _rows(tmp_path / "a")
+    assert main(["build", str(script), "--n", "3", "--push-to-hub", "test-user/notes"]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["repo_id"] == "test-user/notes" and summary["rows"] == 3
+    assert summary["commit"] == hub_server.commits("test-user/notes")[0]["oid"]
+    assert load_dataset("test-user/notes", split="train")["text"][2] == "note number 2 says hello hello hello"
+    # a changed script is noticed when repeating
+    script.write_text(USER_BUILDER.replace("note number", "memo"))
+    assert main(["build", "--from-provenance", str(tmp_path / "a" / "provenance.json"), "--out",
+                 str(tmp_path / "c")]) == 0
+    assert "changed since the recorded run" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("args, message", [
+    (["build", "no-such-builder", "--out", "{tmp}/o"], "Unknown builder 'no-such-builder'. Known builders: "
+                                                      "['movie-reviews', 'qa-pairs']"),
+    (["build", "{tmp}/missing/builder.py", "--out", "{tmp}/o"], "does not exist"),
+    (["build", "{tmp}/not_a_builder.py", "--out", "{tmp}/o"], "defines no recipe() function"),
+    (["build", "{tmp}/broken.py", "--out", "{tmp}/o"], "has a syntax error on line 1"),
+    (["build", "movie-reviews", "--push-to-hub", "user/bad..id"], "Invalid Hub repo id 'user/bad..id'"),
+    (["build", "movie-reviews", "--out", "{tmp}/a_file/out"], "is not a writable folder"),
+    (["build", "movie-reviews", "--n", "2"], "Nothing to write: pass --out DIR and/or --push-to-hub"),
+    (["build", "movie-reviews", "--n", "0", "--out", "{tmp}/o"], "n=0: nothing to generate"),
+    (["build", "movie-reviews", "--push-to-hub", "test-user/x"], "No Hugging Face token found"),
+    (["build", "--from-provenance", "{tmp}/nope.json", "--out", "{tmp}/o"], "no such file"),
+    (["build", "--from-provenance", "{tmp}/a_file", "--out", "{tmp}/o"], "not a readable JSON file"),
+    (["push", "{tmp}", "test-user/x"], "is not a published dataset folder"),
+])
+def test_bad_input_gets_one_clear_error_and_nothing_is_written(args, message, tmp_path, monkeypatch, capsys):
+    for env in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN"):
+        monkeypatch.delenv(env, raising=False)
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("SYNTH_DATASETS_CACHE", str(cache))
+    (tmp_path / "not_a_builder.py").write_text("X = 1\n")
+    (tmp_path / "broken.py").write_text("def recipe(:\n    pass\n")
+    (tmp_path / "a_file").write_text("not json")
+    before = sorted(tmp_path.rglob("*"))
+    assert main([a.replace("{tmp}", str(tmp_path)) for a in args]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and message in err[0], err
+    assert sorted(tmp_path.rglob("*")) == before  # no output folder, no cache, no temporary files
