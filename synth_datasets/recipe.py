@@ -155,7 +155,7 @@ class Recipe:
         >>> r = r.map(lambda b: {"u": [x.upper() for x in b["t"]]}, name="upper")
         >>> r = r.filter(lambda b: [x != "B" for x in b["u"]], name="no-b")
         >>> ds, record = r.run()
-        >>> ds["u"], [(s.name, s.rows_in, s.rows_out) for s in record.steps]
+        >>> list(ds["u"]), [(s.name, s.rows_in, s.rows_out) for s in record.steps]
         (['A', 'A'], [('upper', 3, 3), ('no-b', 3, 2)])
     """
 

@@ -224,3 +224,32 @@ def test_invalid_repo_id_and_bad_folder(built, tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []
     with pytest.raises(InvalidParameterError, match="not a published dataset folder"):
         push_folder(tmp_path, "test-user/x", token=TOKEN)
+
+
+def test_known_secrets_are_scrubbed_from_everything_written(tmp_path, monkeypatch, fault_server):
+    """Defence in depth: even a secret that slipped into a parameter or command is never written."""
+    monkeypatch.setenv("HF_TOKEN", TOKEN)
+    key = "sk-TESTSENTINEL-endpoint-key-42"
+    llm = LLM(fault_server.url, model="echo", api_key=key, cache=tmp_path / "c.sqlite")
+    r = (Recipe("leaky", source=Dataset.from_dict({"w": ["a", "b"]}), params={"api_key": key, "hub": TOKEN})
+         .map(TextGenerator(llm, "say {{ w }}"), name="gen"))
+    ds, rec = r.run()
+    rec.command = f"synth-datasets build leaky --api-key {key}"
+    res = publish(ds, tmp_path / "o", record=rec)
+    assert res.provenance["params"] == {"api_key": "***", "hub": "***"} and "***" in res.provenance["command"]
+    assert fault_server.last_authorization == f"Bearer {key}"  # it was used where it belongs
+    for f in tmp_path.rglob("*"):
+        if f.is_file():
+            data = f.read_bytes()
+            assert key.encode() not in data and TOKEN.encode() not in data, f
+
+
+def test_pushing_a_built_folder_later_names_the_repo_in_the_card(hub_server, built, tmp_path):
+    ds, rec = built
+    publish(ds, tmp_path / "local", record=rec)
+    assert f'load_dataset("{tmp_path / "local"}"' in (tmp_path / "local" / "README.md").read_text()
+    res = push_folder(tmp_path / "local", "test-user/later", token=TOKEN)
+    card = hub_server.read_file("test-user/later", "README.md").decode()
+    assert 'load_dataset("test-user/later", split="train")' in card and str(tmp_path) not in card
+    assert hub_server.read_file("test-user/later", "provenance.json") == (tmp_path / "local" / "provenance.json").read_bytes()
+    assert res.commit == hub_server.commits("test-user/later")[0]["oid"]

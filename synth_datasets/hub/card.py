@@ -73,7 +73,7 @@ Rows {{ s.rows_in }} -> {{ s.rows_out }} in {{ s.seconds }} s{% if s.usage %}; {
 
 | step | kind | rows in | rows out | kept | seconds |
 |---|---|---|---|---|---|
-{% for s in steps %}| {{ s.name }} | {{ s.kind }} | {{ s.rows_in }} | {{ s.rows_out }} | {{ s.kept }} | {{ s.seconds }} |
+{% for s in steps %}| {{ s.name }} | {{ s.kind }} | {{ s.rows_in_shown }} | {{ s.rows_out_shown }} | {{ s.kept }} | {{ s.seconds_shown }} |
 {% endfor %}
 ## Errors and retries
 
@@ -186,7 +186,9 @@ def _step_view(s: Mapping[str, Any]) -> dict[str, Any]:
     params = d.get("params") if isinstance(d.get("params"), Mapping) else None
     rest = {k: v for k, v in d.items() if k not in ("library",)}
     kept = (f"{s['rows_out'] / s['rows_in']:.1%}" if s.get("rows_in") else "") if s.get("rows_out") is not None else ""
-    return {**s, "type": d.get("type", "?"), "models": _models(d), "templates": _templates(d),
+    dash = {k: ("-" if s.get(k) is None else s[k]) for k in ("rows_in", "rows_out", "seconds")}
+    return {**s, **{f"{k}_shown": v for k, v in dash.items()}, "type": d.get("type", "?"), "models": _models(d),
+            "templates": _templates(d),
             "sampling": ", ".join(f"{k}={v}" for k, v in params.items() if k != "seed") if params else "",
             "seed": d.get("seed"), "json": json.dumps(rest, indent=2, ensure_ascii=False, default=str), "kept": kept}
 

@@ -198,6 +198,15 @@ def stage(ds, folder: Path, *, record: RunRecord, metrics=None, repo_id: str | N
 
 
 # -- pushing -----------------------------------------------------------------------------------
+def _card_for_repo(folder: Path, prov: dict, repo_id: str, files: list[str], secrets: set[str]) -> bytes | None:
+    """The card re-rendered for ``repo_id`` (its load snippet names the repo, not the local folder)."""
+    if "dataset" not in prov:
+        return None
+    report = [f.removeprefix("report/") for f in files if f.startswith("report/")]
+    card = _card.build_card(prov, repo_id=repo_id, report_files=report)
+    return _scrub(str(card), secrets).encode("utf-8")
+
+
 def push_folder(folder: str | os.PathLike, repo_id: str, *, private: bool = False, revision: str | None = None,
                 create_pr: bool = False, token: str | None = None, commit_message: str | None = None,
                 retry_hint: bool = True) -> PublishResult:
@@ -231,8 +240,10 @@ def push_folder(folder: str | os.PathLike, repo_id: str, *, private: bool = Fals
             existing = []
         stale = [p for p in existing if p.startswith(("data/", "report/")) and p not in files]
         ops = [CommitOperationDelete(path_in_repo=p) for p in stale]
-        ops += [CommitOperationAdd(path_in_repo=p, path_or_fileobj=str(folder / p)) for p in files]
         prov = json.loads((folder / "provenance.json").read_text()) if (folder / "provenance.json").exists() else {}
+        readme = _card_for_repo(folder, prov, repo_id, files, secrets)
+        ops += [CommitOperationAdd(path_in_repo=p, path_or_fileobj=readme if p == "README.md" and readme
+                                   else str(folder / p)) for p in files]
         rows = prov.get("dataset", {}).get("rows")
         step = "committing to"
         info = api.create_commit(
@@ -272,12 +283,14 @@ def publish(ds, target: str | os.PathLike, *, record: RunRecord | None = None, s
         HubAuthError: no token, or the Hub refused it. PublishError: the commit failed (nothing published).
 
     Example:
+        >>> import tempfile
         >>> from pathlib import Path
         >>> from datasets import Dataset
         >>> ds = Dataset.from_dict({"text": ["a b c", "d e"], "label": ["x", "y"]})
-        >>> res = publish(ds, Path(tempfile.mkdtemp()) / "out", license="cc0-1.0")   # doctest: +SKIP
-        >>> sorted(p for p in res.files if not p.startswith("report/"))               # doctest: +SKIP
+        >>> res = publish(ds, Path(tempfile.mkdtemp()) / "out", license="cc0-1.0")
+        >>> sorted(p for p in res.files if not p.startswith("report/"))
         ['README.md', 'data/train-00000-of-00001.parquet', 'provenance.json']
+        >>> publish(ds, "user/my-dataset", private=True)   # one commit; needs a token  # doctest: +SKIP
     """
     local = is_local_target(target)
     repo_id = push_to_hub if local else str(target)
