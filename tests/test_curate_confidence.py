@@ -194,3 +194,15 @@ def test_consistency_embeds_text_with_packaged_model(rt_noisy):
     assert from_text.describe()["embeddings"]["name"] == "sentence-transformers/all-MiniLM-L6-v2"
     np.testing.assert_allclose(from_text._fitted["columns"]["knn_consistency_agreement"],
                                from_column._fitted["columns"]["knn_consistency_agreement"])
+
+
+def test_ivf_neighbours_against_exact_on_real_embeddings(rt_noisy):
+    ds, x, clean, noisy, flipped = rt_noisy
+    exact, _ = curate.knn(x, 20, method="exact")
+    approx, _ = curate.knn(x, 20, method="ivf", nprobe=16)
+    recall = np.mean([len(set(a) & set(b)) / 20 for a, b in zip(exact, approx)])
+    agree_exact = (noisy[exact] == noisy[:, None]).mean(1)
+    agree_ivf = (noisy[approx] == noisy[:, None]).mean(1)
+    print(f"IVF neighbour recall {recall:.3f}; mean |agreement difference| {np.abs(agree_exact - agree_ivf).mean():.4f}")
+    assert (approx != np.arange(N)[:, None]).all()
+    assert recall >= 0.8 and np.abs(agree_exact - agree_ivf).mean() < 0.05

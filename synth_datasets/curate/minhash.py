@@ -130,21 +130,27 @@ def _perms(num_perm: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return a, b
 
 
-def signatures(sh: ShingleSets, *, num_perm: int = 128, seed: int = 1, chunk: int = 1 << 18) -> np.ndarray:
+def signatures(sh: ShingleSets, *, num_perm: int = 128, seed: int = 1, chunk: int = 4096) -> np.ndarray:
     """MinHash signatures, shape (n, num_perm), uint32: for each permutation ``(a*x + b) >> 32``
-    (multiply-shift hashing mod 2**64), the minimum over a text's shingles."""
+    (multiply-shift hashing mod 2**64), the minimum over a text's shingles. Computed in place on
+    cache-sized blocks of about ``chunk`` shingles (4096 x 128 x 8 bytes = 4 MB)."""
     a, b = _perms(num_perm, seed)
+    a, b = a[None, :], b[None, :]
     n = len(sh)
     sig = np.empty((n, num_perm), dtype=np.uint32)
     offsets = sh.offsets
+    buf = np.empty((chunk, num_perm), dtype=np.uint64)
+    shift = np.uint64(32)
     t0 = 0
-    while t0 < n:  # chunks of whole texts with about `chunk` shingles
+    while t0 < n:  # blocks of whole texts with about `chunk` shingles
         t1 = int(np.searchsorted(offsets, offsets[t0] + chunk, side="right")) - 1
         t1 = min(max(t1, t0 + 1), n)
         lo, hi = offsets[t0], offsets[t1]
         x = sh.hashes[lo:hi].astype(np.uint64)[:, None]
-        with np.errstate(over="ignore"):
-            ph = ((x * a[None, :] + b[None, :]) >> np.uint64(32)).astype(np.uint32)
+        ph = buf[:hi - lo] if hi - lo <= chunk else np.empty((hi - lo, num_perm), dtype=np.uint64)
+        np.multiply(x, a, out=ph)
+        np.add(ph, b, out=ph)
+        np.right_shift(ph, shift, out=ph)
         sig[t0:t1] = np.minimum.reduceat(ph, (offsets[t0:t1] - lo).astype(np.int64), axis=0)
         t0 = t1
     return sig
