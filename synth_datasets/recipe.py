@@ -132,6 +132,15 @@ def _error_count(ds, before: set[str]) -> int:
     return sum(table.num_rows - table.column(c).null_count for c in cols)
 
 
+def _column_sum(ds, cols: list[str]) -> int:
+    import pyarrow.compute as pc
+
+    if not cols:
+        return 0
+    table = ds.select_columns(cols).with_format("arrow")[:]
+    return int(sum(pc.sum(table.column(c)).as_py() or 0 for c in cols))
+
+
 def _jsonable(kwargs: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in kwargs.items() if isinstance(v, (str, int, float, bool, type(None)))}
 
@@ -241,6 +250,9 @@ class Recipe:
             for llm, b in zip(llms, before):
                 usage.update({k: llm.stats.get(k, 0) - b.get(k, 0) for k in USAGE_KEYS})
             usage = {k: int(usage.get(k, 0)) for k in USAGE_KEYS} if llms else {}
+            if llms:  # completion tokens held by the rows, cached or not (stats count only tokens paid now)
+                usage["row_completion_tokens"] = _column_sum(ds, [c for c in ds.column_names
+                                                                  if c.endswith("_tokens") and c not in cols])
             total.update(usage)
             stats = getattr(step.obj, "stats", None)
             records.append(StepRecord(
@@ -250,7 +262,8 @@ class Recipe:
                 kwargs=_jsonable(step.kwargs)))
         record = RunRecord(name=self.name, params=dict(self.params), seed=self.seed, steps=records,
                            rows_in=rows_in, rows_out=ds.num_rows, seconds=round(time.perf_counter() - start, 3),
-                           usage={k: int(total.get(k, 0)) for k in USAGE_KEYS}, card=dict(self.card))
+                           usage={k: int(total.get(k, 0)) for k in (*USAGE_KEYS, "row_completion_tokens")},
+                           card=dict(self.card))
         return ds, record
 
     def __repr__(self) -> str:

@@ -83,6 +83,7 @@ def test_from_provenance_repeats_the_rows_from_the_cache(movie, embedded_llm, tm
     assert _rows(tmp_path / "again") == _rows(out)
     assert embedded_llm.stats["requests"] == before["requests"]  # no model call: every answer was cached
     assert res.provenance["usage"]["cache_hits"] == 8 and res.provenance["params"] == prov["params"]
+    assert res.provenance["usage"]["row_completion_tokens"] == prov["usage"]["row_completion_tokens"] > 0
 
 
 def test_built_dataset_round_trips_through_the_hub(movie, hub_server):
@@ -103,12 +104,12 @@ def builders_push(out, repo):
 
 
 def test_qa_pairs_chain(embedded_llm, tmp_path):
-    ds, res = run_build(builders.load("qa-pairs"), {"n": 3, "max_new_tokens": 24}, out=str(tmp_path / "qa"),
+    ds, res = run_build(builders.load("qa-pairs"), {"n": 2, "max_new_tokens": 20}, out=str(tmp_path / "qa"),
                         llm=embedded_llm)
     steps = res.provenance["steps"]
     assert [s["name"] for s in steps] == ["conditions", "ask", "question-length", "dedup", "answer"]
     assert all(a["rows_out"] == b["rows_in"] for a, b in zip(steps, steps[1:]))
-    assert steps[1]["usage"]["requests"] + steps[1]["usage"]["cache_hits"] == 3
+    assert steps[1]["usage"]["requests"] + steps[1]["usage"]["cache_hits"] == 2
     answered = steps[4]["usage"]["requests"] + steps[4]["usage"]["cache_hits"]
     assert answered == steps[3]["rows_out"] == ds.num_rows
     assert all(len(q.split()) >= 4 for q in ds["question"]) and all(a is not None for a in ds["answer"])

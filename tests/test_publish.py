@@ -69,7 +69,8 @@ def test_local_folder_holds_data_card_provenance_and_report(built, tmp_path):
     assert TEMPLATE_USER in body  # verbatim, not rendered
     assert f"| generate | map | 4 | 8 | 200.0% |" in body
     assert "temperature=0.7, top_p=1.0, max_new_tokens=20" in body and "- Seed: 7" in body
-    assert f"| **total** | 8 | 0 | {rec.usage['prompt_tokens']} | {rec.usage['completion_tokens']} |" in body
+    u = rec.usage
+    assert f"| **total** | 8 | 0 | {u['prompt_tokens']} | {u['completion_tokens']} | {u['completion_tokens']} |" in body
     assert "| distinct_1 |" in body and "![steps.png](report/steps.png)" in body
     # metrics in the card are the library's own numbers on the published text column
     from synth_datasets.metrics.diversity import diversity

@@ -53,6 +53,9 @@ def test_token_usage_and_errors_per_step(fault_server, tmp_path):
     # again: every answer that succeeded comes from the cache, the failures are asked again
     _, again = Recipe("gen", source=src).map(Conditions(tone=["a", "b"], seed=0), name="cond").map(gen, name="gen").run()
     assert again.steps[1].usage["cache_hits"] == 4 and again.steps[1].usage["requests"] == 2
+    # tokens paid now vs tokens held by the rows (the same rows, whether cached or not)
+    assert again.steps[1].usage["completion_tokens"] == 0  # the two failures have no tokens
+    assert again.steps[1].usage["row_completion_tokens"] == step.usage["row_completion_tokens"] == sum(ds["text_tokens"])
 
 
 def test_record_round_trips_through_json():

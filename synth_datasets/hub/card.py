@@ -81,12 +81,14 @@ Rows {{ s.rows_in }} -> {{ s.rows_out }} in {{ s.seconds }} s{% if s.usage %}; {
 
 ## Token usage
 
-| | model calls | cached | prompt tokens | completion tokens |
-|---|---|---|---|---|
-{% for s in steps if s.usage %}| {{ s.name }} | {{ s.usage.requests }} | {{ s.usage.cache_hits }} | {{ s.usage.prompt_tokens }} | {{ s.usage.completion_tokens }} |
-{% endfor %}| **total** | {{ usage.requests }} | {{ usage.cache_hits }} | {{ usage.prompt_tokens }} | {{ usage.completion_tokens }} |
+| | model calls | cached | prompt tokens | completion tokens | completion tokens in the rows |
+|---|---|---|---|---|---|
+{% for s in steps if s.usage %}| {{ s.name }} | {{ s.usage.requests }} | {{ s.usage.cache_hits }} | {{ s.usage.prompt_tokens }} | {{ s.usage.completion_tokens }} | {{ s.usage.row_completion_tokens }} |
+{% endfor %}| **total** | {{ usage.requests }} | {{ usage.cache_hits }} | {{ usage.prompt_tokens }} | {{ usage.completion_tokens }} | {{ usage.row_completion_tokens }} |
 
-Cached calls were answered from synth-datasets' response cache (no tokens spent in this run).
+Prompt and completion tokens are those spent in this run; cached calls were answered from synth-datasets'
+response cache for free. The last column counts the tokens of every generated row, cached or not, at the
+step that made it.
 {% if metrics %}
 ## Metrics
 {% for name, values in metrics.items() %}
@@ -246,4 +248,4 @@ def build_card(provenance: Mapping[str, Any], *, repo_id: str | None = None, loc
 def _usage(u: Mapping[str, int] | None) -> dict[str, int]:
     from ..recipe import USAGE_KEYS
 
-    return {k: int((u or {}).get(k, 0)) for k in USAGE_KEYS}
+    return {k: int((u or {}).get(k, 0)) for k in (*USAGE_KEYS, "row_completion_tokens")}

@@ -88,6 +88,12 @@ def _figure():
     return plt, *plt.subplots(figsize=FIGSIZE, dpi=DPI)
 
 
+def _integer_axis(axis) -> None:
+    from matplotlib.ticker import MaxNLocator
+
+    axis.set_major_locator(MaxNLocator(integer=True))
+
+
 def _save(plt, fig, path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=DPI, format="png", metadata={"Software": None})  # no bbox_inches: size stays fixed
@@ -102,6 +108,7 @@ def plot_lengths(lengths: Sequence[int], path: Path, *, column: str) -> dict[str
     counts, edges, _ = ax.hist(lengths, bins=bins, color="#4C72B0", edgecolor="white")
     ax.set_xlabel(f"words per {column}")
     ax.set_ylabel("rows")
+    _integer_axis(ax.yaxis)
     ax.set_title(f"Length of {column!r} ({len(lengths)} rows)")
     _save(plt, fig, path)
     return {"counts": [int(c) for c in counts], "edges": [float(e) for e in edges]}
@@ -112,6 +119,7 @@ def plot_counts(counts: Mapping[str, int], path: Path, *, column: str) -> None:
     names = list(counts)[::-1]
     ax.barh(names, [counts[n] for n in names], color="#55A868")
     ax.set_xlabel("rows")
+    _integer_axis(ax.xaxis)
     ax.set_title(f"Distribution of {column!r}")
     _save(plt, fig, path)
 
@@ -123,6 +131,7 @@ def plot_steps(steps: Sequence[tuple[str, int]], path: Path) -> None:
     ax.bar_label(bars, labels=[str(r) for r in rows])
     ax.set_xticks(range(len(rows)), names, rotation=20, ha="right")
     ax.set_ylabel("rows")
+    _integer_axis(ax.yaxis)
     ax.set_title("Rows after each step")
     _save(plt, fig, path)
 
