@@ -112,6 +112,23 @@ def test_loose_steps_and_custom_metrics(llm, tmp_path):
         publish(ds, tmp_path / "p", licence="mit")
 
 
+def test_the_design_example_steps_and_an_evaluate_module(tmp_path):
+    """publish(ds, ..., steps=[conditions, template, ...], metrics=[evaluate.load("metrics/diversity")])"""
+    import evaluate
+
+    from synth_datasets import Template
+    from synth_datasets.metrics.diversity import diversity
+
+    ds = Dataset.from_dict({"text": ["a good film", "a bad film indeed", "the plot was thin"]})
+    template = Template(system="Suppose you are a movie reviewer.", user="Write a {{ label }} review.")
+    metric = evaluate.load(str(Path(__file__).resolve().parent.parent / "metrics" / "diversity"))
+    res = publish(ds, tmp_path / "o", steps=[Conditions(label=["positive", "negative"], seed=0), template],
+                  metrics=[metric])
+    assert res.provenance["metrics"]["diversity"] == pytest.approx(diversity(list(ds["text"])), nan_ok=True)
+    card = (tmp_path / "o" / "README.md").read_text()
+    assert "Write a {{ label }} review." in card and "Suppose you are a movie reviewer." in card
+
+
 # -- Hub -------------------------------------------------------------------------------------------
 def test_hub_round_trip_with_the_real_clients(hub_server, built, tmp_path, caplog, capsys):
     caplog.set_level("DEBUG")
@@ -254,3 +271,13 @@ def test_pushing_a_built_folder_later_names_the_repo_in_the_card(hub_server, bui
     assert 'load_dataset("test-user/later", split="train")' in card and str(tmp_path) not in card
     assert hub_server.read_file("test-user/later", "provenance.json") == (tmp_path / "local" / "provenance.json").read_bytes()
     assert res.commit == hub_server.commits("test-user/later")[0]["oid"]
+
+
+def test_an_empty_result_is_still_published_and_says_so(tmp_path):
+    r = Recipe("empty", source=Dataset.from_dict({"text": ["a b", "c d"], "label": ["x", "y"]}))
+    ds, rec = r.filter(lambda b: [False] * len(b["text"]), name="drop-all").run()
+    res = publish(ds, tmp_path / "o", record=rec)
+    assert res.provenance["dataset"]["rows"] == 0 and res.provenance["metrics"] == {}
+    card = (tmp_path / "o" / "README.md").read_text()
+    assert "| rows | 0 |" in card and "| drop-all | filter | 2 | 0 | 0.0% |" in card
+    assert load_dataset(str(tmp_path / "o"), split="train").num_rows == 0
