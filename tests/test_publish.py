@@ -273,11 +273,11 @@ def test_pushing_a_built_folder_later_names_the_repo_in_the_card(hub_server, bui
     assert res.commit == hub_server.commits("test-user/later")[0]["oid"]
 
 
-def test_an_empty_result_is_still_published_and_says_so(tmp_path):
+def test_an_empty_result_is_refused_with_the_step_that_emptied_it(tmp_path):
+    from synth_datasets.errors import EmptyDatasetError
+
     r = Recipe("empty", source=Dataset.from_dict({"text": ["a b", "c d"], "label": ["x", "y"]}))
     ds, rec = r.filter(lambda b: [False] * len(b["text"]), name="drop-all").run()
-    res = publish(ds, tmp_path / "o", record=rec)
-    assert res.provenance["dataset"]["rows"] == 0 and res.provenance["metrics"] == {}
-    card = (tmp_path / "o" / "README.md").read_text()
-    assert "| rows | 0 |" in card and "| drop-all | filter | 2 | 0 | 0.0% |" in card
-    assert load_dataset(str(tmp_path / "o"), split="train").num_rows == 0
+    with pytest.raises(EmptyDatasetError, match=r"no rows \(rows per step: drop-all: 2 -> 0\)"):
+        publish(ds, tmp_path / "o", record=rec)
+    assert list(tmp_path.iterdir()) == []

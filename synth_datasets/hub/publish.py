@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from .._versions import library_versions
-from ..errors import HubAuthError, InvalidParameterError, PublishError
+from ..errors import EmptyDatasetError, HubAuthError, InvalidParameterError, PublishError
 from ..io import file_sha256, write_folder_atomically, write_parquet_shards
 from ..recipe import RunRecord
 from . import card as _card
@@ -280,6 +280,7 @@ def publish(ds, target: str | os.PathLike, *, record: RunRecord | None = None, s
 
     Raises:
         InvalidParameterError: invalid repo id, unwritable or non-empty folder (before anything is written).
+        EmptyDatasetError: no rows to publish (the message gives the rows after each step).
         HubAuthError: no token, or the Hub refused it. PublishError: the commit failed (nothing published).
 
     Example:
@@ -292,6 +293,10 @@ def publish(ds, target: str | os.PathLike, *, record: RunRecord | None = None, s
         ['README.md', 'data/train-00000-of-00001.parquet', 'provenance.json']
         >>> publish(ds, "user/my-dataset", private=True)   # one commit; needs a token  # doctest: +SKIP
     """
+    if ds.num_rows == 0:
+        counts = ", ".join(f"{s.name}: {s.rows_in} -> {s.rows_out}" for s in (record.steps if record else []))
+        raise EmptyDatasetError(f"Nothing to publish: the dataset has no rows{f' (rows per step: {counts})' if counts else ''}"
+                                ". Loosen the filters or generate more rows.")
     local = is_local_target(target)
     repo_id = push_to_hub if local else str(target)
     if not local and push_to_hub:
