@@ -51,7 +51,7 @@ Recipe `{{ recipe_name }}`{% if seed is not none %}, seed {{ seed }}{% endif %},
 Rows {{ s.rows_in }} -> {{ s.rows_out }} in {{ s.seconds }} s{% if s.usage %}; {{ s.usage.requests }} model calls, {{ s.usage.cache_hits }} cached, {{ s.usage.prompt_tokens }} prompt + {{ s.usage.completion_tokens }} completion tokens{% endif %}; {{ s.errors }} failed rows.
 {% endif %}{% for m in s.models %}
 - Model: `{{ m.name }}` ({{ m.kind }}{% if m.sha256 %}, file sha256 `{{ m.sha256 }}`{% endif %}{% if m.revision %}, revision `{{ m.revision }}`{% endif %}{% if m.base_url %}, endpoint `{{ m.base_url }}`{% endif %})
-{% endfor %}{% if s.sampling %}- Sampling: {{ s.sampling }}
+{% endfor %}{% if s.sampling %}- {{ 'Sampling' if s.models else 'Parameters' }}: {{ s.sampling }}
 {% endif %}{% if s.seed is not none %}- Seed: {{ s.seed }}
 {% endif %}{% for t in s.templates %}- Template{% if t.where %} (`{{ t.where }}`){% endif %}, verbatim:
 {% for role, text in t.messages %}
