@@ -29,30 +29,46 @@ DEFAULT_RUBRIC = Template(
           "Answer in the form 'Score: <number>' followed by one short sentence of explanation."))
 
 _NUM = r"(-?\d+(?:\.\d+)?)"
-_PATTERNS = [
-    re.compile(r'"(?:score|rating)"\s*:\s*"?' + _NUM, re.I),
-    re.compile(r"\b(?:score|rating|grade)\b[^0-9\n]{0,20}?" + _NUM, re.I),
-    re.compile(_NUM + r"\s*(?:/|out of)\s*\d+", re.I),
-    re.compile(r"(?<![\w.])" + _NUM + r"(?![\w.])"),
+_END = r"(?!\w|\.\d)"  # a number ends here (a sentence's full stop may follow)
+_PATTERNS = [  # in order; the first match inside the scale wins
+    re.compile(r'"(?:score|rating)"\s*:\s*"?' + _NUM, re.I),                        # JSON field
+    re.compile(r"\b(?:score|rating|grade)\b[^0-9\n]{0,20}?" + _NUM + _END, re.I),    # "Score: 4", "rating is 4"
+    re.compile(r"(?<![\w.])" + _NUM + r"\s*(?:/|out of)\s*\d+", re.I),               # "4/5", "4 out of 5"
+    re.compile(r"^[\W_]*?" + _NUM + _END + r"(?!\s*(?:or|and|-|to)\s*\d)"),          # a leading "4", not "1 or 5"
 ]
+_BARE = re.compile(r"(?<![\w.])" + _NUM + _END)
+
+
+def _scale_mention(scale: Sequence[float]) -> re.Pattern:
+    """The scale itself ("1-5", "1 to 5", "0–10"): never a rating."""
+    lo, hi = (re.escape(f"{v:g}") for v in scale)
+    return re.compile(rf"(?<![\d.]){lo}\s*(?:-|–|to)\s*{hi}(?!\d|\.\d)", re.I)
 
 
 def parse_score(reply: str | None, scale: Sequence[float] = (1, 5)) -> float | None:
-    """The score in a judge reply, or None: a JSON ``"score"`` field, then ``Score: x`` / ``Rating x``,
-    then ``x/5`` / ``x out of 5``, then the first bare number; only values inside ``scale`` count.
+    """The score in a judge reply, or None when there is none or it is ambiguous.
+
+    The scale itself ("1-5", "1 to 5") is ignored; then, in order: a JSON ``"score"`` field,
+    ``Score: x`` / ``Rating x``, ``x/5`` / ``x out of 5``, a leading number (not "1 or 5"), else the
+    single distinct number in the reply; only values inside ``scale`` count. Used by
+    :class:`LLMJudge` and by the judge score of ``metrics/faithfulness``.
 
     >>> [parse_score(r) for r in ['{"score": 5}', "Score - 3.5", "I'd give it 2 out of 5", "9/10", "meh"]]
     [5.0, 3.5, 2.0, None, None]
+    >>> [parse_score(r) for r in ["Rating (1-5): 4", "I'd say 5.", "1 or 5?", "a 3, maybe 4"]]
+    [4.0, 5.0, None, None]
     """
     if not isinstance(reply, str):
         return None
     lo, hi = scale
+    reply = _scale_mention(scale).sub(" ", reply.strip())
     for rx in _PATTERNS:
         for m in rx.finditer(reply):
             v = float(m.group(1))
             if lo <= v <= hi:
                 return v
-    return None
+    found = {v for v in (float(m.group(1)) for m in _BARE.finditer(reply)) if lo <= v <= hi}
+    return found.pop() if len(found) == 1 else None
 
 
 class LLMJudge(Filter):

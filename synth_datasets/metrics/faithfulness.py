@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from synth_datasets._versions import library_versions
+from synth_datasets.curate.judge import parse_score
 from synth_datasets.embeddings import embed_texts, out_of_fold_proba
 from synth_datasets.errors import InvalidParameterError
 from synth_datasets.llm import LLM, ChatRequest, SamplingParams
@@ -388,32 +389,20 @@ DEFAULT_RUBRIC = Template(
           "Answer with a single digit from 1 to 5 and nothing else."),
 )
 
-_RANGE = re.compile(r"(?<![\d.])[1-5]\s*(?:-|–|to)\s*[1-5](?![\d.]\d)")  # the scale "1-5", not a rating
-_OUT_OF_5 = re.compile(r"(?<![\d.])([1-5])\s*(?:/|out of)\s*5(?!\d)", re.I)
-_LEADING = re.compile(r"^[\W_]*([1-5])(?!\d|[.,]\d)(?!\s*(?:or|and)\s*\d)")
-_KEYWORD = re.compile(r"(?:rating|score|grade|rated?)(?:\s+(?:is|of|as)\s+|\W{0,3})([1-5])(?!\d|[.,]\d)", re.I)
-_DIGIT = re.compile(r"(?<![\d.])([1-5])(?!\d|[.,]\d)")
-
-
 def parse_rating(text: str | None) -> int | None:
-    """The 1-5 rating in a judge's answer, or None when there is none or it is ambiguous.
+    """The 1-5 rating in a judge's answer, or None when there is none, it is ambiguous or not whole.
 
-    The scale itself ("1-5", "1 to 5") is ignored; then tried in order: "N/5" or "N out of 5"; a
-    leading digit; "rating/score: N"; else the single distinct digit 1-5 in the text.
+    The parser is curation's :func:`synth_datasets.curate.parse_score` on the scale (1, 5) (one parser
+    for the judge filter and the judge metric): the scale itself ("1-5", "1 to 5") is ignored; then a
+    JSON "score" field, "rating/score: N", "N/5" or "N out of 5", a leading number, else the single
+    distinct number 1-5 in the text.
 
     >>> [parse_rating(t) for t in ["4", "Rating: 3/5", "I'd say 5.", "score: 2", "Rating (1-5): 4",
-    ...                            "1 or 5?", "ten", "10", None]]
-    [4, 3, 5, 2, 4, None, None, None, None]
+    ...                            "1 or 5?", "ten", "10", "4.5", None]]
+    [4, 3, 5, 2, 4, None, None, None, None, None]
     """
-    if not text:
-        return None
-    text = _RANGE.sub(" ", text.strip())
-    for pattern in (_OUT_OF_5, _LEADING, _KEYWORD):
-        m = pattern.search(text)
-        if m:
-            return int(m.group(1))
-    found = set(_DIGIT.findall(text))
-    return int(found.pop()) if len(found) == 1 else None
+    score = parse_score(text, (1, 5))
+    return int(score) if score is not None and score.is_integer() else None
 
 
 _FORMAT_VERSION = 1
