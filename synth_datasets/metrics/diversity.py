@@ -15,6 +15,7 @@ import numpy as np
 
 from synth_datasets.embeddings import embed_texts
 from synth_datasets.errors import InvalidParameterError
+from synth_datasets.metrics._checks import check_matrix, check_texts
 
 __all__ = [
     "tokenize", "distinct_n", "ngram_entropy", "ngram_stats", "self_bleu", "compression_ratio",
@@ -34,16 +35,7 @@ def tokenize(text: str) -> list[str]:
 
 
 def _check_texts(texts) -> list[str]:
-    if isinstance(texts, (str, bytes)) or not isinstance(texts, Sequence):
-        raise InvalidParameterError(f"texts must be a list of strings, got {type(texts).__name__}")
-    if len(texts) == 0:
-        raise InvalidParameterError("texts is empty: diversity needs at least one text")
-    for i, t in enumerate(texts):
-        if t is None:
-            raise InvalidParameterError(f"texts[{i}] is None: drop or fill missing texts first")
-        if not isinstance(t, str):
-            raise InvalidParameterError(f"texts[{i}] is {type(t).__name__}, not str")
-    return list(texts)
+    return check_texts(texts, "texts")
 
 
 def _check_orders(orders) -> tuple[int, ...]:
@@ -250,18 +242,9 @@ def compression_ratio(texts: Sequence[str]) -> float:
 
 
 def _check_embeddings(embeddings, n_texts: int | None = None) -> np.ndarray:
-    try:
-        x = np.asarray(embeddings, dtype=np.float64)
-    except (ValueError, TypeError) as e:
-        raise InvalidParameterError(f"embeddings must be an (n, d) array of numbers (ragged rows?): {e}") from e
-    if x.ndim != 2 or x.shape[1] == 0:
-        raise InvalidParameterError(f"embeddings must be a 2-D (n, d) array with d >= 1, got shape {x.shape}")
+    x = check_matrix(embeddings, "embeddings")
     if n_texts is not None and x.shape[0] != n_texts:
         raise InvalidParameterError(f"embeddings has {x.shape[0]} rows but there are {n_texts} texts")
-    if x.shape[0] == 0:
-        raise InvalidParameterError("embeddings is empty")
-    if not np.isfinite(x).all():
-        raise InvalidParameterError("embeddings contains NaN or infinite values")
     norms = np.linalg.norm(x, axis=1, keepdims=True)
     if (norms == 0).any():
         raise InvalidParameterError(f"embeddings row {int(np.flatnonzero(norms == 0)[0])} is all zeros")

@@ -23,6 +23,10 @@ import numpy as np
 from synth_datasets._versions import library_versions
 from synth_datasets.curate.judge import parse_score
 from synth_datasets.embeddings import embed_texts, out_of_fold_proba
+from synth_datasets.metrics._checks import check_int as _check_int
+from synth_datasets.metrics._checks import check_list as _check_list
+from synth_datasets.metrics._checks import check_matrix as _check_matrix
+from synth_datasets.metrics._checks import check_texts as _check_texts
 from synth_datasets.errors import InvalidParameterError
 from synth_datasets.llm import LLM, ChatRequest, SamplingParams
 from synth_datasets.prompts import Template
@@ -36,44 +40,6 @@ __all__ = [
 
 # --- inputs ----------------------------------------------------------------------------------
 
-def _check_list(values, name: str, *, allow_empty: bool = False) -> list:
-    if values is None:
-        raise InvalidParameterError(f"{name} is missing: pass a list")
-    if isinstance(values, (str, bytes)) or not hasattr(values, "__len__") or not hasattr(values, "__getitem__"):
-        raise InvalidParameterError(f"{name} must be a list, got {type(values).__name__}")
-    values = list(values)
-    if not values and not allow_empty:
-        raise InvalidParameterError(f"{name} is empty: pass at least one row")
-    for i, v in enumerate(values):
-        if v is None:
-            raise InvalidParameterError(f"{name}[{i}] is None: drop or fill missing rows first")
-    return values
-
-
-def _check_texts(texts, name: str) -> list[str]:
-    texts = _check_list(texts, name)
-    for i, t in enumerate(texts):
-        if not isinstance(t, str):
-            raise InvalidParameterError(f"{name}[{i}] is {type(t).__name__}, not str")
-    return texts
-
-
-def _check_matrix(x, name: str, *, min_rows: int = 1) -> np.ndarray:
-    if x is None:
-        raise InvalidParameterError(f"{name} is missing: pass an (n, d) array")
-    try:
-        x = np.asarray(x, dtype=np.float64)
-    except (ValueError, TypeError) as e:
-        raise InvalidParameterError(f"{name} must be an (n, d) array of numbers (ragged rows?): {e}") from e
-    if x.ndim != 2 or x.shape[1] == 0:
-        raise InvalidParameterError(f"{name} must be a 2-D (n, d) array with d >= 1, got shape {x.shape}")
-    if x.shape[0] < min_rows:
-        raise InvalidParameterError(f"{name} has {x.shape[0]} rows; at least {min_rows} are needed")
-    if not np.isfinite(x).all():
-        raise InvalidParameterError(f"{name} row {int(np.flatnonzero(~np.isfinite(x).all(1))[0])} has NaN or inf")
-    return x
-
-
 def _features(texts, embeddings, name: str, n: int | None = None) -> np.ndarray:
     """Embeddings from exactly one of ``{name}texts`` (embedded with MiniLM) or ``{name}embeddings``."""
     if (texts is None) == (embeddings is None):
@@ -86,12 +52,6 @@ def _features(texts, embeddings, name: str, n: int | None = None) -> np.ndarray:
         raise InvalidParameterError(f"{name}{'texts' if texts is not None else 'embeddings'} has {x.shape[0]} "
                                     f"rows but there are {n} labels: pass one row per label")
     return x
-
-
-def _check_int(v, name: str, low: int) -> int:
-    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < low:
-        raise InvalidParameterError(f"{name} must be an integer >= {low}, got {v!r}")
-    return int(v)
 
 
 # --- agreement with references -------------------------------------------------------------
