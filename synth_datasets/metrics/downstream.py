@@ -11,7 +11,8 @@ from typing import Any
 import numpy as np
 
 from synth_datasets.errors import InvalidParameterError
-from synth_datasets.metrics.faithfulness import _accuracy_macro_f1, _check_list, _features
+from synth_datasets.metrics._checks import check_list as _check_list
+from synth_datasets.metrics.faithfulness import _accuracy_macro_f1, _features
 
 __all__ = ["make_classifier", "tstr"]
 
