@@ -24,3 +24,7 @@ from .hub import publish  # noqa: E402
 from .recipe import Recipe, RunRecord  # noqa: E402
 
 __all__ += ["Recipe", "RunRecord", "publish", "BuilderError", "HubAuthError", "PublishError"]
+
+from .distributed import ray_map  # noqa: E402  (imports ray only when called)
+
+__all__ += ["ray_map"]

@@ -93,3 +93,7 @@ class HubAuthError(SynthDatasetsError, PermissionError):
 
 class PublishError(SynthDatasetsError, OSError):
     """A push to the Hub failed; since a push is one commit, nothing was published."""
+
+
+class MissingDependencyError(SynthDatasetsError, ImportError):
+    """An optional package a feature needs is not installed (the message gives the pip command)."""
