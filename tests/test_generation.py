@@ -77,3 +77,38 @@ def test_describe_records_what_made_the_data(embedded_llm):
     ident = d["llm"]["identity"]
     assert ident["name"] == "SmolLM2-135M-Instruct.Q4_1.gguf" and len(ident["sha256"]) == 64
     assert {"datasets", "transformers", "synth-datasets"} <= set(d["library"])
+
+
+@pytest.mark.parametrize("temperature", [0.0, 0.8])
+def test_shared_prefix_kv_gives_the_same_completions_as_full_prefill(embedded_llm, temperature, monkeypatch):
+    backend = embedded_llm.backend
+    system = {"role": "system", "content": "You are a film critic who writes short, vivid reviews."}
+    requests = [ChatRequest.of([system, {"role": "user", "content": f"Review film number {i} in one sentence."}], 100 + i)
+                for i in range(5)]
+    params = SamplingParams(temperature=temperature, top_p=0.95, max_new_tokens=20, logprobs=True)
+    encode, shared_calls = backend._encode_batch, []
+
+    def spy(ids):
+        enc = encode(ids)
+        shared_calls.append("past_key_values" in enc)
+        return enc
+
+    monkeypatch.setattr(backend, "_encode_batch", spy)
+    try:
+        backend.share_prefix = True
+        shared = backend.generate(requests, params)
+        backend.share_prefix = False
+        full = backend.generate(requests, params)
+    finally:
+        backend.share_prefix = True
+    assert shared_calls == [True, False]  # the first run took the shared-prefix path, the second did not
+    assert [c.text for c in shared] == [c.text for c in full]
+    assert [c.usage for c in shared] == [c.usage for c in full]
+    for a, b in zip(shared, full):
+        assert a.logprobs == pytest.approx(b.logprobs, abs=1e-4)
+    assert len({c.text for c in shared}) >= 2  # real, varied completions
+    # rows without a long enough common prefix are left-padded as before
+    other = ChatRequest.of([{"role": "user", "content": "Name a colour."}], 7)
+    ids = backend.tokenizer([backend._prompt_text(r.as_messages()) for r in (requests[0], other)],
+                            add_special_tokens=False)["input_ids"]
+    assert "past_key_values" not in encode(ids) and "past_key_values" not in encode(ids[:1])

@@ -200,13 +200,47 @@ class TransformersBackend(Backend):
                     on_result(i, c)
         return out  # type: ignore[return-value]
 
+    #: rows of a batch that start with the same tokens (the chat template's system prompt) share one
+    #: computation of that prefix's KV cache; set to False to prefill every row in full.
+    share_prefix = True
+    min_shared_prefix = 8
+
+    def _encode_batch(self, ids: list[list[int]]) -> dict[str, Any]:
+        """``generate`` inputs: left padding, or, when the rows share a prefix of at least
+        ``min_shared_prefix`` tokens, that prefix's KV cache computed once and repeated for every row,
+        with each row laid out as prefix + padding + rest (positions come from the attention mask, so
+        every token keeps the position it has with left padding; greedy tokens are identical, and
+        prefill costs ~12% less on short chat prompts, see BENCHMARKS.md)."""
+        import torch
+
+        tok, model = self._tokenizer, self._model
+        shared = 0
+        if self.share_prefix and len(ids) > 1:
+            first, shortest = ids[0], min(map(len, ids))
+            while shared < shortest - 1 and all(x[shared] == first[shared] for x in ids):
+                shared += 1
+        if shared < self.min_shared_prefix:
+            return dict(tok.pad({"input_ids": ids}, padding=True, return_tensors="pt").to(self.device))
+        from transformers import DynamicCache
+
+        prefix, pad = first[:shared], tok.pad_token_id
+        rest = [x[shared:] for x in ids]
+        width = max(map(len, rest))
+        cache = DynamicCache(config=model.config)
+        with torch.inference_mode():
+            model(input_ids=torch.tensor([prefix], device=self.device), past_key_values=cache, use_cache=True)
+        cache.batch_repeat_interleave(len(ids))
+        input_ids = torch.tensor([prefix + [pad] * (width - len(r)) + r for r in rest], device=self.device)
+        mask = torch.tensor([[1] * shared + [0] * (width - len(r)) + [1] * len(r) for r in rest], device=self.device)
+        return {"input_ids": input_ids, "attention_mask": mask, "past_key_values": cache}
+
     def _generate_chunk(self, ids: list[list[int]], seeds: list[int], params: SamplingParams) -> list[Completion]:
         import torch
         from transformers import GenerationConfig, LogitsProcessorList
 
         tok, model = self._tokenizer, self._model
         t0 = time.perf_counter()
-        enc = tok.pad({"input_ids": ids}, padding=True, return_tensors="pt").to(self.device)
+        enc = self._encode_batch(ids)
         eos = tok.eos_token_id
         gen_cfg = GenerationConfig(do_sample=False, max_new_tokens=params.max_new_tokens, num_beams=1,
                                    pad_token_id=tok.pad_token_id, eos_token_id=eos,
@@ -218,6 +252,7 @@ class TransformersBackend(Backend):
         with torch.inference_mode():
             res = model.generate(**enc, generation_config=gen_cfg, logits_processor=processors,
                                  tokenizer=tok if params.stop else None)
+        enc.pop("past_key_values", None)
         prompt_len = enc["input_ids"].shape[1]
         new = res.sequences[:, prompt_len:].tolist()
         latency = (time.perf_counter() - t0) / max(1, len(ids))
