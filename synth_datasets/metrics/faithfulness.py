@@ -4,14 +4,13 @@
 - label faithfulness: does an out-of-fold classifier on the text agree with the generated label?
 - distributional fidelity against a real set: precision, recall, density, coverage (Naeem et al.,
   2020) on embeddings, and MAUVE (Pillutla et al., 2021), a divergence-frontier score;
-- an LLM judge with a fixed 1-5 rubric (:class:`JudgeScorer`).
+- an LLM judge with a fixed 1-5 rubric (:class:`JudgeScorer`, in :mod:`.judge`, re-exported here).
 
 Distances are computed in row chunks (memory O(chunk x n)); nothing is an O(n^2) Python loop.
 """
 
 from __future__ import annotations
 
-import math
 import re
 import string
 from collections import Counter
@@ -20,17 +19,13 @@ from typing import Any
 
 import numpy as np
 
-from synth_datasets._versions import library_versions
-from synth_datasets.curate.judge import parse_score
 from synth_datasets.embeddings import embed_texts, out_of_fold_proba
 from synth_datasets.metrics._checks import check_int as _check_int
 from synth_datasets.metrics._checks import check_list as _check_list
 from synth_datasets.metrics._checks import check_matrix as _check_matrix
 from synth_datasets.metrics._checks import check_texts as _check_texts
 from synth_datasets.errors import InvalidParameterError
-from synth_datasets.llm import LLM, ChatRequest, SamplingParams
-from synth_datasets.prompts import Template
-from synth_datasets.seeding import derive_seed
+from synth_datasets.metrics.judge import DEFAULT_RUBRIC, JudgeScorer, judge_score, parse_rating  # noqa: F401 (re-exported)
 
 __all__ = [
     "normalize_answer", "exact_match", "token_f1", "reference_agreement", "label_faithfulness",
@@ -333,119 +328,3 @@ def mauve(p_features, q_features, *, num_buckets: int | str = "auto", explained_
     out = mauve_from_histograms(p_counts, q_counts, discretization=discretization, scaling_factor=scaling_factor)
     out["num_buckets"] = num_buckets
     return out
-
-
-# --- LLM judge ---------------------------------------------------------------------------------
-
-DEFAULT_RUBRIC = Template(
-    system="You are a careful annotator who rates the quality of synthetic training data.",
-    user=("Rate the text below on a scale from 1 to 5 using this rubric:\n"
-          "5 = fluent, coherent, on-topic and plausible; ready to use as training data.\n"
-          "4 = good, with minor flaws in wording or detail.\n"
-          "3 = acceptable but clearly flawed: awkward, vague or partly off-topic.\n"
-          "2 = poor: hard to follow, mostly off-topic or with clear errors.\n"
-          "1 = unusable: incoherent, empty, or not a text of the requested kind.\n\n"
-          "Text:\n{{ text }}\n\n"
-          "Answer with a single digit from 1 to 5 and nothing else."),
-)
-
-def parse_rating(text: str | None) -> int | None:
-    """The 1-5 rating in a judge's answer, or None when there is none, it is ambiguous or not whole.
-
-    The parser is curation's :func:`synth_datasets.curate.parse_score` on the scale (1, 5) (one parser
-    for the judge filter and the judge metric): the scale itself ("1-5", "1 to 5") is ignored; then a
-    JSON "score" field, "rating/score: N", "N/5" or "N out of 5", a leading number, else the single
-    distinct number 1-5 in the text.
-
-    >>> [parse_rating(t) for t in ["4", "Rating: 3/5", "I'd say 5.", "score: 2", "Rating (1-5): 4",
-    ...                            "1 or 5?", "ten", "10", "4.5", None]]
-    [4, 3, 5, 2, 4, None, None, None, None, None]
-    """
-    score = parse_score(text, (1, 5))
-    return int(score) if score is not None and score.is_integer() else None
-
-
-_FORMAT_VERSION = 1
-
-
-class JudgeScorer:
-    """Rates each text 1-5 with an LLM and a fixed rubric (greedy decoding, one request per text).
-
-    Map contract: ``ds.map(judge, batched=True)`` adds the column ``output`` (int or None when the
-    answer holds no parsable rating or the request failed; the run goes on). Pickles to its
-    configuration only. :meth:`rate` returns scores, raw answers and the messages sent;
-    :func:`judge_score` summarizes.
-
-    Args:
-        llm (`LLM`): the judge model.
-        rubric (`Template`, *optional*): must read exactly the variable ``text``; :data:`DEFAULT_RUBRIC`.
-        column (`str`): the text column (map use). output (`str`): the score column.
-        max_new_tokens (`int`, defaults to 8), seed (`int`, defaults to 0).
-
-    Example:
-        >>> judge = JudgeScorer(LLM(), max_new_tokens=4)                       # doctest: +SKIP
-        >>> judge.rate(["A fine, moving film."])["scores"]                       # doctest: +SKIP
-        [4]
-    """
-
-    def __init__(self, llm: LLM, *, rubric: Template | None = None, column: str = "text",
-                 output: str = "judge_score", max_new_tokens: int = 8, seed: int = 0):
-        if not isinstance(llm, LLM):
-            raise InvalidParameterError(f"llm must be an LLM, got {type(llm).__name__}: use LLM() or LLM(url, model=...)")
-        rubric = DEFAULT_RUBRIC if rubric is None else rubric
-        if not isinstance(rubric, Template) or rubric.variables != {"text"}:
-            raise InvalidParameterError("rubric must be a Template that reads exactly the variable 'text' "
-                                        f"(got {getattr(rubric, 'variables', type(rubric).__name__)})")
-        self.llm, self.rubric, self.column, self.output, self.seed = llm, rubric, column, output, seed
-        self.params = SamplingParams.make(temperature=0.0, max_new_tokens=max_new_tokens, seed=seed)
-
-    def __getstate__(self) -> dict[str, Any]:
-        return {"format": _FORMAT_VERSION, "llm": self.llm, "rubric": self.rubric, "column": self.column,
-                "output": self.output, "seed": self.seed, "params": self.params.model_dump()}
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        state = dict(state)
-        state.pop("format", None)
-        state["params"] = SamplingParams(**state["params"])
-        self.__dict__.update(state)
-
-    def requests(self, texts: Sequence[str]) -> list[ChatRequest]:
-        """The requests sent for ``texts``: the rubric rendered with each text."""
-        texts = _check_texts(texts, "texts")
-        return [ChatRequest.of(self.rubric.render({"text": t}, row_index=i), derive_seed(self.seed, t))
-                for i, t in enumerate(texts)]
-
-    def rate(self, texts: Sequence[str]) -> dict[str, list]:
-        """``scores`` (int 1-5 or None), ``answers`` (raw text or None), ``errors``, ``messages``."""
-        requests = self.requests(texts)
-        completions = self.llm.generate(requests, self.params)
-        return {"scores": [parse_rating(c.text) for c in completions], "answers": [c.text for c in completions],
-                "errors": [c.error for c in completions], "messages": [r.as_messages() for r in requests]}
-
-    def __call__(self, batch: dict[str, list]) -> dict[str, list]:
-        if self.column not in batch:
-            raise InvalidParameterError(f"Input column {self.column!r} not in the dataset. Current columns: "
-                                        f"{sorted(batch)}. Pass column=...")
-        return {self.output: self.rate(batch[self.column])["scores"]}
-
-    def describe(self) -> dict[str, Any]:
-        return {"type": "JudgeScorer", "rubric": self.rubric.describe(), "llm": self.llm.describe(),
-                "params": self.params.model_dump(), "seed": self.seed, "column": self.column,
-                "output": self.output, "scale": [1, 5], "parser": parse_rating.__doc__.split("\n\n")[1].strip(),
-                "versions": library_versions()}
-
-
-def judge_score(llm: LLM, texts: Sequence[str], *, rubric: Template | None = None,
-                max_new_tokens: int = 8, seed: int = 0) -> dict[str, float]:
-    """Rate ``texts`` with :class:`JudgeScorer` and summarize: ``judge_mean`` over parsed ratings (NaN if
-    none), ``judge_count_<1..5>``, ``judge_unparsed`` (answers without a rating), ``judge_errors``
-    (failed requests), ``judge_n``."""
-    rated = JudgeScorer(llm, rubric=rubric, max_new_tokens=max_new_tokens, seed=seed).rate(texts)
-    scores = [s for s in rated["scores"] if s is not None]
-    out: dict[str, float] = {"judge_mean": float(np.mean(scores)) if scores else math.nan}
-    out.update({f"judge_count_{v}": scores.count(v) for v in range(1, 6)})
-    out["judge_errors"] = sum(e is not None for e in rated["errors"])
-    out["judge_unparsed"] = len(rated["scores"]) - len(scores) - out["judge_errors"]
-    out["judge_n"] = len(rated["scores"])
-    return out
-
