@@ -64,7 +64,7 @@ def test_movie_reviews_end_to_end(movie):
     card = (out / "README.md").read_text()
     assert gen["llm"]["identity"]["sha256"] in card and movie_reviews.TEMPLATE.user in card
     assert prov["reproduce"] in card and "synth-datasets build --from-provenance provenance.json" in card
-    assert f"| generate | map | 8 | 8 | 100.0% |" in card
+    assert "| generate | map | 8 | 8 | 100.0% |" in card
     # the generator's line names sampling parameters; a filter's parameters are not "sampling"
     assert "- Sampling: temperature=0.8, top_p=0.95" in card
     assert "- Parameters: column=review, min_chars=None" in card and "- Sampling: column=" not in card

@@ -8,10 +8,9 @@ import json
 
 import numpy as np
 import pytest
-from datasets import Dataset, load_from_disk
+from datasets import Dataset
 from datasets.fingerprint import Hasher
 
-from realdata import rotten_tomatoes
 from synth_datasets import curate
 from synth_datasets.errors import ReviewFileError
 

@@ -1,7 +1,6 @@
 """Endpoint backend over real HTTP: llama.cpp's server and our fault-injecting server."""
 
 import json
-import time
 import urllib.request
 
 import pytest

@@ -67,7 +67,7 @@ def test_local_folder_holds_data_card_provenance_and_report(built, tmp_path):
     assert data["synth_datasets"]["rows_per_step"][-1] == {"step": "dedup", "rows": ds.num_rows}
     body = card.text
     assert TEMPLATE_USER in body  # verbatim, not rendered
-    assert f"| generate | map | 4 | 8 | 200.0% |" in body
+    assert "| generate | map | 4 | 8 | 200.0% |" in body
     assert "temperature=0.7, top_p=1.0, max_new_tokens=20" in body and "- Seed: 7" in body
     u = rec.usage
     assert f"| **total** | 8 | 0 | {u['prompt_tokens']} | {u['completion_tokens']} | {u['completion_tokens']} |" in body

@@ -368,8 +368,6 @@ def with_columns(batch, new: dict[str, Any], types: dict[str, Any]):
     batch of None values does not fix a null column type). A returned table replaces the batch, so it
     carries the input columns too; ``map(remove_columns=...)`` is not applied to it (call
     ``.remove_columns`` afterwards). A plain dict batch (a direct call) gets a dict of lists back."""
-    import pyarrow as pa
-
     source = getattr(batch, "pa_table", None)
     size = len(next(iter(new.values()))) if new else 0
     if source is None or source.num_rows != size:

@@ -55,8 +55,6 @@ def rouge_l(a: Sequence[str], b: Sequence[str]) -> float:
 
 
 def _count_matrix(token_lists, vocab):
-    from scipy.sparse import csr_matrix
-
     rows, cols, vals = [], [], []
     for i, toks in enumerate(token_lists):
         counts: dict[int, int] = {}
