@@ -6,7 +6,7 @@
     synth-datasets build --from-provenance out/movie-reviews/provenance.json --out again   # repeat a run
     synth-datasets push out/movie-reviews user/movie-reviews                  # push a built folder (one commit)
     synth-datasets generate --n 50 --out out/reviews                          # = build movie-reviews
-    synth-datasets cache info|clear                                           # the response cache
+    synth-datasets cache info|clear|repair                                    # the response cache
 
 Builder parameters become options (``--n``, ``--seed``, ``--max-new-tokens``, ...): see
 ``synth-datasets build NAME --help``. The Hub token comes from ``HF_TOKEN`` or ``hf auth login``; there
@@ -186,6 +186,28 @@ def _push(argv: list[str]) -> int:
     return 0
 
 
+def _cache(action: str) -> int:
+    from .llm import ResponseCache
+
+    c = ResponseCache()
+    if action == "repair":
+        print(json.dumps(c.repair()))
+        return 0
+    if action == "clear":
+        c.clear()
+    problems = c.check()
+    rows = len(c) if not problems else None  # a path that cannot hold a cache raises CacheError here
+    size = c.path.stat().st_size if c.path.exists() else 0
+    print(json.dumps({"path": str(c.path), "responses": rows, "bytes": size, "healthy": not problems,
+                      **({"problems": problems[:5]} if problems else {})}))
+    if problems:
+        print(f"error: The response cache {c.path} is damaged ({problems[0]}). Run `synth-datasets cache repair` "
+              "to keep its readable answers (the damaged file is moved aside), or `synth-datasets cache clear`.",
+              file=sys.stderr)
+        return 2
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     ap = argparse.ArgumentParser(prog="synth-datasets", description="LLM-driven synthetic datasets.",
@@ -194,8 +216,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub.add_parser("build", help="run a builder (name or script) and publish its dataset", add_help=False)
     sub.add_parser("push", help="push a built folder to the Hub in one commit", add_help=False)
     sub.add_parser("generate", help="alias of `build movie-reviews`", add_help=False)
-    cache = sub.add_parser("cache", help="inspect or clear the response cache")
-    cache.add_argument("action", choices=["info", "clear"])
+    cache = sub.add_parser("cache", help="inspect, check, clear or repair the response cache",
+                           description="info: path, rows, size and an integrity check (PRAGMA quick_check); "
+                                       "clear: delete every stored response (works on a damaged file); repair: "
+                                       "copy the readable rows of a damaged file into a new one and move the "
+                                       "damaged file aside.")
+    cache.add_argument("action", choices=["info", "clear", "repair"])
     try:
         if argv and argv[0] in ("build", "generate", "push"):
             if argv[0] == "push":
@@ -203,13 +229,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _build(argv[1:] if argv[0] == "build" else ["movie-reviews", *argv[1:]])
         args = ap.parse_args(argv)
         if args.command == "cache":
-            from .llm import ResponseCache
-
-            c = ResponseCache()
-            if args.action == "clear":
-                c.clear()
-            size = c.path.stat().st_size if c.path.exists() else 0
-            print(json.dumps({"path": str(c.path), "responses": len(c), "bytes": size}))
+            return _cache(args.action)
         return 0
     except SynthDatasetsError as e:
         print(f"error: {e}", file=sys.stderr)

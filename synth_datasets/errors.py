@@ -61,7 +61,11 @@ class EndpointUnreachableError(EndpointError, ConnectionError):
 
 
 class CacheError(SynthDatasetsError, OSError):
-    """The response cache cannot be opened or written."""
+    """The response cache cannot be opened or written, or its file is damaged."""
+
+
+class CacheWarning(UserWarning):
+    """The response cache is read-only, or its file was deleted or replaced during a run."""
 
 
 class EmptyDatasetError(SynthDatasetsError, ValueError):

@@ -2,6 +2,7 @@
 
 import json
 import os
+import random
 import signal
 import sqlite3
 import subprocess
@@ -146,3 +147,181 @@ def test_many_processes_opening_a_new_cache_at_once(tmp_path):
             p.join()
         assert got == [20] * 8, got
         assert len(ResponseCache(path)) == 160
+
+
+# -- damage, read-only files, bad paths, deletion mid-run (issue 9, items 7-9) ------------------------
+import contextlib  # noqa: E402
+import shutil  # noqa: E402
+import warnings  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+from synth_datasets.errors import CacheError, CacheWarning  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _filled_cache(path: Path, n: int = 300) -> dict[str, str]:
+    c = ResponseCache(path)
+    texts = {f"k{i}": f"answer {i} " + "x" * 500 for i in range(n)}
+    c.put_many({k: Completion(text=t, finish_reason="stop") for k, t in texts.items()})
+    c.close()  # the last connection checkpoints the WAL into the file
+    assert path.exists() and not Path(str(path) + "-wal").exists()
+    return texts
+
+
+def _cli(*args, cache_dir):
+    env = {**os.environ, "SYNTH_DATASETS_CACHE": str(cache_dir)}
+    return subprocess.run([sys.executable, "-m", "synth_datasets.cli", *args], capture_output=True, text=True,
+                          cwd=ROOT, env=env)
+
+
+def test_garbage_in_the_middle_of_the_file(tmp_path):
+    path = tmp_path / "cache" / "responses.sqlite"
+    texts = _filled_cache(path)
+    with open(path, "r+b") as f:  # 8 KB of garbage in the middle of the file
+        f.seek(path.stat().st_size // 2)
+        f.write(random.Random(0).randbytes(8192))
+    with pytest.raises(CacheError) as e:
+        ResponseCache(path).get_many(list(texts))
+    assert str(path) in str(e.value) and "damaged" in str(e.value) and "synth-datasets cache repair" in str(e.value)
+    assert ResponseCache(path).check() != []
+
+    info = _cli("cache", "info", cache_dir=path.parent)
+    assert info.returncode == 2 and json.loads(info.stdout)["healthy"] is False
+    assert info.stderr.startswith("error: ") and "cache repair" in info.stderr and "Traceback" not in info.stderr
+
+    rep = _cli("cache", "repair", cache_dir=path.parent)
+    assert rep.returncode == 0, rep.stderr
+    res = json.loads(rep.stdout)
+    assert 0 < res["salvaged"] < len(texts) and Path(res["damaged_file"]).exists()
+    repaired = ResponseCache(path)
+    assert repaired.check() == [] and len(repaired) == res["salvaged"]
+    got = repaired.get_many(list(texts))
+    assert len(got) == res["salvaged"] and all(c.text == texts[k] for k, c in got.items())  # the rows, intact
+    assert json.loads(_cli("cache", "info", cache_dir=path.parent).stdout)["healthy"] is True
+
+
+def test_damaged_header_and_clear_on_a_damaged_file(tmp_path):
+    path = tmp_path / "responses.sqlite"
+    _filled_cache(path, 20)
+    with open(path, "r+b") as f:
+        f.write(b"\x00" * 100)  # the SQLite header is gone
+    with pytest.raises(CacheError) as e:
+        len(ResponseCache(path))
+    assert str(path) in str(e.value) and "damaged" in str(e.value) and "writable" not in str(e.value)
+    r = _cli("cache", "clear", cache_dir=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout) | {"bytes": 0} == {"path": str(path), "responses": 0, "bytes": 0, "healthy": True}
+    # mid-file damage too
+    path2 = tmp_path / "two" / "responses.sqlite"
+    _filled_cache(path2)
+    with open(path2, "r+b") as f:
+        f.seek(path2.stat().st_size // 2)
+        f.write(b"\xff" * 8192)
+    c = ResponseCache(path2)
+    c.clear()
+    assert len(c) == 0 and c.check() == []
+
+
+def test_cache_path_that_is_a_file_or_under_one(tmp_path, monkeypatch):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("x")
+    for env in (blocker, blocker / "sub"):
+        monkeypatch.setenv("SYNTH_DATASETS_CACHE", str(env))
+        with pytest.raises(CacheError) as e:
+            LLM(cache=True).response_cache.get_many(["k"])
+        assert f"{blocker} is a file" in str(e.value) and "SYNTH_DATASETS_CACHE" in str(e.value)
+        r = _cli("cache", "info", cache_dir=env)
+        assert r.returncode == 2 and r.stderr.startswith("error: ") and str(blocker) in r.stderr
+
+
+@contextlib.contextmanager
+def _read_only(*paths: Path):
+    """Make files and folders unwritable, for root too: `chattr +i` as root (root ignores modes), chmod
+    otherwise. Skips when neither works here."""
+    if os.geteuid() == 0:
+        if shutil.which("chattr") is None or subprocess.run(["chattr", "+i", *map(str, paths)]).returncode:
+            pytest.skip("running as root without a working `chattr +i`: cannot make a file unwritable")
+        try:
+            yield
+        finally:
+            subprocess.run(["chattr", "-i", *map(str, paths)], check=True)
+    else:
+        modes = {p: p.stat().st_mode for p in paths}
+        for p in paths:
+            p.chmod(0o555 if p.is_dir() else 0o444)
+        try:
+            yield
+        finally:
+            for p, m in modes.items():
+                p.chmod(m)
+
+
+def test_unwritable_parent_is_a_cache_error_with_the_path(tmp_path):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    with _read_only(locked):
+        with pytest.raises(CacheError) as e:
+            ResponseCache(locked / "cache" / "responses.sqlite").get_many(["k"])
+    assert str(locked / "cache") in str(e.value) and "writable folder" in str(e.value)
+
+
+@pytest.mark.parametrize("writer_open", [True, False], ids=["wal-files-present", "closed-file"])
+def test_read_only_cache_still_serves_its_answers(fault_server, tmp_path, writer_open):
+    """A copy of a cache taken while its writer ran (-wal and -shm beside it), or a closed one, on a file
+    system that refuses writes: the answers are served, new ones are not kept, one warning says so."""
+    fault_server.reset()
+    msgs = lambda i: ChatRequest.of([{"role": "user", "content": f"question {i}"}], 0)  # noqa: E731
+    writer = LLM(fault_server.url, model="echo", cache=tmp_path / "w" / "responses.sqlite")
+    first = writer.generate([msgs(i) for i in range(3)])
+    if not writer_open:
+        writer.close()  # the last connection folds the -wal into the file and removes -wal/-shm
+    folder = tmp_path / "ro"
+    shutil.copytree(tmp_path / "w", folder)
+    writer.close()
+    path = folder / "responses.sqlite"
+    assert Path(f"{path}-wal").exists() == writer_open
+    before = server_requests(fault_server)
+    with _read_only(*folder.iterdir(), folder):
+        llm = LLM(fault_server.url, model="echo", cache=path)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            out = llm.generate([msgs(i) for i in range(4)])
+            again = llm.generate([msgs(3)])
+        assert [c.text for c in out[:3]] == [c.text for c in first] and all(c.cached for c in out[:3])
+        assert out[3].error is None and again[0].error is None and not again[0].cached  # the new one: not kept
+        assert server_requests(fault_server) - before == 2
+        ro = [w for w in caught if issubclass(w.category, CacheWarning)]
+        assert len(ro) == 1 and "won't be kept" in str(ro[0].message) and str(path) in str(ro[0].message)
+        llm.close()
+    assert len(ResponseCache(path)) == 3
+
+
+def test_cache_folder_deleted_mid_run_warns_once_and_keeps_persisting(fault_server, tmp_path):
+    fault_server.reset()
+    folder = tmp_path / "cache"
+    llm = LLM(fault_server.url, model="echo", cache=folder / "responses.sqlite")
+    req = lambda i: ChatRequest.of([{"role": "user", "content": f"q {i}"}], 0)  # noqa: E731
+    llm.generate([req(i) for i in range(3)])
+    shutil.rmtree(folder)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        llm.generate([req(i) for i in range(3, 6)])
+        llm.generate([req(i) for i in range(6, 8)])
+    gone = [w for w in caught if issubclass(w.category, CacheWarning)]
+    assert len(gone) == 1 and "deleted or replaced" in str(gone[0].message)
+    assert len(ResponseCache(folder / "responses.sqlite")) == 5  # what came after the deletion was persisted
+    # replaced by another file (e.g. `cache repair` in another shell): detected the same way
+    llm2 = LLM(fault_server.url, model="echo", cache=folder / "responses.sqlite")
+    llm2.generate([req(100)])
+    other = ResponseCache(tmp_path / "other.sqlite")
+    other.put_many({"x": Completion(text="x", finish_reason="stop")})
+    other.close()
+    for side in ("", "-wal", "-shm"):  # what `cache repair` does: the old file and its WAL files go aside
+        os.replace(f"{folder}/responses.sqlite{side}", f"{tmp_path}/aside{side}")
+    os.replace(other.path, folder / "responses.sqlite")
+    with pytest.warns(CacheWarning, match="deleted or replaced"):
+        llm2.generate([req(101)])
+    assert len(ResponseCache(folder / "responses.sqlite")) == 2  # the replacement's row + the new answer
