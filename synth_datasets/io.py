@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import json
 import os
@@ -33,12 +34,36 @@ def check_output_dir(out: str | os.PathLike, *, overwrite: bool = False) -> Path
     return out
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def temp_dir(parent: str | os.PathLike, prefix: str) -> Path:
+    """A new private folder ``<parent>/<prefix><pid>-<random>``, after removing the stale ones: folders
+    with that prefix left by a process that no longer runs (a SIGKILL or power loss during a write).
+    Folders of a live process, and names this library did not make, are left alone."""
+    parent = Path(parent)
+    for old in parent.glob(glob.escape(prefix) + "*"):
+        pid = old.name[len(prefix):].split("-", 1)[0]
+        if old.is_dir() and pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
+            shutil.rmtree(old, ignore_errors=True)
+    return Path(tempfile.mkdtemp(prefix=f"{prefix}{os.getpid()}-", dir=parent))
+
+
 def write_folder_atomically(out: str | os.PathLike, write: Callable[[Path], None], *,
                             overwrite: bool = False) -> Path:
-    """Call ``write(tmp)`` on a temporary sibling folder of ``out``, then rename it to ``out``.
+    """Call ``write(tmp)`` on a temporary sibling folder of ``out`` (``.<name>.tmp-<pid>-<random>``), then
+    rename it to ``out``.
 
     An interrupted or failed write leaves nothing behind: not the temporary folder, not the parent
-    folders this call created.
+    folders this call created. A write killed outright (SIGKILL) leaves its temporary folder; the next
+    write to the same ``out`` removes it.
     """
     out = check_output_dir(out, overwrite=overwrite)
     parent = out.resolve().parent
@@ -53,7 +78,7 @@ def write_folder_atomically(out: str | os.PathLike, write: Callable[[Path], None
             parent.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise InvalidParameterError(f"Cannot create {parent}: {e.strerror}. Choose a writable --out.") from e
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=parent))
+        tmp = temp_dir(parent, f".{out.name}.tmp-")
         write(tmp)
         umask = os.umask(0)
         os.umask(umask)

@@ -281,3 +281,33 @@ def test_an_empty_result_is_refused_with_the_step_that_emptied_it(tmp_path):
     with pytest.raises(EmptyDatasetError, match=r"no rows \(rows per step: drop-all: 2 -> 0\)"):
         publish(ds, tmp_path / "o", record=rec)
     assert list(tmp_path.iterdir()) == []
+
+
+KILLED_WRITE = """
+import os, signal, sys
+from synth_datasets.io import write_folder_atomically
+
+def write(tmp):
+    (tmp / "half.parquet").write_bytes(b"x" * 1000)
+    os.kill(os.getpid(), signal.SIGKILL)  # killed during the final folder write
+
+write_folder_atomically(sys.argv[1], write)
+"""
+
+
+def test_a_write_killed_midway_leaves_a_temp_folder_that_the_next_write_removes(built, tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    ds, rec = built
+    out = tmp_path / "out"
+    r = subprocess.run([sys.executable, "-c", KILLED_WRITE, str(out)], capture_output=True)
+    assert r.returncode == -signal.SIGKILL
+    stale = [p.name for p in tmp_path.iterdir()]
+    assert len(stale) == 1 and stale[0].startswith(".out.tmp-") and not out.exists()
+    live = tmp_path / ".out.tmp-1-keepme"  # a folder of a process that still runs (pid 1) is left alone
+    live.mkdir()
+    publish(ds, out, record=rec)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [live.name, "out"]
+    assert _rows(load_dataset(str(out), split="train")) == _rows(ds)
