@@ -102,3 +102,59 @@ def test_conditions_describe_and_combinations():
     assert len(c.combinations()) == 4
     d = c.describe()
     assert d["pools"] == {"label": ["p", "n"], "length": ["short", "long"]} and d["seed"] == 9
+
+
+# -- limits (issue 9, item 13) -------------------------------------------------------------------------
+@pytest.mark.parametrize("src, row", [
+    ("{{ 'a' * 10**9 }}", {}),
+    ("{{ x * 10**9 }}", {"x": "ab"}),
+    ("{{ 'a' | center(10**9) }}", {}),
+    ("{{ 'a\\nb' | indent(10**9) }}", {}),
+    ("{{ 'a'.ljust(10**9) }}", {}),
+    ("{{ '%1000000000s' % 'a' }}", {}),
+    ("{{ '{:>1000000000}'.format('a') }}", {}),
+    ("{% for i in range(99999) %}{% for j in range(99999) %}xyz{% endfor %}{% endfor %}", {}),
+    ("{{ big }}{{ big }}", {"big": "z" * 600_000}),
+])
+def test_a_huge_prompt_is_refused_naming_the_row_before_it_is_built(src, row):
+    import tracemalloc
+
+    t = Template(user="Task: " + src)
+    tracemalloc.start()
+    try:
+        with pytest.raises(TemplateError, match=r"row 12\b") as e:
+            t.render(row, row_index=12)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert "1,000,000" in str(e.value) and "Task:" in str(e.value)  # the limit, and which template
+    assert peak < 50_000_000  # stopped early: nothing near the 1 GB the template asks for was built
+
+
+def test_the_prompt_limit_is_configurable_and_ordinary_templates_are_untouched():
+    t = Template(user="{{ 'ab' * 3 }} {{ 'x' | center(5) }} {{ '%3s' % 'a' }} {{ 'Year {}'.format(2024) }} {{ 2**10 }}")
+    assert t.render({})[0]["content"] == "ababab   x     a Year 2024 1024"
+    small = Template(user="{{ text }}", max_chars=10)
+    assert small.render({"text": "0123456789"})[0]["content"] == "0123456789"
+    with pytest.raises(TemplateError, match=r"longer than max_chars=10 .*row 4|row 4.*max_chars=10"):
+        small.render({"text": "0123456789!"}, row_index=4)
+    assert pickle.loads(pickle.dumps(small)).max_chars == 10
+    assert "max_chars" not in Template(user="x").__getstate__()  # default: fingerprints unchanged
+    with pytest.raises(TemplateError, match="max_chars"):
+        Template(user="x", max_chars=0)
+
+
+def test_deeply_nested_template_is_a_template_error():
+    with pytest.raises(TemplateError, match="nested too deeply"):
+        Template(user="{% if x %}" * 500 + "a" + "{% endif %}" * 500)
+
+
+def test_a_none_inside_a_dict_or_list_value_names_the_row_and_path():
+    t = Template(user="Movie: {{ meta.title }} ({{ meta.year }})")
+    with pytest.raises(MissingVariableError, match=r"row 5.*meta\['year'\]"):
+        t.render({"meta": {"title": "Alien", "year": None}}, row_index=5)
+    with pytest.raises(MissingVariableError, match=r"row 0.*tags\[1\]"):
+        Template(user="Tags: {{ tags }}").render({"tags": ["a", None]}, row_index=0)
+    guarded = Template(user="{{ meta.title }}{% if meta.year %} ({{ meta.year }}){% endif %}")
+    assert guarded.render({"meta": {"title": "Alien", "year": None}})[0]["content"] == "Alien"
+    assert guarded.render({"meta": {"title": "Alien", "year": 1979}})[0]["content"] == "Alien (1979)"

@@ -2,21 +2,134 @@
 
 from __future__ import annotations
 
+import re
 from functools import cached_property
 from typing import Any, Mapping, Sequence
 
 from ..errors import MissingVariableError, TemplateError
 
 _FORMAT_VERSION = 1
+#: the longest rendered prompt (all messages together, in characters) a Template produces by default
+MAX_PROMPT_CHARS = 1_000_000
+_NUMBER = re.compile(r"\d+")
 
 
-def _env():
+class _NoneValue(Exception):
+    """A ``{{ ... }}`` printed None (e.g. a None inside a dict or list value)."""
+
+    def __init__(self, where: str):
+        super().__init__(where)
+        self.where = where
+
+
+def _none_path(value: Any, path: str = "", depth: int = 0) -> str | None:
+    if value is None:
+        return path
+    if depth < 4 and isinstance(value, Mapping):
+        for k, v in value.items():
+            found = _none_path(v, f"{path}[{k!r}]", depth + 1)
+            if found is not None:
+                return found
+    elif depth < 4 and isinstance(value, (list, tuple)):
+        for i, v in enumerate(value):
+            found = _none_path(v, f"{path}[{i}]", depth + 1)
+            if found is not None:
+                return found
+    return None
+
+
+def _finalize(value: Any) -> Any:
+    """Every ``{{ ... }}`` output passes here: a None (or a None inside a printed list/dict) is an error,
+    not the text "None"."""
+    where = _none_path(value)
+    if where is not None:
+        raise _NoneValue(where)
+    return value
+
+
+def _snippet(src: str) -> str:
+    return f"template {src[:60]!r}{'...' if len(src) > 60 else ''}"
+
+
+def _env(max_chars: int = MAX_PROMPT_CHARS):
     from jinja2 import StrictUndefined
-    from jinja2.sandbox import ImmutableSandboxedEnvironment
+    from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
+
+    def too_big(what: str, size: int) -> SecurityError:
+        return SecurityError(f"{what} would make about {size:,} characters, more than the prompt limit of "
+                             f"{max_chars:,}")
+
+    def check_numbers(what: str, *values: Any) -> None:
+        for v in values:
+            if isinstance(v, int) and not isinstance(v, bool) and abs(v) > max_chars:
+                raise too_big(what, abs(v))
+
+    def check_format(what: str, fmt: str) -> None:
+        for m in _NUMBER.finditer(fmt):  # a width or precision in a format string
+            if len(m.group()) > 7 or int(m.group()) > max_chars:
+                raise too_big(what, int(m.group()) if len(m.group()) < 30 else 10 ** 30)
+
+    class Env(ImmutableSandboxedEnvironment):
+        """The sandbox, plus limits on the operations that build huge values from a short template:
+        ``*`` on strings and lists, ``**``, ``%``-format widths, width and count arguments of string
+        methods and filters (``range`` is limited by the sandbox's ``MAX_RANGE``)."""
+
+        intercepted_binops = frozenset(["*", "**", "%"])
+
+        def call_binop(self, context, operator, left, right):
+            if operator == "*":
+                for seq, n in ((left, right), (right, left)):
+                    if isinstance(seq, (str, list, tuple)) and isinstance(n, int) and len(seq) * n > max_chars:
+                        raise too_big(f"{type(seq).__name__} * {n}", len(seq) * n)
+            elif operator == "**" and isinstance(left, int) and isinstance(right, int) and abs(left) > 1:
+                if right * max(1, abs(left).bit_length()) > 4096:
+                    raise too_big(f"{left} ** {right}", 10 ** 30)
+            elif operator == "%" and isinstance(left, str):
+                check_format("a '%' format", left)
+            return super().call_binop(context, operator, left, right)
+
+        def wrap_str_format(self, value):
+            wrapped = super().wrap_str_format(value)
+            if wrapped is not None:  # checked when the template reads `'...'.format`
+                check_format(f"str.{value.__name__}", value.__self__)
+            return wrapped
+
+        def call(__self, __context, __obj, *args, **kwargs):  # noqa: N805 (jinja's signature)
+            owner = getattr(__obj, "__self__", None)
+            if isinstance(owner, (str, list, tuple)):
+                name = getattr(__obj, "__name__", "")
+                if name == "replace" and len(args) >= 2 and isinstance(args[1], str):
+                    size = len(owner) + owner.count(args[0]) * len(args[1]) if isinstance(args[0], str) else 0
+                    if size > max_chars:
+                        raise too_big("str.replace", size)
+                check_numbers(f"{type(owner).__name__}.{name}", *args, *kwargs.values())
+            return super().call(__context, __obj, *args, **kwargs)
 
     # Sandboxed like transformers' chat templates: no attribute escapes, no mutation of inputs.
-    return ImmutableSandboxedEnvironment(undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True,
-                                         keep_trailing_newline=False)
+    env = Env(undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=False,
+              finalize=_finalize)
+    for name in ("center", "indent", "format", "slice", "batch", "replace"):
+        env.filters[name] = _guarded_filter(env.filters[name], name, check_numbers, check_format, max_chars,
+                                            too_big)
+    return env
+
+
+def _guarded_filter(f, name: str, check_numbers, check_format, max_chars: int, too_big):
+    def guarded(*args, **kwargs):
+        values = [a for a in args if not hasattr(a, "environment")]  # skip the eval context
+        check_numbers(f"the {name} filter", *values[1:], *kwargs.values())
+        if name == "replace" and len(values) >= 3 and all(isinstance(v, str) for v in values[:3]):
+            size = len(values[0]) + values[0].count(values[1]) * len(values[2])
+            if size > max_chars:
+                raise too_big("the replace filter", size)
+        if name == "format" and values and isinstance(values[0], str):
+            check_format("the format filter", values[0])
+        return f(*args, **kwargs)
+
+    for attr in ("jinja_pass_arg",):  # keep @pass_eval_context / @pass_environment markers
+        if hasattr(f, attr):
+            setattr(guarded, attr, getattr(f, attr))
+    return guarded
 
 
 class Template:
@@ -30,6 +143,14 @@ class Template:
         system (`str`, *optional*): the system message (role, format, knowledge).
         examples (`list[dict]`, *optional*): few-shot turns, each ``{"user": ..., "assistant": ...}``;
             they may use variables too.
+        max_chars (`int`, defaults to 1,000,000): the longest rendered prompt (all messages, in
+            characters). Rendering stops as soon as a row goes past it, and operations that would build a
+            longer value (``'a' * 10**9``, a huge ``center``/``indent``/format width) are refused, with a
+            :class:`TemplateError` naming the row.
+
+    A value printed with ``{{ ... }}`` that is None, or a list/dict holding a None (``{{ meta }}`` with
+    ``meta={"year": None}``, ``{{ meta.year }}``), is an error naming the row and the path of the None,
+    not the text "None". ``{% if meta.year %}`` still tests it freely.
 
     Example:
         >>> t = Template(system="You are a movie critic.", user="Write a {{ label }} review.")
@@ -40,9 +161,12 @@ class Template:
     """
 
     def __init__(self, user: str, *, system: str | None = None,
-                 examples: Sequence[Mapping[str, str]] | None = None):
+                 examples: Sequence[Mapping[str, str]] | None = None, max_chars: int = MAX_PROMPT_CHARS):
         if not isinstance(user, str) or not user.strip():
             raise TemplateError("Template(user=...) must be a non-empty string: the task for the model.")
+        if not isinstance(max_chars, int) or isinstance(max_chars, bool) or max_chars < 1:
+            raise TemplateError(f"Template(max_chars={max_chars!r}) must be a positive integer (characters).")
+        self.max_chars = max_chars
         self.user = user
         self.system = system
         self.examples = [dict(e) for e in (examples or [])]
@@ -53,10 +177,14 @@ class Template:
 
     # -- pickling: sources only ------------------------------------------------------------
     def __getstate__(self) -> dict[str, Any]:
-        return {"format": _FORMAT_VERSION, "user": self.user, "system": self.system, "examples": self.examples}
+        state = {"format": _FORMAT_VERSION, "user": self.user, "system": self.system, "examples": self.examples}
+        if self.max_chars != MAX_PROMPT_CHARS:  # the default stays out: fingerprints of existing templates hold
+            state["max_chars"] = self.max_chars
+        return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.user, self.system, self.examples = state["user"], state["system"], state["examples"]
+        self.max_chars = state.get("max_chars", MAX_PROMPT_CHARS)
 
     def _sources(self) -> list[tuple[str, str]]:
         out = [("system", self.system)] if self.system else []
@@ -68,7 +196,7 @@ class Template:
     def _compiled(self):
         from jinja2 import TemplateSyntaxError
 
-        env = _env()
+        env = _env(self.max_chars)
         compiled = []
         for role, src in self._sources():
             try:
@@ -76,6 +204,12 @@ class Template:
             except TemplateSyntaxError as e:
                 raise TemplateError(f"Template syntax error in the {role} message, line {e.lineno}: {e.message}. "
                                     f"Source: {src!r}") from e
+            except RecursionError as e:
+                raise TemplateError(f"The {role} message template is nested too deeply to compile "
+                                    f"({_snippet(src)}). Flatten its blocks.") from e
+            except Exception as e:  # noqa: BLE001 - anything else jinja raises while compiling
+                raise TemplateError(f"The {role} message template does not compile ({type(e).__name__}: {e}; "
+                                    f"{_snippet(src)}). Fix the template.") from e
         return compiled
 
     @cached_property
@@ -83,10 +217,14 @@ class Template:
         """The variables the template reads."""
         from jinja2 import meta
 
-        env = _env()
+        env = _env(self.max_chars)
         names: set[str] = set()
-        for _, src in self._sources():
-            names |= meta.find_undeclared_variables(env.parse(src))
+        for role, src in self._sources():
+            try:
+                names |= meta.find_undeclared_variables(env.parse(src))
+            except RecursionError as e:
+                raise TemplateError(f"The {role} message template is nested too deeply to compile "
+                                    f"({_snippet(src)}). Flatten its blocks.") from e
         return frozenset(names)
 
     def check_columns(self, columns: Sequence[str]) -> None:
@@ -112,20 +250,43 @@ class Template:
                     variable=v, row=row_index)
         ctx = {k: row[k] for k in self.variables}
         messages = []
-        for role, tpl in self._compiled:
+        total = 0
+        for (role, tpl), (_, src) in zip(self._compiled, self._sources()):
+            parts: list[str] = []
             try:
-                messages.append({"role": role, "content": tpl.render(ctx).strip()})
+                for chunk in tpl.generate(ctx):  # streamed: a runaway loop stops at the limit
+                    total += len(chunk)
+                    if total > self.max_chars:
+                        raise TemplateError(
+                            f"The rendered prompt for {where} is longer than max_chars={self.max_chars:,} characters "
+                            f"(in the {role} message, {_snippet(src)}). Shorten the template or the row's values, "
+                            "or raise Template(max_chars=...).")
+                    parts.append(chunk)
+            except TemplateError:
+                raise
             except UndefinedError as e:
                 raise MissingVariableError(f"{e.message} in {where}. Fix the template or the data.",
                                            variable=str(e.message), row=row_index) from e
-            except Exception as e:  # SecurityError and friends
-                raise TemplateError(f"Cannot render the {role} message for {where}: {e}") from e
+            except _NoneValue as e:
+                nested = {k: p for k in sorted(ctx) if (p := _none_path(ctx[k])) is not None}
+                paths = ", ".join(f"{k}{p}" for k, p in nested.items()) or "a value the template computed"
+                raise MissingVariableError(
+                    f"The {role} message prints a None value in {where} (None at: {paths}; {_snippet(src)}). Fill "
+                    "it, drop the row, or guard it in the template ({% if ... %} or | default('')).",
+                    variable=next(iter(nested), "?"), row=row_index) from None
+            except Exception as e:  # SecurityError (incl. the size limits), RecursionError and friends
+                raise TemplateError(f"Cannot render the {role} message for {where} ({_snippet(src)}): "
+                                    f"{type(e).__name__}: {str(e).rstrip('.')}. Fix the template or the data.") from e
+            messages.append({"role": role, "content": "".join(parts).strip()})
         return messages
 
     def describe(self) -> dict[str, Any]:
         """The template verbatim, for provenance."""
-        return {"type": "Template", "system": self.system, "user": self.user, "examples": self.examples,
-                "variables": sorted(self.variables)}
+        d = {"type": "Template", "system": self.system, "user": self.user, "examples": self.examples,
+             "variables": sorted(self.variables)}
+        if self.max_chars != MAX_PROMPT_CHARS:
+            d["max_chars"] = self.max_chars
+        return d
 
     def __repr__(self) -> str:
         return f"Template(user={self.user!r}, system={self.system!r}, examples={len(self.examples)})"
