@@ -110,8 +110,7 @@ def main() -> None:
         for _ in range(args.runs):
             res["llama_cpp_single_stream"].append(llama_server_tps(url, texts[:args.llama_prompts], args.max_new_tokens))
     finally:
-        proc.terminate()
-        proc.wait()
+        proc.stop()
     for _ in range(args.runs):
         res["llama_cpp_inproc"].append(llama_inproc_tps(str(embedded_model_path()), texts[:args.llama_prompts],
                                                         args.max_new_tokens))

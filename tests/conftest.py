@@ -8,7 +8,6 @@ from __future__ import annotations
 import importlib.util
 import os
 import socket
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -34,7 +33,7 @@ os.environ["HF_HUB_DISABLE_XET"] = "1"
 
 sys.path.insert(0, str(Path(__file__).parent))
 from fault_server import FaultServer  # noqa: E402
-from servers import start_llama_server  # noqa: E402
+from servers import LlamaServer, ServerDiedError  # noqa: E402
 
 from synth_datasets import LLM  # noqa: E402
 from synth_datasets.llm import embedded_model_path  # noqa: E402
@@ -54,22 +53,28 @@ def embedded_llm(session_tmp) -> LLM:
 
 
 @pytest.fixture(scope="session")
-def llama_server():
+def _llama_server_process():
     """llama.cpp's OpenAI-compatible server with the embedded GGUF on 127.0.0.1, started once."""
     if importlib.util.find_spec("llama_cpp") is None:
-        pytest.skip("llama-cpp-python[server] is not installed: `pip install -e '.[test]'` builds it (~5 min once)")
-    log = open(_SESSION_TMP / "llama_server.log", "w")
+        pytest.skip("llama-cpp-python[server] is not installed: `bash scripts/install-test-server` builds it "
+                    "(~5-6 min once, needs a C/C++ compiler and cmake)")
+    server = LlamaServer(str(embedded_model_path()), log_path=_SESSION_TMP / "llama_server.log")
     try:
-        proc, url = start_llama_server(str(embedded_model_path()), log=log)
-    except RuntimeError as e:
-        raise RuntimeError(f"{e}; see {_SESSION_TMP / 'llama_server.log'}") from e
-    yield url
-    proc.terminate()
+        server.start()
+    except ServerDiedError as e:  # fail loudly with the exit signal and log tail, not later as "unreachable"
+        server.stop()
+        pytest.fail(str(e), pytrace=False)
+    yield server
+    server.stop()
+
+
+@pytest.fixture()
+def llama_server(_llama_server_process) -> str:
+    """The server's ``/v1`` URL; a server process that died since the last test is restarted (and said)."""
     try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-    log.close()
+        return _llama_server_process.ensure_alive()
+    except ServerDiedError as e:
+        pytest.fail(str(e), pytrace=False)
 
 
 @pytest.fixture(scope="session")
