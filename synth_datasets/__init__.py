@@ -25,6 +25,10 @@ from .recipe import Recipe, RunRecord  # noqa: E402
 
 __all__ += ["Recipe", "RunRecord", "publish", "BuilderError", "HubAuthError", "PublishError"]
 
+from .errors import EndpointConfigError, GenerationError  # noqa: E402
+
+__all__ += ["EndpointConfigError", "GenerationError"]
+
 from .distributed import ray_map  # noqa: E402  (imports ray only when called)
 
 __all__ += ["ray_map"]

@@ -60,6 +60,16 @@ class EndpointUnreachableError(EndpointError, ConnectionError):
     """No server answers at the endpoint URL (raised before any row is generated)."""
 
 
+class EndpointConfigError(EndpointError, ValueError):
+    """The endpoint refuses requests in a way that retrying cannot fix (HTTP 401/403/404 on the first
+    request, or the same non-retryable failure on every request so far): the run stops before the
+    rest are sent. The message names the URL, the status and the likely fix."""
+
+
+class GenerationError(SynthDatasetsError, RuntimeError):
+    """A generation step produced only error rows (the message gives the first error)."""
+
+
 class CacheError(SynthDatasetsError, OSError):
     """The response cache cannot be opened or written, or its file is damaged."""
 
@@ -97,6 +107,11 @@ class HubAuthError(SynthDatasetsError, PermissionError):
 
 class PublishError(SynthDatasetsError, OSError):
     """A push to the Hub failed; since a push is one commit, nothing was published."""
+
+
+class SecretInDataError(SynthDatasetsError, ValueError):
+    """``publish`` found a known secret (an API key or token this process holds) in the data it was
+    about to write; nothing was written."""
 
 
 class MissingDependencyError(SynthDatasetsError, ImportError):

@@ -13,7 +13,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Mapping
 
-from .errors import InvalidParameterError
+from .errors import GenerationError, InvalidParameterError
 
 _FORMAT_VERSION = 1
 KINDS = ("map", "filter", "fit_map", "fit_filter")
@@ -132,6 +132,18 @@ def _error_count(ds, before: set[str]) -> int:
     return sum(table.num_rows - table.column(c).null_count for c in cols)
 
 
+def _all_failed(ds, before: set[str]) -> tuple[str, str] | None:
+    """``(column, first error)`` when a step's new ``*_error`` column is set on every row."""
+    cols = [c for c in ds.column_names if c.endswith("_error") and c not in before]
+    if not cols or ds.num_rows == 0:
+        return None
+    table = ds.select_columns(cols).with_format("arrow")[:]
+    for c in cols:
+        if table.column(c).null_count == 0:
+            return c, str(table.column(c)[0].as_py())
+    return None
+
+
 def _column_sum(ds, cols: list[str]) -> int:
     import pyarrow.compute as pc
 
@@ -242,6 +254,12 @@ class Recipe:
                     step.fn.fit(ds)
                 op = ds.map if step.kind in ("map", "fit_map") else ds.filter
                 ds = op(step.fn, **step.kwargs)
+                failed = _all_failed(ds, cols)
+                if failed:
+                    raise GenerationError(
+                        f"Step {step.name!r} of recipe {self.name!r} produced only error rows ({ds.num_rows} of "
+                        f"{ds.num_rows} in {failed[0]!r}). First error: {failed[1]} Fix that cause (model, URL, "
+                        "key, parameters) and run again; answers already received are cached.")
             except Exception as e:
                 if sys.version_info >= (3, 11):
                     e.add_note(f"(in step {i} {step.name!r} of recipe {self.name!r})")

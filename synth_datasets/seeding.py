@@ -27,6 +27,26 @@ def derive_unit(*parts: Any) -> float:
     return (int.from_bytes(hashlib.sha256(_blob(parts)).digest()[:8], "big") >> 11) / float(1 << 53)
 
 
+def check_batched(batch: Any, who: str) -> None:
+    """Raise a clear error when a batched map-callable is given one row (``ds.map(obj)`` without
+    ``batched=True``): ``datasets`` then passes a ``LazyRow`` of scalars.
+
+    >>> check_batched({"text": ["a", "b"]}, "TextGenerator")
+    >>> check_batched({"text": "a"}, "TextGenerator")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    synth_datasets.errors.InvalidParameterError: TextGenerator works on batches ...
+    """
+    row = type(batch).__name__ == "LazyRow" or any(
+        v is None or isinstance(v, (str, bytes, int, float, bool, dict)) for v in batch.values())
+    if row:
+        from .errors import InvalidParameterError
+
+        raise InvalidParameterError(
+            f"{who} works on batches but was given a single row (columns {sorted(batch)}): pass "
+            "batched=True, as in ds.map(obj, batched=True) or ds.filter(obj, batched=True).")
+
+
 def batch_size_of(batch: dict[str, list]) -> int:
     return len(next(iter(batch.values()))) if batch else 0
 

@@ -12,7 +12,13 @@ Faults are asked for inside the last user message, per request body (messages + 
     [nochoices:K]  first K attempts answer 200 with valid JSON that has no ``choices``
     [always500]    every attempt answers 500
     [bad400]       answers 400 (not retryable)
+    [echoauth400]  answers 400 with a body that repeats the request's Authorization header and query
+                   (a careless server: the key must not reach a row, the cache or a log)
+    [echoauth500]  the same with 500 (retryable), so the echo goes through the retry path
+Server-wide settings: ``require_key`` (answer 401, echoing the Authorization header, to requests
+without ``Bearer <require_key>``) and ``model_id`` (what ``/v1/models`` reports).
 ``GET /stats`` returns {"requests": total, "attempts": {key: n}, "times": {key: [t, ...]}}.
+``log`` holds every request received (any path): method, path, query, Authorization header, body.
 """
 
 from __future__ import annotations
@@ -46,6 +52,9 @@ class FaultServer:
         self.attempts: dict[str, int] = {}
         self.times: dict[str, list[float]] = {}
         self.last_authorization: str | None = None
+        self.require_key: str | None = None
+        self.model_id = "fault-model"
+        self.log: list[dict] = []
         self._runner = None
         self._thread = None
         self._loop = None
@@ -55,14 +64,21 @@ class FaultServer:
         return f"http://127.0.0.1:{self.port}/v1"
 
     def app(self) -> web.Application:
-        app = web.Application()
+        app = web.Application(middlewares=[self._record])
         app.router.add_post("/v1/chat/completions", self.chat)
         app.router.add_get("/v1/models", self.models)
         app.router.add_get("/stats", self.stats)
         return app
 
+    @web.middleware
+    async def _record(self, request, handler):
+        body = await request.read()
+        self.log.append({"method": request.method, "path": request.path, "query": request.query_string,
+                         "authorization": request.headers.get("Authorization"), "body": body.decode(errors="replace")})
+        return await handler(request)
+
     async def models(self, request):
-        return web.json_response({"object": "list", "data": [{"id": "fault-model", "object": "model"}]})
+        return web.json_response({"object": "list", "data": [{"id": self.model_id, "object": "model"}]})
 
     async def stats(self, request):
         return web.json_response({"requests": self.requests, "attempts": self.attempts, "times": self.times})
@@ -71,6 +87,9 @@ class FaultServer:
         self.requests = 0
         self.attempts.clear()
         self.times.clear()
+        self.log.clear()
+        self.require_key = None
+        self.model_id = "fault-model"
 
     async def chat(self, request):
         body = await request.json()
@@ -83,6 +102,14 @@ class FaultServer:
         self.times.setdefault(key, []).append(time.monotonic())
         if self.latency:
             await asyncio.sleep(self.latency)
+        auth = request.headers.get("Authorization")
+        echo = {"error": f"bad request; you sent Authorization: {auth} and query {request.query_string}"}
+        if self.require_key is not None and auth != f"Bearer {self.require_key}":
+            return web.json_response(echo, status=401)
+        if "[echoauth400]" in user:
+            return web.json_response(echo, status=400)
+        if "[echoauth500]" in user:
+            return web.json_response(echo, status=500)
         if "[always500]" in user:
             return web.json_response({"error": "always failing"}, status=500)
         if "[bad400]" in user:

@@ -141,3 +141,120 @@ def test_async_map_gives_the_same_rows(fault_server, tmp_path):
     # the bound method fingerprints by the generator's configuration
     same = TextGenerator(LLM(fault_server.url, cache=tmp_path / "c.sqlite", concurrency=16), "row {{ i }}", n=2)
     assert Hasher.hash(gen.acall) == Hasher.hash(same.acall)
+
+
+# -- issue 9: fail fast, circuit breaker, unbatched calls, cache identity without the port ---------------
+from synth_datasets import Conditions, EndpointConfigError, GenerationError, Recipe  # noqa: E402
+
+
+def _chats(server):
+    return [r for r in server.log if r["method"] == "POST"]
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_first_request_401_stops_the_run_before_the_rest(fault_server, fresh_cache, transport, monkeypatch):
+    monkeypatch.delenv("SYNTH_DATASETS_API_KEY", raising=False)
+    fault_server.reset()
+    fault_server.require_key = "the-right-key-0123"
+    try:
+        llm = LLM(fault_server.url, model="m", cache=fresh_cache, transport=transport)
+        gen = TextGenerator(llm, "row {{ i }}")
+        with pytest.raises(EndpointConfigError, match=rf"{fault_server.url}/chat/completions answered HTTP 401 "
+                                                      r".*api_key=.*No other request was sent"):
+            Dataset.from_dict({"i": list(range(50))}).map(gen, batched=True)
+        assert len(_chats(fault_server)) == 1
+        with pytest.raises(EndpointConfigError):  # the same backend refuses at once the next time
+            llm.chat("again")
+        assert len(_chats(fault_server)) == 1
+    finally:
+        fault_server.reset()
+
+
+def test_url_without_v1_is_a_404_that_names_the_fix(fault_server, fresh_cache):
+    fault_server.reset()
+    llm = LLM(fault_server.url.removesuffix("/v1"), model="m", cache=fresh_cache)
+    with pytest.raises(EndpointConfigError, match=r"HTTP 404 .*usually ends in\s+/v1.*model="):
+        llm.generate([ChatRequest.of([{"role": "user", "content": f"r{i}"}], i) for i in range(30)])
+    assert len(_chats(fault_server)) == 1
+
+
+def test_circuit_breaker_stops_on_the_same_non_retryable_failure(fault_server, fresh_cache):
+    fault_server.reset()
+    llm = LLM(fault_server.url, cache=fresh_cache, concurrency=2)
+    reqs = [ChatRequest.of([{"role": "user", "content": f"r{i} [bad400]"}], i) for i in range(60)]
+    with pytest.raises(EndpointConfigError, match=r"the first 8 requests .* failed with the same error .*HTTP 400"):
+        llm.generate(reqs)
+    assert 8 <= len(_chats(fault_server)) <= 8 + 2  # the rest were never sent
+    # fail_fast=False: every failure is an error row, the run goes on
+    fault_server.reset()
+    out = LLM(fault_server.url, cache=False, concurrency=2, fail_fast=False).generate(reqs[:12])
+    assert len(out) == 12 and all("HTTP 400" in c.error for c in out) and len(_chats(fault_server)) == 12
+
+
+def test_breaker_ignores_mixed_and_retryable_failures(fault_server, fresh_cache):
+    """Ordinary per-row errors (a 400 here and there, retries exhausted on 500s) stay error rows."""
+    fault_server.reset()
+    prompts = [f"r{i} [bad400]" if i % 2 else f"r{i}" for i in range(20)] + [f"d{i} [always500]" for i in range(10)]
+    llm = LLM(fault_server.url, cache=fresh_cache, max_retries=0)
+    out = llm.generate([ChatRequest.of([{"role": "user", "content": p}], 0) for p in prompts])
+    assert sum(c.error is None for c in out) == 10 and sum("HTTP 400" in (c.error or "") for c in out) == 10
+    assert sum("HTTP 500" in (c.error or "") for c in out) == 10
+
+
+def test_a_recipe_whose_generation_failed_on_every_row_says_so(fault_server, fresh_cache):
+    fault_server.reset()
+    llm = LLM(fault_server.url, cache=fresh_cache, max_retries=0)
+    from synth_datasets.curate import ExactDuplicates
+
+    r = (Recipe("all-fail", source=Dataset.from_dict({"w": [f"w{i} [always500]" for i in range(5)]}))
+         .map(TextGenerator(llm, "{{ w }}"), name="generate")
+         .filter(lambda b: [t is not None for t in b["text"]], name="drop-failed")
+         .fit_filter(ExactDuplicates(column="text"), name="dedup", with_indices=True))
+    with pytest.raises(GenerationError, match=r"'generate' .* only error rows \(5 of 5 .*First error: HTTP 500"):
+        r.run()
+
+
+def test_unbatched_map_is_a_clear_error(fault_server):
+    from synth_datasets.curate import Length
+
+    ds = Dataset.from_dict({"w": ["a", "b"]})
+    gen = TextGenerator(LLM(fault_server.url, cache=False), "say {{ w }}")
+    for call in (lambda: ds.map(gen), lambda: ds.map(Conditions(x=["1", "2"])),
+                 lambda: ds.filter(Length(column="w", min_words=1))):
+        with pytest.raises(InvalidParameterError, match=r"single row .*batched=True"):
+            call()
+
+
+def test_cache_identity_survives_a_restart_on_another_port(tmp_path):
+    from fault_server import FaultServer
+
+    cache = tmp_path / "c.sqlite"
+    ds = Dataset.from_dict({"w": ["a", "b", "c"]})
+    first = FaultServer().start()
+    try:
+        out1 = ds.map(TextGenerator(LLM(first.url, model="m", cache=cache), "say {{ w }}"), batched=True)
+        assert first.requests == 3
+    finally:
+        first.stop()
+    second = FaultServer().start()  # the same model behind another port
+    try:
+        assert second.port != first.port
+        llm = LLM(second.url, model="m", cache=cache)
+        out2 = ds.map(TextGenerator(llm, "say {{ w }}"), batched=True)
+        assert second.requests == 0 and out2["text"] == out1["text"]
+        assert llm.identity() == {"backend": "endpoint", "model": "m", "served_model": "fault-model"}
+        # a server that reports another model id is another model: no cache hit
+        second.model_id = "other-model"
+        other = LLM(second.url, model="m2", cache=cache)
+        other.generate([ChatRequest.of([{"role": "user", "content": "say a"}], 0)])
+        assert second.requests == 1
+        # identity= pins it; the card (describe) and the _model column record it
+        pinned = LLM(second.url, model="m", cache=cache, identity="smollm2-q4@2024-11")
+        d = TextGenerator(pinned, "say {{ w }}").describe()
+        assert d["llm"]["identity"] == {"backend": "endpoint", "model": "m", "identity": "smollm2-q4@2024-11"}
+        out3 = ds.map(TextGenerator(pinned, "say {{ w }}"), batched=True)
+        assert set(out3["text_model"]) == {"smollm2-q4@2024-11"}
+        with pytest.raises(InvalidParameterError, match="identity"):
+            LLM(second.url, identity="")
+    finally:
+        second.stop()

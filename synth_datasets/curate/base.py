@@ -29,7 +29,7 @@ import numpy as np
 
 from .._versions import library_versions
 from ..errors import EmptyDatasetError, InvalidParameterError, MissingColumnError, NotFittedError
-from ..seeding import batch_size_of
+from ..seeding import batch_size_of, check_batched
 
 KEEP = None
 
@@ -180,6 +180,7 @@ class Filter(Curator):
         raise NotImplementedError
 
     def _evaluate(self, batch, indices):
+        check_batched(batch, type(self).__name__)
         cols = self.score_columns
         if cols and all(c in batch for c in cols):
             extra: dict[str, list] = {}        # recorded by an earlier mark(): decide on those
@@ -346,6 +347,7 @@ class Mapper(Curator):
         raise NotImplementedError
 
     def __call__(self, batch: dict[str, list], indices: Sequence[int] | None = None) -> dict[str, list]:
+        check_batched(batch, type(self).__name__)
         return self.transform(batch, indices)
 
 

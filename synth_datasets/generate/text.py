@@ -8,7 +8,7 @@ from .._versions import library_versions
 from ..errors import InvalidParameterError, MissingVariableError
 from ..llm import LLM, ChatRequest, Completion, SamplingParams
 from ..prompts import Template
-from ..seeding import batch_size_of, derive_seed, row_keys
+from ..seeding import batch_size_of, check_batched, derive_seed, row_keys
 
 _FORMAT_VERSION = 1
 
@@ -100,6 +100,7 @@ class TextGenerator:
         return finish(await self.llm.agenerate(requests, self.params, progress=self.progress))
 
     def _prepare(self, batch: dict[str, list], indices: Sequence[int] | None):
+        check_batched(batch, type(self).__name__)
         clash = sorted(set(self.output_columns) & set(batch))
         if clash:
             raise InvalidParameterError(

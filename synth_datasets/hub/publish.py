@@ -18,6 +18,7 @@ from .._versions import library_versions
 from ..errors import EmptyDatasetError, HubAuthError, InvalidParameterError, PublishError
 from ..io import file_sha256, write_folder_atomically, write_parquet_shards
 from ..recipe import RunRecord
+from ..secrets import refuse_secrets_in
 from . import card as _card
 from .report import infer_label_columns, infer_text_column, render_report
 
@@ -43,9 +44,9 @@ class PublishResult:
 # -- secrets ---------------------------------------------------------------------------------
 def _secrets(token: str | None) -> set[str]:
     """Every secret this process knows, so none of them can reach a written file."""
-    from ..llm.llm import _SECRETS
+    from ..secrets import known_secrets
 
-    found = {token, *(os.environ.get(e) for e in _TOKEN_ENVS), *_SECRETS.values()}
+    found = {token, *(os.environ.get(e) for e in _TOKEN_ENVS), *known_secrets()}
     try:
         from huggingface_hub import get_token
 
@@ -225,6 +226,7 @@ def push_folder(folder: str | os.PathLike, repo_id: str, *, private: bool = Fals
     check_repo_id(repo_id)
     token = resolve_token(token)
     secrets = _secrets(token)
+    refuse_secrets_in(folder, secrets)  # a known secret in the data: nothing is pushed
     api = HfApi(token=token)
     files = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
     step = "creating"
@@ -315,6 +317,7 @@ def publish(ds, target: str | os.PathLike, *, record: RunRecord | None = None, s
         raise InvalidParameterError(f"Unknown publish option(s) {sorted(unknown)}. Card options: "
                                     f"{sorted(Recipe._CARD_KEYS)}.")
     record = dataclasses.replace(record, card={**record.card, **card}, name=name or record.name)
+    refuse_secrets_in(ds, _secrets(token))  # a known secret in the data: nothing is written
     if local:
         out = Path(target).expanduser()
         write_folder_atomically(out, lambda tmp: stage(ds, tmp, record=record, metrics=metrics, repo_id=repo_id,

@@ -13,18 +13,19 @@ from typing import Any, Iterable
 from urllib.parse import urlparse
 
 from ..errors import InvalidParameterError, ModelNotFoundError
+from ..secrets import KEYS, URLS, env_key_for, register, split_url
 from .base import Backend, ChatRequest, Completion, SamplingParams
 from .cache import RequestKeyer, ResponseCache
 from .identity import embedded_model_path
 
 _FORMAT_VERSION = 1
-_API_KEY_ENVS = ("SYNTH_DATASETS_API_KEY", "OPENAI_API_KEY", "HF_TOKEN")
-# API keys live here, never in an object's pickled state (so never in a fingerprint, a cache or a
-# card). Forked workers (num_proc) inherit it; spawned ones fall back to the environment variables.
-_SECRETS: dict[str, str] = {}
+# API keys live in synth_datasets.secrets.KEYS, never in an object's pickled state (so never in a
+# fingerprint, a cache or a card). Forked workers (num_proc) inherit it; spawned ones fall back to the
+# environment variables.
+_SECRETS = KEYS
 
 _ENDPOINT_OPTIONS = {"concurrency", "timeout", "max_retries", "backoff_base", "backoff_max",
-                     "requests_per_minute", "transport"}
+                     "requests_per_minute", "transport", "identity", "fail_fast"}
 _LOCAL_OPTIONS = {"batch_size", "revision", "device", "dtype"}
 
 
@@ -49,10 +50,10 @@ class _Run:
         self.llm, self.params = llm, params
         self.backend = llm.backend
         self.cache = llm.response_cache
-        self.keyer = RequestKeyer(llm.identity(), params)
         self.submit = getattr(self.backend, "submit", None)
         if self.submit is not None:
             self.backend.ensure_ready()  # e.g. an unreachable endpoint fails here, before any row
+        self.keyer = RequestKeyer(llm.identity(), params)  # an endpoint's identity needs its /models
         self.keys: list[str] = []
         self.out: list[Completion | None] = []
         self.first_of: dict[str, int] = {}  # key -> index of the request that is sent for it
@@ -137,13 +138,20 @@ class LLM:
             an ``http(s)://`` URL of an OpenAI-compatible server (e.g. ``http://127.0.0.1:8080/v1``);
             a ``.gguf`` file; a model folder; or a Hub id already in the local cache.
         model (`str`, *optional*): model name sent to an endpoint.
-        api_key (`str`, *optional*): endpoint key; else read from ``SYNTH_DATASETS_API_KEY``,
-            ``OPENAI_API_KEY`` or ``HF_TOKEN``. Never written anywhere.
+        api_key (`str`, *optional*): endpoint key; else the password of the URL
+            (``http://user:KEY@host/v1``), else ``SYNTH_DATASETS_API_KEY`` (any endpoint), else
+            ``HF_TOKEN`` for Hugging Face hosts only and ``OPENAI_API_KEY`` for ``api.openai.com`` only
+            (https only). Never written anywhere: credentials in the URL (``user:password@``, query
+            parameters such as ``?api_key=``) are taken out of the recorded URL and used to authenticate.
         cache (`bool` or `str`, defaults to True): the response cache (True = default location,
             ``$SYNTH_DATASETS_CACHE`` or the HF cache home; a path; False = off).
         **options: backend options: ``batch_size``, ``revision``, ``device``, ``dtype`` (local);
             ``concurrency``, ``timeout``, ``max_retries``, ``backoff_base``, ``backoff_max``,
-            ``requests_per_minute``, ``transport`` (endpoint).
+            ``requests_per_minute``, ``transport``, ``fail_fast`` (stop on a 401/403/404 first
+            answer or the same non-retryable failure on every request, default True) and ``identity``
+            (endpoint). ``identity`` pins the model identity that keys the response cache (default:
+            the model name and the model id the server reports at ``/models``; not the host or port,
+            so a server restarted on another port hits the same cache).
 
     Example:
         >>> llm = LLM()                                    # doctest: +SKIP
@@ -156,6 +164,11 @@ class LLM:
         self.source = None if source is None else str(source)
         self.model = model
         self.kind = self._kind_of(self.source)
+        raw_url = None
+        if self.kind == "endpoint":  # credentials leave the URL: used to authenticate, never recorded
+            parts = split_url(self.source)
+            register(*parts.secrets)
+            raw_url, self.source = self.source, parts.public
         allowed = _ENDPOINT_OPTIONS if self.kind == "endpoint" else _LOCAL_OPTIONS
         unknown = set(options) - allowed
         if unknown:
@@ -169,8 +182,17 @@ class LLM:
                                          "model folder, a Hub id in the local cache, or nothing for the embedded model.")
         self.options = dict(sorted(options.items()))
         self.cache = cache if isinstance(cache, bool) else str(cache)
+        # The newest LLM for a (URL, model) defines its credentials; copies unpickled in this process or
+        # forked workers find them here. An LLM made without them drops an older one's.
         if api_key:
+            register(api_key)
             _SECRETS[self._secret_id] = api_key
+        else:
+            _SECRETS.pop(self._secret_id, None)
+        if raw_url is not None and raw_url != self.source:
+            URLS[self._secret_id] = raw_url
+        else:
+            URLS.pop(self._secret_id, None)
         self._init_runtime()
 
     # -- configuration ------------------------------------------------------------------------
@@ -193,6 +215,11 @@ class LLM:
             if name in o and (not isinstance(o[name], int) or o[name] < (0 if name == "max_retries" else 1)):
                 raise InvalidParameterError(f"{name}={o[name]!r} must be an integer >= "
                                             f"{0 if name == 'max_retries' else 1}.")
+        if "identity" in o and (not isinstance(o["identity"], str) or not o["identity"].strip()):
+            raise InvalidParameterError(f"identity={o['identity']!r} must be a non-empty string naming the model "
+                                        "behind the endpoint (e.g. 'SmolLM2-135M-Instruct-Q4_1').")
+        if "fail_fast" in o and not isinstance(o["fail_fast"], bool):
+            raise InvalidParameterError(f"fail_fast={o['fail_fast']!r} must be True or False.")
         for name in ("timeout", "requests_per_minute", "backoff_base", "backoff_max"):
             if o.get(name) is not None and (not isinstance(o[name], (int, float)) or o[name] <= 0):
                 raise InvalidParameterError(f"{name}={o[name]!r} must be a positive number.")
@@ -233,9 +260,10 @@ class LLM:
         if self.kind == "endpoint":
             from .endpoint import EndpointBackend
 
-            key = _SECRETS.get(self._secret_id) or next(
-                (os.environ[e] for e in _API_KEY_ENVS if os.environ.get(e)), None)
-            return EndpointBackend(self.source, model=self.model, api_key=key, **self.options)
+            url = URLS.get(self._secret_id, self.source)
+            key = _SECRETS.get(self._secret_id) or split_url(url).credential or env_key_for(url)[0]
+            register(key)
+            return EndpointBackend(url, model=self.model, api_key=key, **self.options)
         from .transformers_backend import TransformersBackend
 
         src = str(embedded_model_path()) if self.kind == "embedded" else self.source
@@ -250,13 +278,18 @@ class LLM:
         return self._cache
 
     def identity(self) -> dict[str, Any]:
-        """Model identity: backend, name, and file sha256 (local) or URL + model name (endpoint)."""
+        """Model identity (what keys the response cache): backend, name, and file sha256 (local) or
+        model name + the model id the server reports, or the pinned ``identity=`` (endpoint)."""
         return self.backend.identity()
 
     def identity_string(self) -> str:
+        """What the ``<output>_model`` column says: ``name@sha256[:12]`` (local), the pinned identity, or
+        ``model@url`` (endpoint; the URL without credentials)."""
         i = self.identity()
+        if i.get("identity"):
+            return str(i["identity"])
         tag = i.get("sha256", "")[:12] or i.get("revision", "")[:12]
-        return f"{i.get('name') or i.get('model')}@{tag}" if tag else f"{i.get('model')}@{i.get('base_url')}"
+        return f"{i.get('name') or i.get('model')}@{tag}" if tag else f"{i.get('model')}@{self.source}"
 
     def describe(self) -> dict[str, Any]:
         """What this model is, for provenance. Never contains a key."""

@@ -17,7 +17,7 @@ from synth_datasets.errors import InvalidParameterError
 from synth_datasets.llm import LLM, ChatRequest, SamplingParams
 from synth_datasets.metrics._checks import check_texts as _check_texts
 from synth_datasets.prompts import Template
-from synth_datasets.seeding import derive_seed
+from synth_datasets.seeding import check_batched, derive_seed
 
 __all__ = ["DEFAULT_RUBRIC", "parse_rating", "JudgeScorer", "judge_score"]
 
@@ -108,6 +108,7 @@ class JudgeScorer:
                 "errors": [c.error for c in completions], "messages": [r.as_messages() for r in requests]}
 
     def __call__(self, batch: dict[str, list]) -> dict[str, list]:
+        check_batched(batch, "JudgeScorer")
         if self.column not in batch:
             raise InvalidParameterError(f"Input column {self.column!r} not in the dataset. Current columns: "
                                         f"{sorted(batch)}. Pass column=...")

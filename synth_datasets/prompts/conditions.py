@@ -7,7 +7,7 @@ import itertools
 from typing import Any, Mapping, Sequence
 
 from ..errors import InvalidParameterError
-from ..seeding import derive_unit, row_keys
+from ..seeding import check_batched, derive_unit, row_keys
 
 _FORMAT_VERSION = 1
 
@@ -77,6 +77,7 @@ class Conditions:
         return values[min(len(values) - 1, bisect.bisect_right(cum, u * cum[-1]))]
 
     def __call__(self, batch: dict[str, list], indices: Sequence[int] | None = None) -> dict[str, list]:
+        check_batched(batch, "Conditions")
         clash = sorted(set(self.pools) & set(batch))
         if clash:
             raise InvalidParameterError(
