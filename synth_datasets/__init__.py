@@ -29,6 +29,11 @@ from .errors import EndpointConfigError, GenerationError  # noqa: E402
 
 __all__ += ["EndpointConfigError", "GenerationError"]
 
+from .prompts import (ConceptTree, Demonstrations, LLMValues, RandomWords, TaskSpec,  # noqa: E402
+                      TemplateRotation)
+
+__all__ += ["TaskSpec", "TemplateRotation", "LLMValues", "ConceptTree", "RandomWords", "Demonstrations"]
+
 from .distributed import ray_map  # noqa: E402  (imports ray only when called)
 
 __all__ += ["ray_map"]

@@ -8,6 +8,7 @@ from typing import Any, Mapping, Sequence
 
 from ..errors import InvalidParameterError
 from ..seeding import check_batched, derive_unit, row_keys
+from .pools import Pool
 
 _FORMAT_VERSION = 1
 
@@ -24,7 +25,10 @@ class Conditions:
         seed (`int`, defaults to 0): seed of the draws.
         weights (`dict[str, list[float]]`, *optional*): relative weight of each value of an attribute.
         key_column (`str`, *optional*): column that identifies a row.
-        **pools: attribute name -> list of values.
+        **pools: attribute name -> list of values, or a :class:`~synth_datasets.prompts.pools.Pool`:
+            :class:`LLMValues` (values an LLM lists from a description), :class:`ConceptTree` (leaves
+            of a topic tree, with coverage), :class:`RandomWords` (TinyStories-style words per row).
+            A pool object is made on first use and recorded verbatim by ``describe()``.
 
     Example:
         >>> from datasets import Dataset
@@ -44,6 +48,9 @@ class Conditions:
             raise InvalidParameterError(f"seed={seed!r} must be a non-negative integer.")
         self.pools = {}
         for name, values in pools.items():
+            if isinstance(values, Pool):
+                self.pools[name] = values
+                continue
             if isinstance(values, (str, bytes)) or not isinstance(values, Sequence) or len(values) == 0:
                 raise InvalidParameterError(f"Attribute {name!r} needs a non-empty list of values, got {values!r}.")
             self.pools[name] = list(values)
@@ -51,6 +58,9 @@ class Conditions:
         for name, w in (weights or {}).items():
             if name not in self.pools:
                 raise InvalidParameterError(f"weights given for {name!r}, which is not an attribute: {sorted(self.pools)}.")
+            if isinstance(self.pools[name], Pool):
+                raise InvalidParameterError(f"weights given for {name!r}, whose values come from {self.pools[name]!r}: "
+                                            "weights apply to a list of values only; drop them.")
             w = [float(x) for x in w]
             if len(w) != len(self.pools[name]) or any(x < 0 for x in w) or sum(w) <= 0:
                 raise InvalidParameterError(f"weights[{name!r}] must be {len(self.pools[name])} non-negative "
@@ -67,9 +77,11 @@ class Conditions:
         self.pools, self.weights = state["pools"], state["weights"]
         self.seed, self.key_column = state["seed"], state["key_column"]
 
-    def _pick(self, name: str, key: str) -> Any:
+    def _pick(self, name: str, key: str, index: int | None = None) -> Any:
         values = self.pools[name]
         u = derive_unit(self.seed, key, name)
+        if isinstance(values, Pool):
+            return values.pick(u=u, seed=self.seed, name=name, key=key, index=index)
         w = self.weights.get(name)
         if w is None:
             return values[int(u * len(values))]
@@ -84,15 +96,27 @@ class Conditions:
                 f"Column {clash[0]!r} already exists; Conditions would overwrite it. Rename the attribute "
                 f"or remove the column (ds.remove_columns({clash!r})).")
         keys = row_keys(batch, indices, self.key_column)
-        return {name: [self._pick(name, k) for k in keys] for name in self.pools}
+        if indices is None:
+            needy = [n for n, p in self.pools.items() if isinstance(p, Pool) and p.needs_index]
+            if needy:
+                raise InvalidParameterError(
+                    f"Attribute {needy[0]!r} ({self.pools[needy[0]]!r}) draws by row index: use "
+                    "ds.map(conditions, batched=True, with_indices=True).")
+            return {name: [self._pick(name, k) for k in keys] for name in self.pools}
+        return {name: [self._pick(name, k, int(i)) for k, i in zip(keys, indices)] for name in self.pools}
 
     def combinations(self) -> list[dict[str, Any]]:
         """Every combination of values (for coverage checks or a full-grid dataset)."""
         names = list(self.pools)
-        return [dict(zip(names, combo)) for combo in itertools.product(*(self.pools[n] for n in names))]
+        for n in names:
+            if isinstance(self.pools[n], Pool) and not self.pools[n].finite:
+                raise InvalidParameterError(f"Attribute {n!r} ({self.pools[n]!r}) has no finite list of values to combine.")
+        pools = [self.pools[n].values() if isinstance(self.pools[n], Pool) else self.pools[n] for n in names]
+        return [dict(zip(names, combo)) for combo in itertools.product(*pools)]
 
     def describe(self) -> dict[str, Any]:
-        return {"type": "Conditions", "pools": self.pools, "weights": self.weights, "seed": self.seed,
+        pools = {k: v.describe() if isinstance(v, Pool) else v for k, v in self.pools.items()}
+        return {"type": "Conditions", "pools": pools, "weights": self.weights, "seed": self.seed,
                 "key_column": self.key_column,
                 "keyed_by": f"column {self.key_column!r}" if self.key_column else "row content, or index with with_indices=True"}
 

@@ -1,0 +1,332 @@
+"""``Demonstrations``: in-context examples chosen per row from a fitted pool (survey §3.1.1).
+
+Strategies: ``random`` (Self-Instruct), ``balanced`` (round-robin over labels), ``nearest`` to the
+row's query by sentence embedding (KATE, Liu et al. 2022), ``diverse`` (maximal marginal relevance:
+relevant to the query and unlike each other); and synthetic demos when no labelled pool exists
+(Self-Prompting, Li et al. 2022: :meth:`Demonstrations.fit_synthetic` has the model write the pool).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from ..errors import EmptyDatasetError, InvalidParameterError, MissingColumnError, NotFittedError
+from ..seeding import derive_seed, row_keys
+from .template import Template
+
+_FORMAT_VERSION = 1
+STRATEGIES = ("random", "balanced", "nearest", "diverse")
+
+
+def _rows_of(pool: Any) -> tuple[list[str], dict[str, list]]:
+    """(column names, columns) of a Dataset, a dict of lists or a list of dicts."""
+    if hasattr(pool, "column_names") and hasattr(pool, "to_dict"):
+        return list(pool.column_names), pool.to_dict()
+    if isinstance(pool, Mapping):
+        return list(pool), {k: list(v) for k, v in pool.items()}
+    if isinstance(pool, Sequence) and pool and all(isinstance(r, Mapping) for r in pool):
+        cols = list(dict.fromkeys(k for r in pool for k in r))
+        return cols, {c: [r.get(c) for r in pool] for c in cols}
+    raise InvalidParameterError(f"The demo pool must be a Dataset, a dict of lists or a list of dicts, got "
+                                f"{type(pool).__name__}.")
+
+
+class Demonstrations:
+    """Fills a column (default ``demos``) with ``k`` demonstrations per row, from a fitted pool.
+
+    Fit-then-map: ``demos.fit(pool)`` renders every pool row with ``item`` and, for ``nearest`` and
+    ``diverse``, embeds the pool's texts once (all-MiniLM-L6-v2, offline); then ``ds.map(demos,
+    batched=True)`` (``with_indices=True`` optional) adds the column ``output`` (the chosen items
+    joined by ``separator``, for a ``{{ demos }}`` slot) and ``{output}_ids`` (pool row indices). The
+    choice is vectorized over the batch (one matrix product per batch, no loop over the pool) and
+    seeded per row, so a resumed run picks the same demos. The object pickles to its configuration
+    and the fitted pool (no model), so ``datasets`` caches the map.
+
+    Args:
+        k (`int`, defaults to 3): demos per row (fewer if the pool or the row's label has fewer).
+        strategy (`str`, defaults to ``"random"``): ``"random"``, ``"balanced"``, ``"nearest"`` or ``"diverse"``.
+        text_column (`str`, defaults to ``"text"``): the pool's text (what ``nearest``/``diverse`` embed).
+        label_column (`str`, *optional*): the pool's label (needed by ``balanced`` and ``same_label``).
+        query (`str`, *optional*): Jinja over the row's columns, the text demos are compared with
+            (``"{{ label }} review of a {{ subgenre }} film"``); required by ``nearest``, optional for
+            ``diverse`` (without it: a seeded first demo, then farthest-first).
+        same_label (`str`, *optional*): a row column; only pool rows whose label equals its value
+            (after ``label_map``) are chosen (demos of the class being generated).
+        label_map (`dict`, *optional*): row value -> pool label (``{"positive": "fresh"}``).
+        item (`str`, defaults to ``"{{ text }}"``): Jinja over a pool row: how one demo is shown.
+        separator (`str`, defaults to two newlines); output (`str`, defaults to ``"demos"``);
+        seed (`int`, defaults to 0); mmr_lambda (`float`, defaults to 0.5): relevance vs. novelty in ``diverse``;
+        key_column (`str`, *optional*): column that identifies a row for seeding.
+
+    Example:
+        >>> from datasets import Dataset
+        >>> pool = Dataset.from_dict({"text": ["Loved it.", "Dull.", "A gem.", "Awful."],
+        ...                           "label": ["pos", "neg", "pos", "neg"]})
+        >>> demos = Demonstrations(k=2, strategy="balanced", label_column="label",
+        ...                        item="({{ label }}) {{ text }}").fit(pool)
+        >>> out = Dataset.from_dict({"id": [0, 1]}).map(demos, batched=True)
+        >>> sorted(out[0]["demos"].split("\\n\\n")[i][:5] for i in range(2))
+        ['(neg)', '(pos)']
+    """
+
+    def __init__(self, k: int = 3, *, strategy: str = "random", text_column: str = "text",
+                 label_column: str | None = None, query: str | None = None, same_label: str | None = None,
+                 label_map: Mapping[Any, Any] | None = None, item: str = "{{ text }}", separator: str = "\n\n",
+                 output: str = "demos", seed: int = 0, mmr_lambda: float = 0.5, key_column: str | None = None):
+        if not isinstance(k, int) or isinstance(k, bool) or k < 1:
+            raise InvalidParameterError(f"k={k!r} must be an integer >= 1 (demos per row).")
+        if strategy not in STRATEGIES:
+            raise InvalidParameterError(f"strategy={strategy!r}: use one of {list(STRATEGIES)}.")
+        if strategy == "nearest" and not query:
+            raise InvalidParameterError("strategy='nearest' needs query=, the text demos are compared with, e.g. "
+                                        "query='{{ label }} review of a {{ subgenre }} film'.")
+        if strategy == "balanced" and not label_column:
+            raise InvalidParameterError("strategy='balanced' needs label_column=, the pool's label column.")
+        if same_label and not label_column:
+            raise InvalidParameterError("same_label= needs label_column=, the pool's label column.")
+        if strategy == "balanced" and same_label:
+            raise InvalidParameterError("strategy='balanced' mixes labels; same_label= keeps one. Choose one of them.")
+        if not isinstance(seed, int) or seed < 0:
+            raise InvalidParameterError(f"seed={seed!r} must be a non-negative integer.")
+        if not 0 <= mmr_lambda <= 1:
+            raise InvalidParameterError(f"mmr_lambda={mmr_lambda!r} must be in [0, 1].")
+        self.k, self.strategy, self.text_column, self.label_column = k, strategy, text_column, label_column
+        self.query, self.same_label, self.item, self.separator = query, same_label, item, separator
+        self.label_map = None if label_map is None else dict(label_map)
+        self.output, self.seed, self.mmr_lambda, self.key_column = output, seed, float(mmr_lambda), key_column
+        self._item_t = Template(user=item)
+        self._query_t = Template(user=query) if query else None
+        self.pool: dict[str, Any] | None = None  # fitted: items, labels, embeddings, fingerprint, source
+
+    # -- contract 2: configuration + fitted pool, no model ----------------------------------------
+    _CONFIG = ("k", "strategy", "text_column", "label_column", "query", "same_label", "label_map", "item",
+               "separator", "output", "seed", "mmr_lambda", "key_column")
+
+    def config(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self._CONFIG}
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"format": _FORMAT_VERSION, **self.config(), "pool": self.pool}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(**{name: state[name] for name in self._CONFIG})
+        self.pool = state["pool"]
+
+    @property
+    def _embeds(self) -> bool:
+        return self.strategy in ("nearest", "diverse")
+
+    # -- contract 3: fit -----------------------------------------------------------------------
+    def fit(self, pool: Any, *, progress: bool = False, source: dict[str, Any] | None = None) -> "Demonstrations":
+        """Index the pool: render each row with ``item``, keep labels, embed texts (``nearest``/``diverse``)."""
+        cols, data = _rows_of(pool)
+        n = len(data[cols[0]]) if cols else 0
+        if n == 0:
+            raise EmptyDatasetError("The demo pool has no rows. Pass labelled examples, or use fit_synthetic().")
+        for c in [self.text_column] + ([self.label_column] if self.label_column else []):
+            if c not in data:
+                raise MissingColumnError(f"Demo pool column {c!r} not found. Current columns: {cols}. "
+                                         "Set text_column=/label_column= to the pool's columns.")
+        texts = data[self.text_column]
+        for i, t in enumerate(texts):
+            if not isinstance(t, str) or not t.strip():
+                raise InvalidParameterError(f"Demo pool row {i} has no text in {self.text_column!r} ({t!r}). "
+                                            "Drop empty rows from the pool first.")
+        labels = list(data[self.label_column]) if self.label_column else None
+        items = [self._item_t.render({c: data[c][i] for c in cols}, row_index=i)[0]["content"] for i in range(n)]
+        blob = json.dumps([items, texts, labels], default=str, ensure_ascii=False).encode()
+        fitted: dict[str, Any] = {"items": items, "labels": labels, "size": n,
+                                  "sha256": hashlib.sha256(blob).hexdigest(), "embeddings": None,
+                                  "source": source or {"source": "pool"}}
+        if self._embeds:
+            from ..embeddings import embed_texts
+
+            fitted["embeddings"] = np.asarray(embed_texts(list(texts), progress=progress), dtype=np.float32)
+        self.pool = fitted
+        return self
+
+    def fit_synthetic(self, llm: Any, template: Template | str, rows: Any, *, n: int = 2, seed: int = 0,
+                      temperature: float = 0.8, top_p: float = 0.95, max_new_tokens: int = 128,
+                      progress: bool = False) -> "Demonstrations":
+        """Self-Prompting: the model writes the pool first (``n`` texts per row of ``rows``, e.g.
+        ``[{"label": "positive"}, {"label": "negative"}]``, rendered with ``template``), then :meth:`fit`.
+
+        Requests go through the LLM's response cache (a refit costs no model call); failed or empty
+        completions are dropped; ``describe()`` records the prompt, the model and every text made.
+        """
+        from ..llm import LLM, ChatRequest, SamplingParams
+
+        if not isinstance(llm, LLM):
+            raise InvalidParameterError(f"fit_synthetic needs an LLM, got {type(llm).__name__}. Use LLM().")
+        if isinstance(template, str):
+            template = Template(user=template)
+        if not isinstance(n, int) or n < 1:
+            raise InvalidParameterError(f"n={n!r} must be an integer >= 1 (demos written per row).")
+        cols, data = _rows_of(rows)
+        m = len(data[cols[0]]) if cols else 0
+        if m == 0:
+            raise EmptyDatasetError("fit_synthetic needs rows to condition on, e.g. [{'label': 'positive'}].")
+        template.check_columns(cols)
+        params = SamplingParams(temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens, seed=seed)
+        conds = [{c: data[c][i] for c in cols} for i in range(m)]
+        reqs = [ChatRequest.of(template.render(r, row_index=i), derive_seed(seed, "self-prompting", i, j))
+                for i, r in enumerate(conds) for j in range(n)]
+        done = llm.generate(reqs, params, progress=progress)
+        made = [{**conds[i // n], self.text_column: c.text.strip()} for i, c in enumerate(done)
+                if c.error is None and c.text and c.text.strip()]
+        if not made:
+            raise EmptyDatasetError("The model wrote no usable demonstration (all failed or empty). Check the "
+                                    "template and max_new_tokens=, or pass a labelled pool to fit().")
+        source = {"source": "synthetic (Self-Prompting)", "template": template.describe(), "llm": llm.describe(),
+                  "rows": conds, "n": n, "seed": seed, "sampling": params.model_dump(mode="json"),
+                  "texts": [r[self.text_column] for r in made], "failed": len(done) - len(made)}
+        return self.fit(made, progress=progress, source=source)
+
+    # -- contract 1: map ---------------------------------------------------------------------------
+    def __call__(self, batch: dict[str, list], indices: Sequence[int] | None = None) -> dict[str, list]:
+        if self.pool is None:
+            raise NotFittedError("Demonstrations is not fitted: call demos.fit(pool) (or fit_synthetic) before map.")
+        first = next(iter(batch.values()), []) if isinstance(batch, Mapping) else None
+        if first is None or isinstance(first, (str, bytes)) or not hasattr(first, "__len__"):
+            raise InvalidParameterError("Demonstrations works on batches: use ds.map(demos, batched=True).")
+        clash = sorted({self.output, f"{self.output}_ids"} & set(batch))
+        if clash:
+            raise InvalidParameterError(f"Column {clash[0]!r} already exists. Choose another output= or remove it. "
+                                        f"Current columns: {sorted(batch)}")
+        cols = list(batch)
+        for needed in [self.same_label] + sorted(self._query_t.variables if self._query_t else []):
+            if needed and needed not in batch:
+                raise MissingColumnError(f"Demonstrations needs column {needed!r} in the rows. Current columns: "
+                                         f"{sorted(cols)}. Add it (e.g. with Conditions) before this step.")
+        size = len(batch[cols[0]]) if cols else 0
+        keys = row_keys(batch, indices, self.key_column)
+        rows = [{c: batch[c][i] for c in cols} for i in range(size)]
+        where = [int(indices[i]) if indices is not None else i for i in range(size)]
+        picks = self.select(rows, keys, where)
+        items = self.pool["items"]
+        return {self.output: [self.separator.join(items[j] for j in p) for p in picks],
+                f"{self.output}_ids": picks}
+
+    def _groups(self) -> dict[str, list[int]]:
+        """Pool indices by label (JSON of the label), computed once per fitted pool."""
+        if getattr(self, "_rt_groups", (None,))[0] != self.pool["sha256"]:
+            groups: dict[str, list[int]] = {}
+            for j, lab in enumerate(self.pool["labels"]):
+                groups.setdefault(json.dumps(lab, default=str), []).append(j)
+            self._rt_groups = (self.pool["sha256"], groups)
+        return self._rt_groups[1]
+
+    def _candidates(self, rows: list[dict], where: list[int]) -> list[list[int]] | None:
+        if not self.same_label:
+            return None
+        by_label, labels = self._groups(), self.pool["labels"]
+        out = []
+        for r, w in zip(rows, where):
+            want = r[self.same_label]
+            want = self.label_map.get(want, want) if self.label_map else want
+            got = by_label.get(json.dumps(want, default=str))
+            if not got:
+                raise InvalidParameterError(
+                    f"Row {w}: no demo in the pool has label {want!r} (column {self.same_label!r}); pool labels: "
+                    f"{sorted({str(x) for x in labels})}. Map it with label_map= or add such demos.")
+            out.append(got)
+        return out
+
+    def select(self, rows: list[dict], keys: list[str], where: list[int] | None = None) -> list[list[int]]:
+        """Pool indices of the demos for each row (in the order they are shown)."""
+        where = where if where is not None else list(range(len(rows)))
+        n, k = self.pool["size"], self.k
+        cands = self._candidates(rows, where)
+        rngs = [random.Random(derive_seed(self.seed, key, "demos")) for key in keys]
+        if self.strategy == "random":
+            if cands is None:
+                return [rng.sample(range(n), min(k, n)) for rng in rngs]
+            return [rng.sample(c, min(k, len(c))) for rng, c in zip(rngs, cands)]
+        if self.strategy == "balanced":
+            return [self._balanced(rng) for rng in rngs]
+        emb = self.pool["embeddings"]
+        mask = None
+        if cands is not None:
+            mask = np.zeros((len(rows), n), dtype=bool)
+            for i, c in enumerate(cands):
+                mask[i, c] = True
+        if self._query_t is not None:
+            from ..embeddings import embed_texts
+
+            q = [self._query_t.render(r, row_index=w)[0]["content"] for r, w in zip(rows, where)]
+            rel = embed_texts(q).astype(np.float32) @ emb.T
+        else:
+            rel = np.zeros((len(rows), n), dtype=np.float32)
+        if self.strategy == "nearest":
+            return self._top_k(rel, mask)
+        return self._mmr(rel, mask, emb, rngs)
+
+    def _balanced(self, rng: random.Random) -> list[int]:
+        groups = self._groups()
+        order = sorted(groups)
+        rng.shuffle(order)
+        take = {g: rng.sample(groups[g], min(len(groups[g]), self.k)) for g in order}  # O(k) per class
+        out: list[int] = []
+        for t in range(self.k):
+            out += [take[g][t] for g in order if t < len(take[g])]
+        return out[:self.k]
+
+    def _top_k(self, rel: np.ndarray, mask: np.ndarray | None) -> list[list[int]]:
+        s = np.where(mask, rel, -np.inf) if mask is not None else rel
+        k = min(self.k, s.shape[1])
+        part = np.argpartition(-s, k - 1, axis=1)[:, :k]
+        out = []
+        for i, idx in enumerate(part):
+            idx = idx[np.isfinite(s[i, idx])]
+            idx = idx[np.lexsort((idx, -s[i, idx]))]  # most similar first, ties by pool order
+            out.append([int(j) for j in idx[::-1]])  # shown most similar last, next to the task (KATE)
+        return out
+
+    def _mmr(self, rel: np.ndarray, mask: np.ndarray | None, emb: np.ndarray, rngs) -> list[list[int]]:
+        b, n = rel.shape
+        allowed = mask.copy() if mask is not None else np.ones((b, n), dtype=bool)
+        count = allowed.sum(1)
+        steps = int(min(self.k, count.max()))
+        closest = np.full((b, n), -np.inf, dtype=np.float32)  # max similarity to the demos chosen so far
+        chosen = np.full((b, steps), -1, dtype=np.int64)
+        rows = np.arange(b)
+        lam = self.mmr_lambda
+        for t in range(steps):
+            if t == 0 and self._query_t is None:  # no query: a seeded first demo, then farthest-first
+                first = [rng.choice(np.flatnonzero(a)) for rng, a in zip(rngs, allowed)]
+                pick = np.asarray(first, dtype=np.int64)
+            else:
+                red = np.where(np.isfinite(closest), closest, 0.0) if t else 0.0
+                score = np.where(allowed, lam * rel - (1 - lam) * red, -np.inf)
+                pick = score.argmax(1)
+            live = count > t
+            chosen[live, t] = pick[live]
+            allowed[rows[live], pick[live]] = False
+            closest = np.maximum(closest, emb[pick] @ emb.T)
+        return [[int(j) for j in r if j >= 0] for r in chosen]
+
+    # -- contract 4 ----------------------------------------------------------------------------------
+    def describe(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"type": "Demonstrations", "format": _FORMAT_VERSION, **self.config()}
+        if self.pool is not None:
+            p = self.pool
+            d["pool"] = {"size": p["size"], "sha256": p["sha256"], **p["source"]}
+            if p["labels"] is not None:
+                counts: dict[str, int] = {}
+                for lab in p["labels"]:
+                    counts[str(lab)] = counts.get(str(lab), 0) + 1
+                d["pool"]["labels"] = counts
+        if self._embeds:
+            from ..embeddings import embedding_model_identity
+
+            d["embeddings"] = embedding_model_identity()
+        return d
+
+    def __repr__(self) -> str:
+        size = self.pool["size"] if self.pool else "not fitted"
+        return f"Demonstrations(k={self.k}, strategy={self.strategy!r}, pool={size})"
