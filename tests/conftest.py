@@ -98,3 +98,14 @@ def hub_server(session_tmp):
     server = HubServer(session_tmp / "hub", port=_HUB_PORT).start()
     yield server
     server.stop()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Remove the session's temporary folder (caches, Hub repos, server logs) once every fixture is torn
+    down; set SYNTH_DATASETS_KEEP_TEST_TMP=1 to keep it for a post-mortem."""
+    import shutil
+
+    if os.environ.get("SYNTH_DATASETS_KEEP_TEST_TMP") == "1":
+        print(f"\nkept the test session's files in {_SESSION_TMP}")
+        return
+    shutil.rmtree(_SESSION_TMP, ignore_errors=True)

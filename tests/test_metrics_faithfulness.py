@@ -172,6 +172,24 @@ def test_label_faithfulness_drops_when_real_labels_are_swapped(rt):
     assert true["mean_label_proba"] > partly["mean_label_proba"] > half["mean_label_proba"]
 
 
+def test_label_faithfulness_lowers_folds_to_the_smallest_class_with_a_warning():
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+
+    rng = np.random.default_rng(1)
+    y = np.array(["a"] * 20 + ["b"] * 3)  # the README chain's case: 5 folds, a class of 3
+    x = rng.normal(size=(23, 4)) + (y == "b")[:, None] * 2.0
+    with pytest.warns(UserWarning, match=r"folds=5 lowered to 3, the size of the smallest class \('b'\)"):
+        out = label_faithfulness(list(y), embeddings=x, folds=5, seed=2)
+    pred = cross_val_predict(LogisticRegression(max_iter=1000), x, y, cv=StratifiedKFold(3, shuffle=True, random_state=2))
+    assert out["folds"] == 3 and out["overall"] == pytest.approx(float((pred == y).mean()), rel=1e-12)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # enough rows in every class: no warning, folds as asked
+        assert label_faithfulness(["a", "b"] * 10, embeddings=rng.normal(size=(20, 4)), folds=4)["folds"] == 4
+
+
 def test_label_faithfulness_embeds_texts_with_packaged_minilm(rt):
     texts, labels = rt.texts[:24], rt.labels[:24]
     from_texts = label_faithfulness(labels, texts=texts, folds=3)
@@ -430,7 +448,8 @@ X = np.random.default_rng(0).normal(size=(10, 3))
     (lambda: label_faithfulness(["a"] * 10, embeddings=X), "at least 2 distinct labels"),
     (lambda: label_faithfulness(["a", "b"] * 5, embeddings=X[:9]), "9 rows but there are 10 labels"),
     (lambda: label_faithfulness(["a", "b"] * 5), "exactly one of texts= or embeddings="),
-    (lambda: label_faithfulness(["a", "b"] * 5, embeddings=X, folds=6), "folds=6"),
+    (lambda: label_faithfulness(["a"] * 9 + ["b"], embeddings=X), "label 'b' has a single row"),
+    (lambda: label_faithfulness(["a", "b"] * 5, embeddings=X, folds=1), "folds must be an integer >= 2"),
     (lambda: label_faithfulness(["a", None] * 5, embeddings=X), r"labels\[1\] is None"),
     (lambda: prdc(X, X, k=0), "k must be an integer >= 1"),
     (lambda: prdc(X, X, k=10), "10 rows; at least 11"),

@@ -98,6 +98,9 @@ class _Run:
                 local.extend((base + j, chunk[j]) for j in todo)
         if local:  # one call over every miss, grouped by prompt length inside the backend
             idx = [i for i, _ in local]
+            if self.bar is not None:
+                self.bar.total = (self.bar.total or 0) + len(idx)
+                self.bar.refresh()
             done = self.backend.generate([r for _, r in local], self.params, on_result=self._callback(idx))
             self.futures.append((idx, _Done(done)))
         stats = self.llm.stats
@@ -124,6 +127,10 @@ class _Run:
             stats["completion_tokens"] += c.usage.get("completion_tokens", 0)
             stats["errors"] += c.error is not None
             stats["retries"] += max(0, c.attempts - 1)
+        for c in out:  # what an earlier run paid for the rows answered from the cache (cards keep that cost)
+            if c.cached:
+                stats["cached_prompt_tokens"] += c.usage.get("prompt_tokens", 0)
+                stats["cached_completion_tokens"] += c.usage.get("completion_tokens", 0)
         return out  # type: ignore[return-value]
 
 

@@ -152,7 +152,11 @@ def label_faithfulness(labels: Sequence, *, texts: Sequence[str] | None = None, 
     stratified ``folds``-fold cross-partition, so every row is predicted by a model that never saw it.
     ``overall`` is the share of rows whose out-of-fold predicted label equals the given label;
     ``per_class[c]`` the same share among the rows labelled ``c`` (the classifier's recall on c);
-    ``mean_label_proba`` the mean out-of-fold probability of the given label.
+    ``mean_label_proba`` the mean out-of-fold probability of the given label; ``folds`` the folds used.
+
+    A class with fewer rows than ``folds`` cannot be split that many ways: ``folds`` is then lowered to
+    the size of the smallest class, with a warning (a class of a single row is an error: no model can
+    be trained without it).
 
     >>> x = np.r_[np.eye(2)[[0] * 10], np.eye(2)[[1] * 10]] + 0.01
     >>> label_faithfulness(["a"] * 10 + ["b"] * 10, embeddings=x, folds=2)["overall"]
@@ -160,6 +164,7 @@ def label_faithfulness(labels: Sequence, *, texts: Sequence[str] | None = None, 
     """
     labels = _check_list(labels, "labels")
     x = _features(texts, embeddings, "", n=len(labels))
+    folds = _fit_folds(labels, folds)
     proba, classes = out_of_fold_proba(x, labels, folds=folds, seed=seed, C=C)
     y = np.array([classes.index(v) for v in labels])
     agree = proba.argmax(1) == y
@@ -169,7 +174,28 @@ def label_faithfulness(labels: Sequence, *, texts: Sequence[str] | None = None, 
         "support": {c: int((y == i).sum()) for i, c in enumerate(classes)},
         "mean_label_proba": float(proba[np.arange(len(y)), y].mean()),
         "n": len(labels),
+        "folds": folds,
     }
+
+
+def _fit_folds(labels: list, folds: int) -> int:
+    """``folds``, lowered (with a warning) to the size of the smallest class when that is smaller."""
+    import warnings
+
+    _check_int(folds, "folds", 2)
+    counts = Counter(labels)
+    if None in counts or len(counts) < 2:
+        return folds  # out_of_fold_proba names the problem
+    label, smallest = min(counts.items(), key=lambda kv: kv[1])
+    label = label.item() if hasattr(label, "item") else label  # numpy scalars print as np.str_('b')
+    if smallest < 2:
+        raise InvalidParameterError(f"label {label!r} has a single row, so no out-of-fold classifier can learn it: "
+                                    "add rows of that class or drop it before measuring label faithfulness")
+    if smallest < folds:
+        warnings.warn(f"label faithfulness: folds={folds} lowered to {smallest}, the size of the smallest class "
+                      f"({label!r}); add rows of that class for a steadier estimate", UserWarning, stacklevel=3)
+        return smallest
+    return folds
 
 
 # --- precision / recall / density / coverage (Naeem et al., 2020) ----------------------------
