@@ -8,7 +8,7 @@ A builder is a plain Python file that defines ``recipe(*, ...) -> Recipe``. Its 
     synth-datasets build path/to/my_builder.py --out out/mine
 
 >>> sorted(BUILDERS)
-['movie-reviews', 'qa-pairs']
+['movie-reviews', 'qa-pairs', 'support-dialogues']
 """
 
 from __future__ import annotations
@@ -27,7 +27,8 @@ from typing import Any
 from synth_datasets.errors import BuilderError
 from synth_datasets.recipe import Recipe, bind_params
 
-BUILDERS = {"movie-reviews": "builders.movie_reviews", "qa-pairs": "builders.qa_pairs"}
+BUILDERS = {"movie-reviews": "builders.movie_reviews", "qa-pairs": "builders.qa_pairs",
+            "support-dialogues": "builders.support_dialogues"}
 _ROOT = Path(__file__).resolve().parent
 
 
@@ -60,15 +61,23 @@ class Builder:
         return r
 
     def describe(self) -> dict[str, Any]:
-        try:
-            path = self.path.relative_to(_ROOT.parent).as_posix()
-        except ValueError:
-            path = str(self.path)
+        """Name, path, sha256. The path is never a machine's absolute path (it is published): a shipped
+        builder's path in the package, else the script's path relative to the working folder, else its
+        file name. ``publish`` ships the script itself as ``builder.py`` beside the data."""
+        for base in ((_ROOT.parent,) if self.registered else (Path.cwd().resolve(),)):
+            try:
+                path = self.path.relative_to(base).as_posix()
+                break
+            except ValueError:
+                pass
+        else:
+            path = self.path.name
         return {"name": self.name, "path": path, "sha256": self.sha256, "registered": self.registered}
 
-    def command(self, params: dict[str, Any]) -> str:
-        """The canonical ``synth-datasets build`` command for these parameters."""
-        target = self.name if self.registered else str(self.path)
+    def command(self, params: dict[str, Any], *, script: str | None = None, out: str | None = None) -> str:
+        """The canonical ``synth-datasets build`` command for these parameters: the builder by name, or
+        by ``script`` (default: the script's path) for an unregistered one; ``--out out`` when given."""
+        target = self.name if self.registered else (script or str(self.path))
         args = ["synth-datasets", "build", target]
         for k, v in params.items():
             flag = "--" + k.replace("_", "-")
@@ -76,6 +85,8 @@ class Builder:
                 args.append(flag if v else "--no-" + k.replace("_", "-"))
             elif v is not None:
                 args += [flag, str(v)]
+        if out:
+            args += ["--out", out]
         return shlex.join(args)
 
 

@@ -1,5 +1,5 @@
-"""Trivia question-answer pairs, a sample-wise chain (survey §3.1.2): sampled topic x difficulty ->
-question -> answer, with failed or too-short questions dropped before answering and exact duplicate
+"""Trivia question-answer pairs, a declared sample-wise chain (survey §3.1.2): sampled topic x
+difficulty -> question -> (failed or too-short questions dropped) -> answer, then exact duplicate
 questions removed.
 
     synth-datasets build qa-pairs --n 100 --out out/qa-pairs
@@ -13,6 +13,7 @@ from datasets import Dataset
 
 from builders.movie_reviews import make_llm
 from synth_datasets import LLM, Conditions, Template, TextGenerator
+from synth_datasets.generate import Chain, Gate
 from synth_datasets.curate import ExactDuplicates, Length
 from synth_datasets.errors import EmptyDatasetError
 from synth_datasets.recipe import Recipe
@@ -28,9 +29,20 @@ ANSWER = Template(system="You are a helpful, accurate assistant.",
                   user="Answer this trivia question in one or two sentences.\n\nQuestion: {{ question }}")
 
 
+def qa_chain(llm: LLM, *, seed: int = 0, max_new_tokens: int = 96, min_question_words: int = 4) -> Chain:
+    """The declared chain: question -> gate (drops failed or short questions) -> answer."""
+    return Chain([
+        TextGenerator(llm, QUESTION, output="question", seed=seed, temperature=0.9, top_p=0.95,
+                      max_new_tokens=max_new_tokens),
+        Gate(Length(column="question", min_words=min_question_words), name="question-length"),
+        TextGenerator(llm, ANSWER, output="answer", seed=seed, temperature=0.2, max_new_tokens=max_new_tokens),
+    ])
+
+
 def recipe(*, n: int = 50, seed: int = 0, max_new_tokens: int = 96, batch_size: int = 32, min_question_words: int = 4,
            model: str | None = None, model_name: str | None = None, llm: LLM | None = None) -> Recipe:
-    """``n`` topic/difficulty draws -> one question each -> well-formed questions -> deduplicated -> answers.
+    """``n`` topic/difficulty draws -> a chain (one question each -> well-formed questions -> answers) ->
+    deduplicated by question.
 
     Example:
         >>> ds, record = recipe(n=4, max_new_tokens=32).run()     # doctest: +SKIP
@@ -46,13 +58,9 @@ def recipe(*, n: int = 50, seed: int = 0, max_new_tokens: int = 96, batch_size: 
                description="Trivia questions and answers written by a language model: a question per sampled "
                            "topic and difficulty, then an answer to each question (a two-step chain).")
     r.map(Conditions(topic=TOPICS, difficulty=DIFFICULTIES, seed=seed), name="conditions", desc="Sampling topics")
-    r.map(TextGenerator(llm, QUESTION, output="question", seed=seed, temperature=0.9, top_p=0.95,
-                        max_new_tokens=max_new_tokens), name="ask", batch_size=batch_size, desc="Writing questions")
-    r.filter(Length(column="question", min_words=min_question_words), name="question-length",
-             desc="Dropping failed or short questions")
+    r.map(qa_chain(llm, seed=seed, max_new_tokens=max_new_tokens, min_question_words=min_question_words),
+          name="qa-chain", batch_size=batch_size, desc="Writing and answering questions")
     r.fit_filter(ExactDuplicates(column="question"), name="dedup", with_indices=True, desc="Removing duplicates")
-    r.map(TextGenerator(llm, ANSWER, output="answer", seed=seed, temperature=0.2, max_new_tokens=max_new_tokens),
-          name="answer", batch_size=batch_size, desc="Answering")
     return r
 
 

@@ -17,7 +17,8 @@ from .errors import GenerationError, InvalidParameterError
 
 _FORMAT_VERSION = 1
 KINDS = ("map", "filter", "fit_map", "fit_filter")
-USAGE_KEYS = ("requests", "cache_hits", "prompt_tokens", "completion_tokens", "errors", "retries")
+USAGE_KEYS = ("requests", "cache_hits", "prompt_tokens", "completion_tokens", "errors", "retries",
+              "cached_prompt_tokens", "cached_completion_tokens")  # cached_*: what the cached rows cost when made
 
 
 @dataclass
@@ -49,6 +50,7 @@ class StepRecord:
     errors: int = 0
     stats: dict[str, Any] | None = None
     kwargs: dict[str, Any] = field(default_factory=dict)
+    finish_reasons: dict[str, dict[str, int]] | None = None  # per new ``*_finish_reason`` column: reason -> rows
 
 
 @dataclass
@@ -103,6 +105,8 @@ def _llms_of(obj: Any) -> list:
     """LLMs held by a step (as attributes, or in lists/dicts of attributes), each once."""
     from .llm import LLM
 
+    if callable(getattr(obj, "llms", None)):  # a composite step (a chain, a loop) lists its own
+        return list(obj.llms())
     found: dict[int, Any] = {}
 
     def visit(v: Any, depth: int) -> None:
@@ -151,6 +155,45 @@ def _column_sum(ds, cols: list[str]) -> int:
         return 0
     table = ds.select_columns(cols).with_format("arrow")[:]
     return int(sum(pc.sum(table.column(c)).as_py() or 0 for c in cols))
+
+
+def _finish_reasons(ds, before: set[str]) -> dict[str, dict[str, int]] | None:
+    """Rows per finish reason in each ``*_finish_reason`` column a step added (``length``: truncated)."""
+    cols = [c for c in ds.column_names if c.endswith("_finish_reason") and c not in before]
+    if not cols:
+        return None
+    table = ds.select_columns(cols).with_format("arrow")[:]
+    return {c: {str(k): v for k, v in sorted(Counter(table.column(c).to_pylist()).items(), key=str)} for c in cols}
+
+
+class _Progress:
+    """One bar over a whole run, in rows: rows each step has taken in, rows/s, and an ETA from the rate so
+    far (the rows still to come are estimated as the current rows for every remaining step)."""
+
+    def __init__(self, name: str, steps: list[Step], rows: int, enabled: bool):
+        self.steps, self.bar = steps, None
+        if enabled and steps:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=rows * len(steps), desc=f"Recipe {name}", unit="row", dynamic_ncols=True,
+                            bar_format="{desc}: {percentage:3.0f}%|{bar}| {postfix} [{elapsed}<{remaining}, "
+                                       "{rate_fmt}]")
+            self.show(0, rows)
+
+    def show(self, i: int, rows: int) -> None:
+        if self.bar is not None:
+            name = self.steps[i].name if i < len(self.steps) else "done"
+            self.bar.set_postfix_str(f"step {min(i + 1, len(self.steps))}/{len(self.steps)} {name}, {rows} rows")
+
+    def step_done(self, i: int, rows_in: int, rows_out: int) -> None:
+        if self.bar is not None:
+            self.bar.total = self.bar.n + rows_in + rows_out * (len(self.steps) - i - 1)
+            self.bar.update(rows_in)
+            self.show(i + 1, rows_out)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
 
 
 def _jsonable(kwargs: Mapping[str, Any]) -> dict[str, Any]:
@@ -234,17 +277,34 @@ class Recipe:
             raise InvalidParameterError(f"Recipe {self.name!r} has no source: pass run(ds) or Recipe(source=...).")
         return self.source() if callable(self.source) else self.source
 
-    def run(self, ds: Any = None) -> tuple[Any, RunRecord]:
+    def run(self, ds: Any = None, *, progress: bool = True, target: Any = None, overwrite: bool = False,
+            **publish_options: Any) -> tuple[Any, RunRecord]:
         """Run every step in order; return the dataset and the :class:`RunRecord`.
 
         Token usage is read from the ``stats`` of each LLM a step holds (in this process: with
         ``num_proc>1`` the workers' calls are not counted). A failing step re-raises with a note
         naming the step.
+
+        Args:
+            ds (`Dataset`, *optional*): the input; default: the recipe's ``source``.
+            progress (`bool`, defaults to True): one bar over the whole run (steps done, rows/s, ETA),
+                besides each step's own bar.
+            target (`str` or `Path`, *optional*): publish the result there (``publish(ds, target,
+                record=record, overwrite=overwrite, **publish_options)``). The target is checked
+                **before** the first step (a non-empty folder without ``overwrite=True``, an unwritable
+                path, an invalid repo id or a missing token), so no generation is wasted.
+            overwrite (`bool`, defaults to False): replace a non-empty local ``target`` folder.
         """
+        if target is not None:
+            from .hub.publish import check_target
+
+            check_target(target, overwrite=overwrite, token=publish_options.get("token"),
+                         push_to_hub=publish_options.get("push_to_hub"))
         ds = self._source(ds)
         records, total = [], Counter()
         start = time.perf_counter()
         rows_in = ds.num_rows
+        bar = _Progress(self.name, self.steps, rows_in, progress)
         for i, step in enumerate(self.steps):
             llms = _llms_of(step.obj)
             before = [Counter(llm.stats) for llm in llms]
@@ -261,6 +321,7 @@ class Recipe:
                         f"{ds.num_rows} in {failed[0]!r}). First error: {failed[1]} Fix that cause (model, URL, "
                         "key, parameters) and run again; answers already received are cached.")
             except Exception as e:
+                bar.close()
                 if sys.version_info >= (3, 11):
                     e.add_note(f"(in step {i} {step.name!r} of recipe {self.name!r})")
                 raise
@@ -277,11 +338,17 @@ class Recipe:
                 index=i, name=step.name, kind=step.kind, describe=describe_step(step.fn), rows_in=n_in,
                 rows_out=ds.num_rows, seconds=round(time.perf_counter() - t0, 3), usage=usage,
                 errors=_error_count(ds, cols), stats=dict(stats) if isinstance(stats, Mapping) else None,
-                kwargs=_jsonable(step.kwargs)))
+                kwargs=_jsonable(step.kwargs), finish_reasons=_finish_reasons(ds, cols)))
+            bar.step_done(i, n_in, ds.num_rows)
+        bar.close()
         record = RunRecord(name=self.name, params=dict(self.params), seed=self.seed, steps=records,
                            rows_in=rows_in, rows_out=ds.num_rows, seconds=round(time.perf_counter() - start, 3),
                            usage={k: int(total.get(k, 0)) for k in (*USAGE_KEYS, "row_completion_tokens")},
                            card=dict(self.card))
+        if target is not None:
+            from .hub import publish
+
+            publish(ds, target, record=record, overwrite=overwrite, **publish_options)
         return ds, record
 
     def __repr__(self) -> str:

@@ -110,11 +110,13 @@ def test_qa_pairs_chain(embedded_llm, tmp_path):
     ds, res = run_build(builders.load("qa-pairs"), {"n": 2, "max_new_tokens": 20}, out=str(tmp_path / "qa"),
                         llm=embedded_llm)
     steps = res.provenance["steps"]
-    assert [s["name"] for s in steps] == ["conditions", "ask", "question-length", "dedup", "answer"]
+    assert [s["name"] for s in steps] == ["conditions", "qa-chain", "dedup"]
     assert all(a["rows_out"] == b["rows_in"] for a, b in zip(steps, steps[1:]))
-    assert steps[1]["usage"]["requests"] + steps[1]["usage"]["cache_hits"] == 2
-    answered = steps[4]["usage"]["requests"] + steps[4]["usage"]["cache_hits"]
-    assert answered == steps[3]["rows_out"] == ds.num_rows
+    stats = steps[1]["stats"]  # every sub-step's rows, as run
+    assert stats["question.rows_in"] == 2 and stats["answer.rows_out"] == stats["question-length.rows_out"]
+    calls = steps[1]["usage"]["requests"] + steps[1]["usage"]["cache_hits"]
+    assert calls == 2 + stats["answer.rows_in"]  # questions for every row, answers for the rows the gate kept
+    assert ds.num_rows == steps[2]["rows_out"] <= stats["answer.rows_out"]
     assert all(len(q.split()) >= 4 for q in ds["question"]) and all(a is not None for a in ds["answer"])
     card = (tmp_path / "qa" / "README.md").read_text()
     assert builders.qa_pairs.QUESTION.user in card and builders.qa_pairs.ANSWER.user in card
@@ -167,7 +169,7 @@ def test_a_users_builder_script(tmp_path, hub_server, monkeypatch, capsys):
 
 @pytest.mark.parametrize("args, message", [
     (["build", "no-such-builder", "--out", "{tmp}/o"], "Unknown builder 'no-such-builder'. Known builders: "
-                                                      "['movie-reviews', 'qa-pairs']"),
+                                                      "['movie-reviews', 'qa-pairs', 'support-dialogues']"),
     (["build", "{tmp}/missing/builder.py", "--out", "{tmp}/o"], "does not exist"),
     (["build", "{tmp}/not_a_builder.py", "--out", "{tmp}/o"], "defines no recipe() function"),
     (["build", "{tmp}/broken.py", "--out", "{tmp}/o"], "has a syntax error on line 1"),

@@ -1,5 +1,6 @@
 """Generation (survey §3.1): map-callables that call an LLM."""
 
+from .chain import Chain, Dialogue, Gate, Role
 from .text import TextGenerator
 
-__all__ = ["TextGenerator"]
+__all__ = ["TextGenerator", "Chain", "Gate", "Dialogue", "Role"]
