@@ -1,5 +1,9 @@
-"""Movie reviews conditioned on sampled attributes (AttrPrompt-style: label x style x length),
-then a length filter (which also drops failed generations) and exact deduplication.
+"""Movie reviews conditioned on sampled attributes (AttrPrompt-style: label x style x length), then
+truncated and failed reviews dropped, a length filter and exact deduplication.
+
+The token budget follows the longest requested length with a margin (``max_new_tokens`` by default:
+100 words x 1.4 tokens per word x 1.6 = 224), so a review is rarely cut; the few that still end at the
+limit are dropped, and the card reports how many.
 
 Run it offline with the embedded model:
 
@@ -17,7 +21,7 @@ import sys
 from datasets import Dataset
 
 from synth_datasets import LLM, Conditions, Template, TextGenerator
-from synth_datasets.curate import ExactDuplicates, Length
+from synth_datasets.curate import ExactDuplicates, Length, Truncated
 from synth_datasets.errors import EmptyDatasetError
 from synth_datasets.recipe import Recipe
 
@@ -26,6 +30,18 @@ NAME = "movie-reviews"
 LABELS = ["positive", "negative"]
 STYLES = ["enthusiastic", "sarcastic", "calm and analytical", "intense", "humorous", "nostalgic"]
 LENGTHS = ["short, about 30 words", "medium, about 60 words", "long, about 100 words"]
+WORDS = {"short, about 30 words": 30, "medium, about 60 words": 60, "long, about 100 words": 100}
+TOKENS_PER_WORD = 1.4  # SmolLM2's tokenizer on English prose (GPT-2-like BPE)
+MARGIN = 1.6           # room for a model that overshoots the asked length
+
+
+def token_budget(lengths: list[str] = LENGTHS) -> int:
+    """``max_new_tokens`` that fits the longest requested length with the margin.
+
+    >>> token_budget()
+    224
+    """
+    return int(max(WORDS[x] for x in lengths) * TOKENS_PER_WORD * MARGIN + 0.5)
 
 TEMPLATE = Template(
     system="You are a movie critic who writes realistic reviews for a film website.",
@@ -41,32 +57,46 @@ def make_llm(model: str | None, model_name: str | None, batch_size: int) -> LLM:
     return LLM(model, batch_size=batch_size)
 
 
-def recipe(*, n: int = 50, seed: int = 0, n_per_row: int = 1, max_new_tokens: int = 160, batch_size: int = 32,
-           min_words: int = 10, max_words: int = 200, model: str | None = None, model_name: str | None = None,
-           llm: LLM | None = None) -> Recipe:
-    """``n`` rows of sampled conditions -> ``n * n_per_row`` reviews -> ``min_words`` to ``max_words``
-    words (failed rows dropped) -> exact duplicates removed.
+def recipe(*, n: int = 50, seed: int = 0, n_per_row: int = 1, max_new_tokens: int | None = None,
+           batch_size: int = 32, min_words: int = 10, max_words: int = 200, model: str | None = None,
+           model_name: str | None = None, llm: LLM | None = None) -> Recipe:
+    """``n`` rows of sampled conditions -> ``n * n_per_row`` reviews -> truncated and failed reviews
+    dropped -> ``min_words`` to ``max_words`` words -> exact duplicates removed.
+
+    Args:
+        n (`int`): rows of sampled conditions (label x style x length).
+        seed (`int`): seed of the condition draws and of every sample.
+        n_per_row (`int`): reviews generated per row of conditions.
+        max_new_tokens (`int`, *optional*): token limit per review; default: the longest requested
+            length with a margin (224), so few reviews are cut; cut ones are dropped.
+        batch_size (`int`): prompts per generation batch.
+        min_words (`int`): shortest review kept, in words.
+        max_words (`int`): longest review kept, in words.
+        model (`str`, *optional*): a .gguf file, a model folder, a cached Hub id or an http(s) URL of an
+            OpenAI-compatible server; default: the embedded SmolLM2-135M-Instruct.
+        model_name (`str`, *optional*): the model name to ask the server for (with an http(s) --model).
 
     Example:
         >>> ds, record = recipe(n=4, max_new_tokens=32).run()                 # doctest: +SKIP
         >>> [(s.name, s.rows_out) for s in record.steps]                      # doctest: +SKIP
-        [('conditions', 4), ('generate', 4), ('length', 4), ('dedup', 4)]
+        [('conditions', 4), ('generate', 4), ('truncated', 4), ('length', 4), ('dedup', 4)]
     """
     if not isinstance(n, int) or n < 1:
         raise EmptyDatasetError(f"n={n!r}: nothing to generate. Ask for at least one row (--n 1 or more).")
     llm = llm or make_llm(model, model_name, batch_size)
     conditions = Conditions(label=LABELS, style=STYLES, length=LENGTHS, seed=seed)
-    generator = TextGenerator(llm, TEMPLATE, output="review", n=n_per_row, seed=seed,
-                              temperature=0.8, top_p=0.95, max_new_tokens=max_new_tokens)
+    generator = TextGenerator(llm, TEMPLATE, output="review", n=n_per_row, seed=seed, temperature=0.8, top_p=0.95,
+                              max_new_tokens=max_new_tokens or token_budget(), progress=True)
     r = Recipe(NAME, source=lambda: Dataset.from_dict({"id": list(range(n))}), seed=seed,
                license="apache-2.0", task_categories=["text-classification"], language=["en"],
                tags=["movie-reviews", "sentiment", "attrprompt"], pretty_name="Synthetic movie reviews",
-               text_column="review", label_columns=["label", "style", "length"],
+               text_column="review", label_columns=["label", "style", "length"], class_labels={"label": LABELS},
                description="Movie reviews written by a language model, each conditioned on a sampled sentiment "
                            "label, writing style and length (attributed prompts, AttrPrompt-style), then "
-                           "filtered by length and deduplicated.")
+                           "truncated ones dropped, filtered by length and deduplicated.")
     r.map(conditions, name="conditions", desc="Sampling conditions")
     r.map(generator, name="generate", batch_size=batch_size, desc="Generating reviews")
+    r.filter(Truncated(column="review"), name="truncated", desc="Dropping truncated or failed reviews")
     r.filter(Length(column="review", min_words=min_words, max_words=max_words), name="length",
              desc="Filtering by length")
     r.fit_filter(ExactDuplicates(column="review"), name="dedup", with_indices=True, desc="Removing duplicates")

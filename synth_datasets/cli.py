@@ -8,10 +8,11 @@
     synth-datasets generate --n 50 --out out/reviews                          # = build movie-reviews
     synth-datasets cache info|clear|repair                                    # the response cache
 
-Builder parameters become options (``--n``, ``--seed``, ``--max-new-tokens``, ...): see
-``synth-datasets build NAME --help``. The Hub token comes from ``HF_TOKEN`` or ``hf auth login``; there
-is deliberately no ``--token`` option, so a token never lands in a recorded command or shell history.
+Builder parameters become options (--n, --seed, --max-new-tokens, ...): see
+`synth-datasets build NAME --help`. The Hub token comes from HF_TOKEN or `hf auth login`; there is
+deliberately no --token option, so a token never lands in a recorded command or shell history.
 """
+
 
 from __future__ import annotations
 
@@ -23,6 +24,14 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from .errors import BuilderError, InvalidParameterError, SynthDatasetsError
+from .secrets import scrub
+
+BUILD_USAGE = """usage: synth-datasets build NAME_OR_SCRIPT [builder options] (--out DIR | --push-to-hub REPO_ID) [...]
+       synth-datasets build --from-provenance FILE (--out DIR | --push-to-hub REPO_ID) [...]
+
+Run a builder (a registered name or your own builder script), then publish its dataset: data, card,
+provenance.json, report. `synth-datasets build NAME --help` lists that builder's options.
+"""
 
 _OUTPUT_OPTIONS = {"out", "push_to_hub", "private", "revision", "create_pr", "overwrite", "no_report",
                    "from_provenance", "help"}
@@ -48,8 +57,49 @@ def _add_output_options(ap: argparse.ArgumentParser) -> None:
     g.add_argument("--no-report", action="store_true", help="skip the plots")
 
 
+def param_help(fn) -> dict[str, str]:
+    """Descriptions of ``fn``'s parameters from its docstring's ``Args:`` section (Google style:
+    ``name (type): text``, continued on more-indented lines).
+
+    >>> def f(*, n=1):
+    ...     '''Args:
+    ...         n (`int`): rows to make,
+    ...             before filtering.
+    ...     '''
+    >>> param_help(f)
+    {'n': 'rows to make, before filtering.'}
+    """
+    import inspect
+    import re
+
+    doc = inspect.getdoc(fn) or ""
+    out: dict[str, str] = {}
+    current, indent, inside = None, None, False
+    for line in doc.splitlines():
+        stripped = line.strip()
+        if re.fullmatch(r"(Args|Arguments|Parameters):", stripped):
+            inside, current = True, None
+            continue
+        if not inside:
+            continue
+        if not stripped:
+            current = None
+            continue
+        lead = len(line) - len(line.lstrip())
+        m = re.match(r"(\w+)\s*(\([^)]*\))?\s*:\s*(.*)", stripped)
+        if m and (indent is None or lead <= indent):
+            indent, current = lead, m.group(1)
+            out[current] = m.group(3).strip()
+        elif current is not None and lead > (indent or 0):
+            out[current] = (out[current] + " " + stripped).strip()
+        elif lead <= (indent or 0) and not m:
+            inside = False
+    return {k: v.replace("``", "`") for k, v in out.items()}
+
+
 def _builder_parser(builder, defaults: dict[str, Any]) -> argparse.ArgumentParser:
-    doc = (builder.module.__doc__ or "").strip().split("\n\n")[0]
+    doc = (builder.module.__doc__ or "").strip().split("\n\n")[0].replace("``", "`")
+    helps = param_help(builder.module.recipe)
     ap = argparse.ArgumentParser(prog=f"synth-datasets build {builder.name}", description=doc)
     ap.add_argument("--from-provenance", metavar="FILE", help=argparse.SUPPRESS)
     _add_output_options(ap)
@@ -63,10 +113,11 @@ def _builder_parser(builder, defaults: dict[str, Any]) -> argparse.ArgumentParse
         default = defaults.get(name, None if p.default is p.empty else p.default)
         t = _type_of(p)
         if t is bool:
-            g.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=default)
+            g.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=default,
+                           help=helps.get(name, "") + f" (default: {default})")
         else:
             g.add_argument(flag, dest=name, type=t, default=default, required=required,
-                           help=f"(default: {default})")
+                           help=(helps.get(name, "") + f" (default: {default})").strip())
     return ap
 
 
@@ -94,12 +145,15 @@ def _builder_from_provenance(prov: dict[str, Any], path: str):
     if b.get("registered") and b.get("name") in builders.BUILDERS:
         builder = builders.load(b["name"])
     else:
-        candidates = [Path(b["path"]), Path(builders.__file__).resolve().parent.parent / b["path"],
-                      Path(path).resolve().parent / Path(b["path"]).name]
+        here = Path(path).resolve().parent
+        # the copy shipped beside provenance.json is the recorded script itself; then the recorded path
+        shipped = [here / b["file"]] if b.get("file") else []
+        candidates = [*shipped, Path(b["path"]), Path(builders.__file__).resolve().parent.parent / b["path"],
+                      here / Path(b["path"]).name]
         found = next((c for c in candidates if c.is_file()), None)
         if found is None:
-            raise BuilderError(f"The builder script of {path} ({b['path']}) was not found. Put it back at that "
-                               "path and run again.")
+            raise BuilderError(f"The builder script of {path} ({b['path']}) was not found (nor builder.py beside "
+                               "it). Put it back at that path and run again.")
         builder = builders.load(str(found))
     if builder.sha256 != b.get("sha256"):
         print(f"warning: builder {builder.path} changed since the recorded run (sha256 {b.get('sha256', '?')[:12]} "
@@ -129,15 +183,41 @@ def run_build(builder, params: dict[str, Any], *, out: str | None = None, push_t
     if out:
         check_output_dir(out, overwrite=overwrite)
     recipe = builder.recipe(llm=llm, **params)
-    print(f"Building {builder.name} with {json.dumps(recipe.params, default=str)}", file=sys.stderr)
+    _load_models(recipe)
+    print(scrub(f"Building {builder.name} with {json.dumps(recipe.params, default=str)}"), file=sys.stderr)
     ds, record = recipe.run()
     record.builder = builder.describe()
     record.command = command
-    record.reproduce = builder.command(recipe.params)
-    options = dict(private=private, revision=revision, create_pr=create_pr, report=report)
+    from .hub.card import reproduced_dir
+
+    # run from the dataset's folder, where builder.py and provenance.json are shipped (see the card)
+    record.reproduce = builder.command(recipe.params, script="builder.py", out=reproduced_dir(recipe.name))
+    options = dict(private=private, revision=revision, create_pr=create_pr, report=report,
+                   builder_file=builder.path)
     if out:
         return ds, publish(ds, Path(out), record=record, push_to_hub=push_to_hub, overwrite=overwrite, **options)
     return ds, publish(ds, push_to_hub, record=record, **options)
+
+
+def _load_models(recipe) -> None:
+    """Load the recipe's local models now, saying so: loading takes seconds to minutes, and a bar
+    sitting at 0% meanwhile looks like a hang."""
+    import time
+
+    from .recipe import _llms_of
+
+    seen = set()
+    for step in recipe.steps:
+        for llm in _llms_of(step.obj):
+            backend = getattr(llm, "backend", None)
+            load = getattr(backend, "_load", None)
+            if id(llm) in seen or load is None or getattr(backend, "_model", True) is not None:
+                continue
+            seen.add(id(llm))
+            t0 = time.perf_counter()
+            print(f"Loading model {getattr(backend, 'source', llm)} ...", file=sys.stderr, flush=True)
+            load()
+            print(f"Loaded in {time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)
 
 
 def _build(argv: list[str]) -> int:
@@ -153,7 +233,7 @@ def _build(argv: list[str]) -> int:
     else:
         if not argv or argv[0].startswith("-"):
             if argv and argv[0] in ("-h", "--help"):
-                print(__doc__)
+                print(BUILD_USAGE + "\n" + __doc__.split("\n", 1)[1].strip("\n"))
                 return 0
             raise BuilderError(f"Which builder? `synth-datasets build NAME_OR_PATH ...` with one of "
                                f"{sorted(builders.BUILDERS)} or a builder script; or --from-provenance FILE.")
@@ -232,7 +312,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cache(args.action)
         return 0
     except SynthDatasetsError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {scrub(str(e))}", file=sys.stderr)
         return 2
 
 

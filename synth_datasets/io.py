@@ -18,19 +18,40 @@ MAX_SHARD_BYTES = 500 * 1024 * 1024  # same order as datasets' push_to_hub defau
 
 
 def check_output_dir(out: str | os.PathLike, *, overwrite: bool = False) -> Path:
-    """Fail early (before any generation) if ``out`` cannot be written. Creates nothing."""
+    """Fail early (before any generation) if ``out`` cannot be written. Leaves nothing behind.
+
+    Permission bits are not enough (root passes them; ``/proc`` or a read-only mount refuse anyway), so
+    the folder the result will be renamed from is really created, as a temporary sibling of ``out``
+    (with any missing parent folders), and removed again.
+    """
     out = Path(out).expanduser()
     if out.exists() and not out.is_dir():
         raise InvalidParameterError(f"Output path {out} is a file, not a folder. Choose another --out.")
     if out.exists() and any(out.iterdir()) and not overwrite:
-        raise InvalidParameterError(f"Output folder {out} already exists and is not empty. Choose another --out "
-                                    "or pass --overwrite.")
-    ancestor = out.resolve().parent
+        raise InvalidParameterError(f"Output folder {out} already exists and is not empty. Choose another folder, "
+                                    "or replace it: --overwrite on the command line, overwrite=True in Python "
+                                    "(publish(..., overwrite=True), Recipe.run(target=..., overwrite=True)).")
+    parent = out.resolve().parent
+    ancestor = parent
     while not ancestor.exists():
         ancestor = ancestor.parent
     if not ancestor.is_dir() or not os.access(ancestor, os.W_OK | os.X_OK):
         raise InvalidParameterError(f"Cannot create {out}: {ancestor} is not a writable folder. "
                                     "Choose a writable --out.")
+    created = [p for p in [parent, *parent.parents] if not p.exists()]
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        probe = tempfile.mkdtemp(prefix=f".{out.name}.probe-", dir=parent)
+        os.rmdir(probe)
+    except OSError as e:
+        raise InvalidParameterError(f"Cannot create {out}: {e.strerror or e} (tried a temporary folder in "
+                                    f"{parent}). Choose a writable --out.") from e
+    finally:
+        for d in created:  # innermost first
+            try:
+                d.rmdir()
+            except OSError:
+                break
     return out
 
 

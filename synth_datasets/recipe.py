@@ -175,15 +175,17 @@ class _Progress:
         if enabled and steps:
             from tqdm.auto import tqdm
 
+            self.name = name
             self.bar = tqdm(total=rows * len(steps), desc=f"Recipe {name}", unit="row", dynamic_ncols=True,
-                            bar_format="{desc}: {percentage:3.0f}%|{bar}| {postfix} [{elapsed}<{remaining}, "
-                                       "{rate_fmt}]")
+                            bar_format="{desc} {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} row-steps "
+                                       "[{elapsed}<{remaining}, {rate_fmt}]")
             self.show(0, rows)
 
     def show(self, i: int, rows: int) -> None:
         if self.bar is not None:
-            name = self.steps[i].name if i < len(self.steps) else "done"
-            self.bar.set_postfix_str(f"step {min(i + 1, len(self.steps))}/{len(self.steps)} {name}, {rows} rows")
+            step = f"step {i + 1}/{len(self.steps)} {self.steps[i].name}" if i < len(self.steps) else \
+                f"{len(self.steps)}/{len(self.steps)} steps done"
+            self.bar.set_description_str(f"Recipe {self.name}: {step} ({rows} rows)")
 
     def step_done(self, i: int, rows_in: int, rows_out: int) -> None:
         if self.bar is not None:
@@ -211,7 +213,8 @@ class Recipe:
         seed (`int`, *optional*): the recipe's seed (steps record their own seeds in ``describe()``).
         **card: what the dataset card says about the result: ``license``, ``task_categories``,
             ``source_datasets``, ``tags``, ``language``, ``pretty_name``, ``description``,
-            ``text_column`` (plotted and measured), ``label_columns`` (their distributions are plotted).
+            ``text_column`` (plotted and measured), ``label_columns`` (their distributions are plotted),
+            ``class_labels`` (``{"label": [...]}``: published as a ``ClassLabel`` over that label set).
 
     Example:
         >>> from datasets import Dataset
@@ -224,7 +227,7 @@ class Recipe:
     """
 
     _CARD_KEYS = {"license", "task_categories", "source_datasets", "tags", "language", "pretty_name",
-                  "description", "text_column", "label_columns"}
+                  "description", "text_column", "label_columns", "class_labels"}
 
     def __init__(self, name: str, *, source: Any = None, params: Mapping[str, Any] | None = None,
                  seed: int | None = None, **card: Any):

@@ -9,17 +9,20 @@ import math
 import os
 import platform
 import shutil
+import sys
+import sysconfig
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from .._versions import library_versions
+from .._versions import extra_versions, library_versions, source_version
 from ..errors import EmptyDatasetError, HubAuthError, InvalidParameterError, PublishError
-from ..io import file_sha256, write_folder_atomically, write_parquet_shards
+from ..io import check_output_dir, file_sha256, write_folder_atomically, write_parquet_shards
 from ..recipe import RunRecord
 from ..secrets import refuse_secrets_in
 from . import card as _card
+from . import quality as _quality
 from .report import infer_label_columns, infer_text_column, render_report
 
 _PROVENANCE_FORMAT = 1
@@ -103,6 +106,24 @@ def _hub_error(e: Exception, action: str, repo_id: str, secrets: set[str], folde
                         f"(a push is one commit).{again}")
 
 
+def _network_errors() -> tuple[type[BaseException], ...]:
+    """The exceptions of an unreachable Hub (no network, DNS, refused connection, timeout)."""
+    try:
+        from httpx2 import TransportError
+    except ImportError:  # an older huggingface_hub on httpx
+        from httpx import TransportError
+    return (TransportError, OSError)
+
+
+def _unreachable(e: BaseException, action: str, repo_id: str, secrets: set[str]) -> PublishError:
+    from huggingface_hub import constants
+
+    detail = _scrub(str(e).splitlines()[0] if str(e) else type(e).__name__, secrets)
+    return PublishError(f"Cannot reach the Hub at {constants.ENDPOINT} while {action} {repo_id} "
+                        f"({type(e).__name__}: {detail}). Nothing was published. Check the network connection (or "
+                        "HF_ENDPOINT) and run the command again.")
+
+
 def check_hub_access(repo_id: str, *, token: str | None = None) -> str:
     """Before any work: a valid repo id, a token, and a token the Hub accepts (``whoami``)."""
     from huggingface_hub import HfApi
@@ -114,10 +135,82 @@ def check_hub_access(repo_id: str, *, token: str | None = None) -> str:
         HfApi(token=token).whoami()
     except HfHubHTTPError as e:
         raise _hub_error(e, "checking the token for", repo_id, _secrets(token), None) from e
+    except _network_errors() as e:
+        raise _unreachable(e, "checking the token for", repo_id, _secrets(token)) from e
     return token
 
 
+def check_target(target: str | os.PathLike, *, overwrite: bool = False, token: str | None = None,
+                 push_to_hub: str | None = None) -> None:
+    """Everything ``publish(ds, target, ...)`` would refuse about the target, checked before any work: a
+    non-empty folder without ``overwrite=True``, a path that cannot be written, an invalid repo id, a
+    missing or refused token."""
+    if is_local_target(target):
+        check_output_dir(Path(target).expanduser(), overwrite=overwrite)
+        if push_to_hub:
+            check_hub_access(push_to_hub, token=token)
+    else:
+        check_hub_access(str(target), token=token)
+
+
 # -- staging -----------------------------------------------------------------------------------
+def _main_script() -> Path | None:
+    """The user's script this process runs (``python make_data.py``), if any: not a tool's entry point
+    (pytest, a notebook kernel, our CLI or builders) and not an interactive session."""
+    f = getattr(sys.modules.get("__main__"), "__file__", None)
+    if not f:
+        return None
+    p = Path(f).resolve()
+    if p.suffix != ".py" or p.name == "__main__.py" or not p.is_file():
+        return None
+    ours = Path(__file__).resolve().parent.parent
+    paths = sysconfig.get_paths()
+    for base in {ours, ours.parent / "builders", *(Path(paths[k]).resolve() for k in ("stdlib", "purelib", "platlib"))}:
+        if p.is_relative_to(base):
+            return None
+    return p
+
+
+def _shown_path(p: Path) -> str:
+    """A path fit to publish: relative to the working folder, else the file name (never a machine path)."""
+    try:
+        return p.resolve().relative_to(Path.cwd().resolve()).as_posix()
+    except ValueError:
+        return p.name
+
+
+def _script_record(script: str | os.PathLike | None) -> dict[str, Any] | None:
+    """What made a dataset published from Python: the script's path and sha256; ``file`` is set when the
+    script is shipped beside the data (``publish(..., script=...)``)."""
+    path = Path(script).expanduser() if script is not None else _main_script()
+    if path is None:
+        return None
+    if not path.is_file():
+        raise InvalidParameterError(f"script={str(script)!r} is not a file. Pass the Python script that made the "
+                                    "dataset (e.g. script=__file__), or leave it out.")
+    shipped = script is not None
+    return {"path": _shown_path(path), "sha256": file_sha256(path), "file": "script.py" if shipped else None,
+            "rerun": "python script.py" if shipped else f"python {_shown_path(path)}"}
+
+
+def _with_class_labels(ds, class_labels: Mapping[str, Sequence[str]] | None):
+    """``ds`` with each named string column cast to a ``ClassLabel`` over its known label set."""
+    from datasets import ClassLabel, Value
+
+    for col, names in (class_labels or {}).items():
+        if col not in ds.column_names:
+            raise InvalidParameterError(f"class_labels names column {col!r}, which the dataset lacks. Current "
+                                        f"columns: {ds.column_names}.")
+        if ds.features[col] != Value("string"):
+            continue
+        unknown = sorted(set(ds.unique(col)) - set(names), key=str)
+        if unknown:
+            raise InvalidParameterError(f"Column {col!r} holds {unknown[:5]}, outside its label set {list(names)}. "
+                                        "Fix class_labels or the rows.")
+        ds = ds.cast_column(col, ClassLabel(names=list(names)))
+    return ds
+
+
 def _clean(v: Any) -> Any:
     if isinstance(v, float) and not math.isfinite(v):
         return None
@@ -156,26 +249,43 @@ def compute_metrics(ds, metrics: Sequence[Any] | None, text_column: str | None) 
     return out
 
 
-def _provenance(ds, record: RunRecord, metrics: dict, text_column: str | None, files: dict[str, str]) -> dict:
+def _provenance(ds, record: RunRecord, metrics: dict, text_column: str | None, files: dict[str, str],
+                published=None, label_columns: Sequence[str] = (), script: dict | None = None) -> dict:
     import matplotlib
     import numpy
     import pyarrow
 
-    lib = {**library_versions(), "pyarrow": pyarrow.__version__, "numpy": numpy.__version__,
+    published = ds if published is None else published
+    lib = {**library_versions(), **extra_versions(), "pyarrow": pyarrow.__version__, "numpy": numpy.__version__,
            "matplotlib": matplotlib.__version__, "python": platform.python_version()}
-    return {**record.to_dict(), "provenance_format": _PROVENANCE_FORMAT,
+    rec = record.to_dict()
+    return {**rec, "provenance_format": _PROVENANCE_FORMAT,
             "created": datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0).isoformat(),
-            "metrics": metrics, "metrics_column": text_column, "library": lib,
-            "dataset": {"rows": ds.num_rows, "columns": ds.column_names, "split": "train",
-                        "features": ds.features.to_dict(), "files": files}}
+            "metrics": metrics, "metrics_column": text_column, "library": lib, "synth_datasets": source_version(),
+            "script": script,
+            "quality": {**_quality.quality_findings(ds, rec, label_columns=[c for c in label_columns
+                                                                             if c in ds.column_names]),
+                        "not_checked": _quality.not_checked(rec, metrics)},
+            "dataset": {"rows": published.num_rows, "columns": published.column_names, "split": "train",
+                        "features": published.features.to_dict(), "files": files,
+                        "fields": _quality.field_descriptions(published.column_names, rec)}}
 
 
 def stage(ds, folder: Path, *, record: RunRecord, metrics=None, repo_id: str | None = None,
-          local_name: str | None = None, report: bool = True, token: str | None = None) -> dict[str, Any]:
-    """Write data shards, report, provenance.json and README.md into ``folder``; return the provenance."""
+          local_name: str | None = None, report: bool = True, token: str | None = None,
+          builder_file: str | os.PathLike | None = None, script: dict | None = None,
+          script_file: str | os.PathLike | None = None) -> dict[str, Any]:
+    """Write data shards, report, provenance.json and README.md (and ``builder.py`` / ``script.py``, the
+    code that made the rows) into ``folder``; return the provenance."""
     folder = Path(folder)
     secrets = _secrets(token)
-    shards = write_parquet_shards(ds, folder)
+    published = _with_class_labels(ds, record.card.get("class_labels"))
+    shards = write_parquet_shards(published, folder)
+    if builder_file is not None:
+        shutil.copyfile(builder_file, folder / "builder.py")
+        record = dataclasses.replace(record, builder={**(record.builder or {}), "file": "builder.py"})
+    if script_file is not None:
+        shutil.copyfile(script_file, folder / "script.py")
     text_column = record.card.get("text_column") or infer_text_column(ds)
     labels = record.card.get("label_columns")
     if labels is None:
@@ -189,7 +299,8 @@ def stage(ds, folder: Path, *, record: RunRecord, metrics=None, repo_id: str | N
         md = folder / "report" / "report.md"
         md.write_text(_scrub(md.read_text(encoding="utf-8"), secrets), encoding="utf-8")
     files = {p.relative_to(folder).as_posix(): file_sha256(p) for p in shards}
-    prov = _provenance(ds, record, results, text_column, files)
+    prov = _provenance(ds, record, results, text_column, files, published=published, label_columns=labels,
+                       script=script)
     text = _scrub(json.dumps(prov, indent=2, ensure_ascii=False, default=str), secrets)
     (folder / "provenance.json").write_text(text + "\n", encoding="utf-8")
     prov = json.loads(text)
@@ -254,6 +365,8 @@ def push_folder(folder: str | os.PathLike, repo_id: str, *, private: bool = Fals
             commit_description=_scrub(prov.get("reproduce") or "", secrets) or None)
     except HfHubHTTPError as e:
         raise _hub_error(e, step, repo_id, secrets, folder if retry_hint else None) from e
+    except _network_errors() as e:
+        raise _unreachable(e, step, repo_id, secrets) from e
     return PublishResult(folder=folder, repo_id=repo_id, commit=info.oid, url=info.commit_url,
                          pr_url=info.pr_url, files=files, provenance=prov)
 
@@ -262,6 +375,7 @@ def publish(ds, target: str | os.PathLike, *, record: RunRecord | None = None, s
             metrics: Sequence[Any] | None = None, name: str | None = None, push_to_hub: str | None = None,
             private: bool = False, revision: str | None = None, create_pr: bool = False, token: str | None = None,
             commit_message: str | None = None, overwrite: bool = False, report: bool = True,
+            script: str | os.PathLike | None = None, builder_file: str | os.PathLike | None = None,
             **card: Any) -> PublishResult:
     """Publish ``ds`` with its dataset card, ``provenance.json`` and report.
 
@@ -276,9 +390,16 @@ def publish(ds, target: str | os.PathLike, *, record: RunRecord | None = None, s
         push_to_hub (`str`, *optional*): with a local ``target``, also push that folder to this repo.
         private, revision, create_pr: Hub options (``revision`` is a branch, created if missing).
         token (`str`, *optional*): Hub token; else ``HF_TOKEN`` or the stored login. Only HfApi sees it.
-        overwrite (`bool`): replace a non-empty local folder.
+        overwrite (`bool`): replace a non-empty local folder (without it, a non-empty folder is refused).
+        script (`str` or `Path`, *optional*): the Python script that made ``ds`` (e.g. ``__file__``): shipped
+            as ``script.py`` beside the data, its sha256 recorded, and the card says to rerun it. Without
+            it, a script run as ``python x.py`` is still recorded by path and sha256 (not shipped).
+            Ignored when the record comes from a builder (``builder.py`` is shipped instead).
+        builder_file (`str` or `Path`, *optional*): the builder script of ``record`` to ship as
+            ``builder.py`` (the CLI passes it), so ``--from-provenance`` runs from the dataset's folder.
         **card: ``license``, ``task_categories``, ``tags``, ``pretty_name``, ``description``,
-            ``source_datasets``, ``language``, ``text_column``, ``label_columns``.
+            ``source_datasets``, ``language``, ``text_column``, ``label_columns``, ``class_labels``
+            (``{"label": ["negative", "positive"]}``: that column is published as a ``ClassLabel``).
 
     Raises:
         InvalidParameterError: invalid repo id, unwritable or non-empty folder (before anything is written).
@@ -318,10 +439,13 @@ def publish(ds, target: str | os.PathLike, *, record: RunRecord | None = None, s
                                     f"{sorted(Recipe._CARD_KEYS)}.")
     record = dataclasses.replace(record, card={**record.card, **card}, name=name or record.name)
     refuse_secrets_in(ds, _secrets(token))  # a known secret in the data: nothing is written
+    made_by = {} if record.builder else {"script": _script_record(script),
+                                         "script_file": Path(script).expanduser() if script is not None else None}
+    code = dict(builder_file=builder_file if record.builder else None, **made_by)
     if local:
         out = Path(target).expanduser()
         write_folder_atomically(out, lambda tmp: stage(ds, tmp, record=record, metrics=metrics, repo_id=repo_id,
-                                                       local_name=str(out), report=report, token=token),
+                                                       local_name=str(out), report=report, token=token, **code),
                                 overwrite=overwrite)
         prov = json.loads((out / "provenance.json").read_text())
         files = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
@@ -334,7 +458,7 @@ def publish(ds, target: str | os.PathLike, *, record: RunRecord | None = None, s
         return result
     tmp = Path(tempfile.mkdtemp(prefix="synth-datasets-push-"))
     try:
-        stage(ds, tmp, record=record, metrics=metrics, repo_id=repo_id, report=report, token=token)
+        stage(ds, tmp, record=record, metrics=metrics, repo_id=repo_id, report=report, token=token, **code)
         result = push_folder(tmp, repo_id, private=private, revision=revision, create_pr=create_pr, token=token,
                              commit_message=commit_message, retry_hint=False)
         result.folder = None
