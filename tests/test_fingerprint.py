@@ -81,3 +81,36 @@ def test_map_cache_hit_on_disk_dataset_also_from_a_fresh_process(tmp_path, embed
     assert res["files"] == [f["filename"] for f in first.cache_files]
     assert res["loaded"] is False  # not even the model was touched
     assert res["review"] == first["review"]
+
+
+def test_prompt_engineering_parts_hash_stably_across_processes():
+    """TaskSpec, TemplateRotation, pools (recorded LLM values, a recorded tree, random words) and a
+    fitted Demonstrations hash to the same value in a fresh process; a changed setting changes it."""
+    code = """
+        from synth_datasets import (Conditions, ConceptTree, Demonstrations, LLMValues, RandomWords, TaskSpec,
+                                    TemplateRotation)
+        spec = TaskSpec("movie review", role="a critic", label_type="sentiment", verbalizer={1: "good", 0: "bad"},
+                        requirements=["Style: {{ style }}."], format="Only the review.", knowledge=["Noir: 1940s."])
+        rot = TemplateRotation({"a": "Write a {{ label }} review.", "b": spec})
+        cond = Conditions(genre=LLMValues(None, "film genres", values=["noir", "western"]),
+                          topic=ConceptTree(None, "movies", tree={"comedy": {"satire": {}}, "horror": {}}),
+                          words=RandomWords(noun=2, verb=1), template_id=rot.ids, seed=3)
+        demos = Demonstrations(k=2, strategy="balanced", label_column="label").fit(
+            {"text": ["Loved it.", "Dull.", "A gem."], "label": ["pos", "neg", "pos"]})
+        objs = [spec, rot, cond, demos]
+    """
+    ns: dict = {}
+    exec(textwrap.dedent(code), ns)
+    here = [Hasher.hash(o) for o in ns["objs"]]
+    there = hash_in_subprocess(code + "\n        from datasets.fingerprint import Hasher\n"
+                                      "        print(','.join(Hasher.hash(o) for o in objs))")
+    assert there.split(",") == here
+    # materializing a pool (drawing rows) does not change the hash; a changed setting does
+    from datasets import Dataset
+
+    Dataset.from_dict({"id": [0, 1]}).map(ns["cond"], batched=True, with_indices=True)
+    assert Hasher.hash(ns["cond"]) == here[2]
+    from synth_datasets import RandomWords, TaskSpec
+
+    assert Hasher.hash(TaskSpec("movie review", role="a critic")) != here[0]
+    assert Hasher.hash(ns["Conditions"](words=RandomWords(noun=1), seed=3)) != here[2]

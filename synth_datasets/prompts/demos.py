@@ -36,6 +36,20 @@ def _rows_of(pool: Any) -> tuple[list[str], dict[str, list]]:
                                 f"{type(pool).__name__}.")
 
 
+_POOL_EMBEDDINGS: dict[str, np.ndarray] = {}  # sha256 of the texts -> embeddings (refits in one process)
+
+
+def _embed_pool(texts: list[str], progress: bool) -> np.ndarray:
+    from ..embeddings import embed_texts
+
+    key = hashlib.sha256(json.dumps(texts, ensure_ascii=False).encode()).hexdigest()
+    if key not in _POOL_EMBEDDINGS:
+        if len(_POOL_EMBEDDINGS) >= 4:
+            _POOL_EMBEDDINGS.pop(next(iter(_POOL_EMBEDDINGS)))
+        _POOL_EMBEDDINGS[key] = np.asarray(embed_texts(texts, progress=progress), dtype=np.float32)
+    return _POOL_EMBEDDINGS[key]
+
+
 class Demonstrations:
     """Fills a column (default ``demos``) with ``k`` demonstrations per row, from a fitted pool.
 
@@ -144,9 +158,7 @@ class Demonstrations:
                                   "sha256": hashlib.sha256(blob).hexdigest(), "embeddings": None,
                                   "source": source or {"source": "pool"}}
         if self._embeds:
-            from ..embeddings import embed_texts
-
-            fitted["embeddings"] = np.asarray(embed_texts(list(texts), progress=progress), dtype=np.float32)
+            fitted["embeddings"] = _embed_pool(list(texts), progress)
         self.pool = fitted
         return self
 
