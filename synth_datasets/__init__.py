@@ -37,3 +37,7 @@ __all__ += ["TaskSpec", "TemplateRotation", "LLMValues", "ConceptTree", "RandomW
 from .distributed import ray_map  # noqa: E402  (imports ray only when called)
 
 __all__ += ["ray_map"]
+
+from ._metric_path import metric_path  # noqa: E402  (evaluate.load(metric_path("diversity")))
+
+__all__ += ["metric_path"]

@@ -52,7 +52,8 @@ class _Apply:
 
 
 def ray_map(ds, fn: Callable, *, batch_size: int = 64, num_actors: int | None = None,
-            num_blocks: int | None = None, with_indices: bool = False, progress: bool = True):
+            num_blocks: int | None = None, with_indices: bool = False, progress: bool = True,
+            num_cpus: float | None = None):
     """``ds.map(fn, batched=True, batch_size=batch_size)`` on a Ray cluster, same result.
 
     ``fn`` is any of our map-callables (``TextGenerator``, ``Conditions``, a curate filter's ``mark``
@@ -71,6 +72,9 @@ def ray_map(ds, fn: Callable, *, batch_size: int = 64, num_actors: int | None = 
         num_blocks (`int`, *optional*): blocks the rows are split into; default: 4 per actor at most.
         with_indices (`bool`, defaults to False): pass the global row indices (seeds match ``ds.map``'s).
         progress (`bool`, defaults to True): Ray Data's progress bars.
+        num_cpus (`float`, *optional*): CPUs reserved per actor; default: the cluster's CPUs shared by the
+            actors (at most 1 each), so ``num_actors`` above the CPU count still fits instead of waiting
+            forever for resources (Ray's "Cluster resources are not enough" warning).
 
     Returns:
         `datasets.Dataset`: in memory, the rows ``ds.map`` would give, in the same order.
@@ -122,6 +126,10 @@ def ray_map(ds, fn: Callable, *, batch_size: int = 64, num_actors: int | None = 
     per_block = math.ceil(math.ceil(ds.num_rows / blocks) / batch_size) * batch_size  # whole batches
     parts = [table.slice(i, per_block) for i in range(0, ds.num_rows, per_block)]
     pool = ActorPoolStrategy(size=num_actors) if num_actors else ActorPoolStrategy(min_size=1, max_size=cpus)
+    if num_cpus is None:
+        num_cpus = min(1.0, cpus / (num_actors or cpus))
+    elif not isinstance(num_cpus, (int, float)) or isinstance(num_cpus, bool) or not 0 < num_cpus <= cpus:
+        raise InvalidParameterError(f"num_cpus={num_cpus!r} must be a number in (0, {cpus}] (the cluster's CPUs).")
 
     ctx = DataContext.get_current()
     saved = (ctx.execution_options.preserve_order, ctx.enable_progress_bars)
@@ -129,7 +137,7 @@ def ray_map(ds, fn: Callable, *, batch_size: int = 64, num_actors: int | None = 
     try:
         mapped = ray.data.from_arrow(parts).map_batches(
             _Apply, fn_constructor_kwargs={"payload": payload, "features": ds.features, "with_indices": with_indices},
-            batch_size=batch_size, batch_format="pyarrow", zero_copy_batch=True, compute=pool)
+            batch_size=batch_size, batch_format="pyarrow", zero_copy_batch=True, compute=pool, num_cpus=num_cpus)
         tables = [t for t in ray.get(mapped.to_arrow_refs()) if t.num_columns]
     finally:
         ctx.execution_options.preserve_order, ctx.enable_progress_bars = saved

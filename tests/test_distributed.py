@@ -49,6 +49,16 @@ def test_conditions_match_ds_map(ray_cluster, seeds, with_indices):
 
 
 @pytest.mark.slow
+def test_more_actors_than_cpus_share_the_cpus(ray_cluster, seeds):
+    """The README's example asks for 4 actors on a 2-CPU machine: each reserves half a CPU, so the pool
+    starts (at 1 CPU each it would wait forever: Ray's "Cluster resources are not enough")."""
+    c = Conditions(label=["positive", "negative"], seed=1)
+    out = ray_map(seeds, c, batch_size=8, num_actors=4, progress=False)
+    assert out.to_list() == seeds.map(c, batched=True, batch_size=8).to_list()
+    with pytest.raises(InvalidParameterError, match=r"num_cpus=3 must be a number in \(0, 2\]"):
+        ray_map(seeds, c, num_actors=1, num_cpus=3, progress=False)
+
+
 def test_text_generator_runs_in_actors_and_matches_ds_map(ray_cluster, tmp_path):
     cache = tmp_path / "responses.sqlite"
     ds = Dataset.from_dict({"id": list(range(6)),
