@@ -16,7 +16,8 @@ Faults are asked for inside the last user message, per request body (messages + 
                    (a careless server: the key must not reach a row, the cache or a log)
     [echoauth500]  the same with 500 (retryable), so the echo goes through the retry path
 Server-wide settings: ``require_key`` (answer 401, echoing the Authorization header, to requests
-without ``Bearer <require_key>``) and ``model_id`` (what ``/v1/models`` reports).
+without ``Bearer <require_key>``), ``echo_auth_every`` (every k-th chat request answers like
+``[echoauth400]``) and ``model_id`` (what ``/v1/models`` reports).
 ``GET /stats`` returns {"requests": total, "attempts": {key: n}, "times": {key: [t, ...]}}.
 ``log`` holds every request received (any path): method, path, query, Authorization header, body.
 """
@@ -53,6 +54,7 @@ class FaultServer:
         self.times: dict[str, list[float]] = {}
         self.last_authorization: str | None = None
         self.require_key: str | None = None
+        self.echo_auth_every: int | None = None
         self.model_id = "fault-model"
         self.log: list[dict] = []
         self._runner = None
@@ -89,6 +91,7 @@ class FaultServer:
         self.times.clear()
         self.log.clear()
         self.require_key = None
+        self.echo_auth_every = None
         self.model_id = "fault-model"
 
     async def chat(self, request):
@@ -106,7 +109,7 @@ class FaultServer:
         echo = {"error": f"bad request; you sent Authorization: {auth} and query {request.query_string}"}
         if self.require_key is not None and auth != f"Bearer {self.require_key}":
             return web.json_response(echo, status=401)
-        if "[echoauth400]" in user:
+        if "[echoauth400]" in user or (self.echo_auth_every and self.requests % self.echo_auth_every == 0):
             return web.json_response(echo, status=400)
         if "[echoauth500]" in user:
             return web.json_response(echo, status=500)

@@ -202,3 +202,138 @@ def test_publish_refuses_data_holding_a_known_secret(tmp_path, hub_server, no_ke
     with pytest.raises(SecretInDataError, match="train-00000-of-00001.parquet"):
         push_folder(tmp_path / "folder", "test-user/refused-folder", token="hf_PUBLISHTOKEN-0123456789")
     assert not hub_server.repo_exists("test-user/refused-folder")
+
+
+# -- acceptance: every sentinel stays where it belongs ----------------------------------------------------
+S = {"HF_TOKEN": "hf_SENTINELaccHFtoken000000001", "OPENAI_API_KEY": "sk-SENTINEL-acc-openai-000002",
+     "SYNTH_DATASETS_API_KEY": "sk-SENTINEL-acc-synth-000003", "api_key": "SENTINEL-acc-apikey-000004",
+     "url_password": "SENTINEL-acc-urlpass-000005"}
+
+
+def _decoded_texts(path):
+    """A written file as text: parquet and arrow decoded, SQLite rows read, anything else as bytes."""
+    import sqlite3
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    raw = path.read_bytes()
+    texts = [raw.decode("utf-8", "replace")]
+    if path.suffix == ".parquet":
+        texts.append(json.dumps(pq.read_table(path).to_pylist(), default=str))
+    elif path.suffix == ".arrow":
+        try:
+            with pa.memory_map(str(path)) as src:
+                texts.append(json.dumps(pa.ipc.open_stream(src).read_all().to_pylist(), default=str))
+        except pa.ArrowInvalid:
+            pass
+    elif raw.startswith(b"SQLite format 3"):
+        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            for (table,) in con.execute("SELECT name FROM sqlite_master WHERE type='table'").fetchall():
+                texts.append(json.dumps(con.execute(f"SELECT * FROM {table}").fetchall(), default=str))
+        finally:
+            con.close()
+    return texts
+
+
+def _record_hub_requests(hub_server, monkeypatch):
+    seen = []
+    cls = hub_server._httpd.RequestHandlerClass
+    original = cls._dispatch
+
+    def recording(self, method):
+        try:
+            original(self, method)
+        finally:
+            seen.append({"path": self.path, "authorization": self.headers.get("Authorization"),
+                         "headers": str(self.headers), "body": (getattr(self, "_read_body", None) or b"")
+                         .decode("utf-8", "replace")})
+
+    monkeypatch.setattr(cls, "_dispatch", recording)
+    return seen
+
+
+def test_acceptance_no_sentinel_anywhere_it_must_not_be(hub_server, tmp_path, monkeypatch, caplog, capsys):
+    """Sentinels for HF_TOKEN, OPENAI_API_KEY, SYNTH_DATASETS_API_KEY, api_key= and a URL password; a server
+    that echoes the Authorization header into its error bodies; generate, build with the CLI, publish to a
+    folder and push to the loopback Hub; then every file written and every request each server received."""
+    import os
+
+    from datasets import load_from_disk
+    from fault_server import FaultServer
+
+    from synth_datasets import Recipe, publish
+
+    caplog.set_level("DEBUG")
+    for k in ("HF_TOKEN", "OPENAI_API_KEY", "SYNTH_DATASETS_API_KEY"):
+        monkeypatch.setenv(k, S[k])
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))  # this test's own datasets/hub caches, all scanned
+    monkeypatch.setenv("SYNTH_DATASETS_CACHE", str(tmp_path / "responses"))
+    hub_seen = _record_hub_requests(hub_server, monkeypatch)
+    server = FaultServer().start()
+    try:
+        # -- Python API: three endpoints keyed three ways, error bodies that echo the key ----------
+        url_pw = f"http://user:{S['url_password']}@127.0.0.1:{server.port}/v1"
+        gens = [TextGenerator(LLM(server.url, model="a", api_key=S["api_key"], max_retries=1, backoff_base=0.01),
+                              "a {{ w }}", output="a"),
+                TextGenerator(LLM(url_pw, model="b", max_retries=1, backoff_base=0.01), "b {{ w }}", output="b"),
+                TextGenerator(LLM(server.url, model="c", max_retries=1, backoff_base=0.01), "c {{ w }}", output="c")]
+        Dataset.from_dict({"w": ["one", "two [echoauth400]", "three [echoauth500]", "four"]}).save_to_disk(
+            str(tmp_path / "src"))
+        recipe = Recipe("acceptance", source=load_from_disk(str(tmp_path / "src")), text_column="a")
+        for g in gens:
+            recipe.map(g, name=f"gen-{g.output}")
+        ds, rec = recipe.run()
+        echoed = [e for c in "abc" for e in ds[f"{c}_error"] if e]
+        assert len(echoed) == 6 and all("you sent Authorization: Bearer ***" in e for e in echoed), echoed
+        res = publish(ds, tmp_path / "out", record=rec, push_to_hub="test-user/acceptance-secrets")
+        assert res.commit and (tmp_path / "out" / "provenance.json").is_file()
+        by_model = {}
+        for r in server.log:
+            if r["method"] == "POST":
+                by_model.setdefault(json.loads(r["body"])["model"], set()).add(r["authorization"])
+        assert by_model == {"a": {f"Bearer {S['api_key']}"}, "b": {f"Bearer {S['url_password']}"},
+                            "c": {f"Bearer {S['SYNTH_DATASETS_API_KEY']}"}}
+
+        # -- CLI build: the URL with its password on the command line, pushed to the Hub --------------
+        server.reset()
+        server.echo_auth_every = 3
+        log = tmp_path / "build.log"
+        env = {**os.environ, "SYNTH_DATASETS_API_KEY": ""}  # the URL's password is the only endpoint key
+        cli_url = f"http://user:{S['url_password']}@127.0.0.1:{server.port}/v1"
+        with open(log, "w") as f:
+            proc = subprocess.run([sys.executable, "-m", "synth_datasets.cli", "build", "movie-reviews", "--n", "6",
+                                   "--model", cli_url, "--model-name", "m", "--out", str(tmp_path / "cli-out"),
+                                   "--push-to-hub", "test-user/acceptance-cli"], stdout=f, stderr=subprocess.STDOUT,
+                                  env=env, timeout=600)
+        assert proc.returncode == 0, log.read_text()[-3000:]
+        assert {r["authorization"] for r in server.log if r["method"] == "POST"} == {f"Bearer {S['url_password']}"}
+        prov = json.loads((tmp_path / "cli-out" / "provenance.json").read_text())
+        assert prov["steps"][1]["errors"] >= 1  # the echoing server did answer some rows with the key
+        requests_seen = list(server.log)
+    finally:
+        server.stop()
+
+    # -- what each server received ------------------------------------------------------------------
+    for r in requests_seen:
+        for name in ("HF_TOKEN", "OPENAI_API_KEY", "SYNTH_DATASETS_API_KEY", "api_key"):
+            assert S[name] not in json.dumps(r), (name, r)
+    assert hub_seen
+    for r in hub_seen:
+        assert r["authorization"] in (None, f"Bearer {S['HF_TOKEN']}"), r  # the Hub gets the Hub token only
+        text = r["path"] + r["body"] + r["headers"].replace(f"Bearer {S['HF_TOKEN']}", "")
+        for name, value in S.items():
+            assert value not in text, (name, r["path"])
+    # -- every file written, decoded ------------------------------------------------------------------
+    roots = [tmp_path, hub_server.root]
+    files = [f for root in roots for f in root.rglob("*") if f.is_file()]
+    kinds = {f.suffix for f in files}
+    assert {".parquet", ".arrow", ".json", ".md", ".log", ".sqlite"} <= kinds, kinds
+    for f in files:
+        for text in _decoded_texts(f):
+            for name, value in S.items():
+                assert value not in text, (name, f)
+    out = capsys.readouterr()
+    for name, value in S.items():
+        assert value not in caplog.text + out.out + out.err, name
