@@ -71,3 +71,32 @@ def test_empty_dataset_makes_no_calls(fault_server):
     llm = LLM(fault_server.url, cache=False)
     out = Dataset.from_dict({"p": []}, ).map(TextGenerator(llm, "{{ p }}"), batched=True)
     assert out.num_rows == 0 and server_requests(fault_server) == 0 and llm.stats["requests"] == 0
+
+
+def test_over_long_prompt_is_an_error_row_not_cached_and_the_batch_goes_on(embedded_llm, tmp_path):
+    """Past its context (8,192 tokens for SmolLM2) the model only produces garbage: such a row is refused
+    before generation, with the token counts; it is not cached; the other rows are generated."""
+    from synth_datasets.llm import ResponseCache
+
+    llm = LLM(batch_size=32, cache=tmp_path / "c.sqlite")
+    llm._backend = embedded_llm.backend
+    backend = llm.backend
+    ctx = backend.context_length
+    assert ctx == 8192
+
+    def tokens(text: str) -> int:
+        return len(backend.tokenizer(backend._prompt_text([{"role": "user", "content": text.strip()}]),
+                                     add_special_tokens=False)["input_ids"])
+
+    words = ctx - 30
+    while tokens("word " * words) > ctx - 4:  # under the context alone, over it with 16 new tokens
+        words -= 4
+    fits_alone, n = "word " * words, tokens("word " * words)
+    assert n + 16 > ctx >= n
+    ds = Dataset.from_dict({"p": ["Say hi.", fits_alone, "word " * (2 * ctx), "Say bye."]})
+    out = ds.map(TextGenerator(llm, "{{ p }}", max_new_tokens=16, temperature=0), batched=True)
+    assert out["text_error"][1] == (f"prompt_too_long: {n} prompt tokens + 16 new > context {ctx}. Shorten the "
+                                    "prompt or lower max_new_tokens.")
+    assert out["text_error"][2].startswith("prompt_too_long: ") and out["text"][1] is None is out["text"][2]
+    assert out["text_error"][0] is None and out["text_error"][3] is None and out["text"][0] and out["text"][3]
+    assert len(ResponseCache(tmp_path / "c.sqlite")) == 2 and llm.stats["errors"] == 2

@@ -89,6 +89,10 @@ class TransformersBackend(Backend):
             with avx512_bf16, ``"bfloat16"`` is ~1.4x faster (BENCHMARKS.md) but a sample then depends
             slightly on which other prompts share its batch; float32 keeps samples batch-independent.
             The dtype is part of the model identity, so it is part of every cache key.
+
+    A request whose prompt tokens plus ``max_new_tokens`` exceed the model's context
+    (:attr:`context_length`) is not generated: its completion carries the error
+    ``prompt_too_long: N prompt tokens + M new > context C`` (never cached), and the other requests go on.
     """
 
     def __init__(self, source: str, *, batch_size: int = 64, revision: str | None = None,
@@ -173,6 +177,18 @@ class TransformersBackend(Backend):
         self._load()
         return self._tokenizer
 
+    @property
+    def context_length(self) -> int | None:
+        """The most tokens (prompt + new) the model takes, from its config (``max_position_embeddings``;
+        8,192 for SmolLM2-135M); None when the config does not say."""
+        self._load()
+        cfg = getattr(self._model, "config", None)
+        for name in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"):
+            v = getattr(cfg, name, None)
+            if isinstance(v, int) and v > 0:
+                return v
+        return None
+
     def _prompt_text(self, messages: list[dict[str, str]]) -> str:
         tok = self._tokenizer
         if getattr(tok, "chat_template", None):
@@ -189,8 +205,17 @@ class TransformersBackend(Backend):
         tok = self._tokenizer
         texts = [self._prompt_text(r.as_messages()) for r in requests]
         ids = tok(texts, add_special_tokens=False)["input_ids"]
-        order = sorted(range(len(requests)), key=lambda i: len(ids[i]))
         out: list[Completion | None] = [None] * len(requests)
+        ctx = self.context_length
+        for i, x in enumerate(ids):  # past the context the model only produces garbage: refuse, before any work
+            if ctx is not None and len(x) + params.max_new_tokens > ctx:
+                out[i] = Completion(
+                    text=None, finish_reason="error", usage={"prompt_tokens": len(x)},
+                    error=f"prompt_too_long: {len(x)} prompt tokens + {params.max_new_tokens} new > context {ctx}. "
+                          "Shorten the prompt or lower max_new_tokens.")
+                if on_result is not None:
+                    on_result(i, out[i])
+        order = sorted((i for i in range(len(requests)) if out[i] is None), key=lambda i: len(ids[i]))
         for start in range(0, len(order), self.batch_size):
             chunk = order[start:start + self.batch_size]
             results = self._generate_chunk([ids[i] for i in chunk], [requests[i].seed for i in chunk], params)
@@ -228,11 +253,11 @@ class TransformersBackend(Backend):
         width = max(map(len, rest))
         cache = DynamicCache(config=model.config)
         with torch.inference_mode():
-            model(input_ids=torch.tensor([prefix], device=self.device), past_key_values=cache, use_cache=True)
+            model(input_ids=torch.tensor([prefix], device=self.device), cache=cache, use_cache=True)
         cache.batch_repeat_interleave(len(ids))
         input_ids = torch.tensor([prefix + [pad] * (width - len(r)) + r for r in rest], device=self.device)
         mask = torch.tensor([[1] * shared + [0] * (width - len(r)) + [1] * len(r) for r in rest], device=self.device)
-        return {"input_ids": input_ids, "attention_mask": mask, "past_key_values": cache}
+        return {"input_ids": input_ids, "attention_mask": mask, "cache": cache}  # `cache=`: past_key_values is deprecated
 
     def _generate_chunk(self, ids: list[list[int]], seeds: list[int], params: SamplingParams) -> list[Completion]:
         import torch
@@ -252,7 +277,7 @@ class TransformersBackend(Backend):
         with torch.inference_mode():
             res = model.generate(**enc, generation_config=gen_cfg, logits_processor=processors,
                                  tokenizer=tok if params.stop else None)
-        enc.pop("past_key_values", None)
+        enc.pop("cache", None)
         prompt_len = enc["input_ids"].shape[1]
         new = res.sequences[:, prompt_len:].tolist()
         latency = (time.perf_counter() - t0) / max(1, len(ids))
