@@ -130,12 +130,32 @@ def _read_provenance(path: str) -> dict[str, Any]:
                                     "published dataset.") from e
     except (OSError, ValueError) as e:
         raise InvalidParameterError(f"--from-provenance {path}: not a readable JSON file ({e}).") from e
-    if not isinstance(prov, dict) or "params" not in prov:
-        raise InvalidParameterError(f"--from-provenance {path}: not a synth-datasets provenance file (no 'params').")
+    from .provenance import validate_provenance
+
+    prov = validate_provenance(prov, path)  # `builder` and `params` checked against a schema
     if not prov.get("builder"):
         raise BuilderError(f"{path} records a dataset published from Python, not by a builder, so there is no "
                            "command to repeat. Re-run its steps (see the card) instead.")
     return prov
+
+
+def _check_recorded_params(builder, params: dict[str, Any], path: str) -> None:
+    """Every recorded parameter is one the builder takes, with a value of its type: a parameter that
+    would be silently dropped, or a value argparse would choke on, is an error naming it."""
+    valid = builder.parameters()
+    unknown = sorted(set(params) - set(valid))
+    if unknown:
+        raise InvalidParameterError(
+            f"--from-provenance {path}: params.{unknown[0]} is not a parameter of builder {builder.name} (its "
+            f"parameters: {sorted(valid)}). The builder changed since the recorded run, or the file was edited: "
+            "remove the parameter, or run the recorded builder script (builder.py beside provenance.json).")
+    checks = {bool: lambda v: isinstance(v, bool), int: lambda v: isinstance(v, int) and not isinstance(v, bool),
+              float: lambda v: isinstance(v, (int, float)) and not isinstance(v, bool), str: lambda v: isinstance(v, str)}
+    for name, value in params.items():
+        t = _type_of(valid[name])
+        if value is not None and t in checks and not checks[t](value):
+            raise InvalidParameterError(f"--from-provenance {path}: params.{name} must be a {t.__name__} for builder "
+                                        f"{builder.name}, but it holds {value!r}. Fix the value in the file.")
 
 
 def _builder_from_provenance(prov: dict[str, Any], path: str):
@@ -229,6 +249,7 @@ def _build(argv: list[str]) -> int:
     if known.from_provenance:
         prov = _read_provenance(known.from_provenance)
         builder, defaults = _builder_from_provenance(prov, known.from_provenance), dict(prov["params"])
+        _check_recorded_params(builder, defaults, known.from_provenance)
         rest = argv
     else:
         if not argv or argv[0].startswith("-"):

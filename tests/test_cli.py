@@ -1,11 +1,13 @@
 """The offline build command, end to end, in a subprocess, as a user runs it."""
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pyarrow.parquet as pq
+import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -71,3 +73,34 @@ def test_bad_cli_input_is_reported_before_work(tmp_path):
     r = run("-m", "builders.movie_reviews", "--n", "2", "--out", str(tmp_path / "y"), "--model",
             "/no/such/model.gguf", env_cache=tmp_path / "c")
     assert r.returncode == 2 and "does not exist" in r.stderr and not (tmp_path / "y").exists()
+
+
+def _provenance(tmp_path, **changes):
+    import builders
+
+    prov = {"format": 1, "name": "movie-reviews", "builder": builders.load("movie-reviews").describe(),
+            "params": {"n": 2, "seed": 0}, "library": {}, "usage": {}, "steps": [],
+            "some_future_field": {"kept": True}}  # informational fields may come and go
+    prov.update(changes)
+    path = tmp_path / "provenance.json"
+    path.write_text(json.dumps(prov))
+    return path
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"params": None}, r"field 'params' must be an object of the builder's parameters.*holds None"),
+    ({"builder": "movie-reviews"}, r"field 'builder' must be an object \{name, path, sha256, registered\}.*"
+                                   r"holds 'movie-reviews'"),
+    ({"builder": {"name": "movie-reviews", "path": 7}}, r"field 'builder.path' must be a valid string.*holds 7"),
+    ({"params": {"n": 2, "temprature": 0.5}}, r"params.temprature is not a parameter of builder movie-reviews"),
+    ({"params": {"n": "two"}}, r"params.n must be a int for builder movie-reviews, but it holds 'two'"),
+])
+def test_from_provenance_checks_builder_and_params(tmp_path, capsys, changes, message):
+    """Checked against a schema before anything runs: one `error:` line naming the field, no traceback."""
+    from synth_datasets.cli import main
+
+    path = _provenance(tmp_path, **changes)
+    rc = main(["build", "--from-provenance", str(path), "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert rc == 2 and re.search(message, err), err
+    assert err.startswith("error: --from-provenance ") and err.count("\n") == 1 and not (tmp_path / "out").exists()
