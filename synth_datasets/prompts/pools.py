@@ -22,6 +22,9 @@ _FORMAT_VERSION = 1
 _BULLET = re.compile(r"^\s*(?:[-*\u2022>#]+|\(?\d{1,3}[.):]|\(?[a-zA-Z][.)])\s+")
 _MARKUP = re.compile(r"[*_`\"\u201c\u201d\u2018\u2019]")
 _SPLIT = re.compile(r"\s*[,;]\s*|\s+/\s+")
+_INTRO = re.compile(r"\s*(?:here|some|the following|examples?|list)\b", re.I)
+_INLINE_NUMBER = re.compile(r"(?:^|\s)\(?\d{1,2}[.)]\s+")
+_CLAUSE = re.compile(r"(?:which|that|who|where|when|with|such as|e\.g|i\.e)\b", re.I)  # a description, not an item
 
 
 class Pool:
@@ -92,10 +95,12 @@ def parse_list(text: str | None, *, max_words: int = 8) -> list[str]:
 
     >>> parse_list("Here are some:\\n1. **Slasher** films\\n2. Found footage - shaky\\n- Folk horror, Body horror.")
     ['Slasher films', 'Found footage - shaky', 'Folk horror', 'Body horror']
+    >>> parse_list("Some subgenres: 1. Gothic horror, which is old. It is good. 2. The Shocker, with ghosts")
+    ['Gothic horror', 'The Shocker']
     """
     items: list[str] = []
     for line in (text or "").splitlines():
-        line = _MARKUP.sub("", _BULLET.sub("", line)).strip()
+        line = _BULLET.sub("", _MARKUP.sub("", _BULLET.sub("", line))).strip()
         if not line:
             continue
         if ":" in line:
@@ -103,11 +108,14 @@ def parse_list(text: str | None, *, max_words: int = 8) -> list[str]:
             if not tail.strip():
                 continue  # a header line ("Here are ten subgenres:")
             # "The following ten subgenres are: a, b" -> the tail; "Slasher: a masked killer" -> the head
-            line = tail if len(head.split()) > 3 else head
-        for part in _SPLIT.split(line):
-            part = re.sub(r"^(?:and|or)\s+", "", part.strip(), flags=re.I).strip(" .!?-\u2013\u2014()[]'")
-            if part and re.search(r"[^\W\d_]", part) and len(part.split()) <= max_words:
-                items.append(part)
+            intro = len(head.split()) > 3 or _INTRO.match(head) or _INLINE_NUMBER.search(tail)
+            line = tail if intro else head
+        for segment in _INLINE_NUMBER.split(line):  # "1. Slasher, a masked killer. 2. Gothic"
+            for part in _SPLIT.split(segment.split(". ")[0]):
+                part = re.sub(r"^(?:and|or)\s+", "", part.strip(), flags=re.I).strip(" .!?-\u2013\u2014()[]'")
+                if (part and re.search(r"[^\W\d_]", part) and len(part.split()) <= max_words
+                        and not _CLAUSE.match(part)):
+                    items.append(part)
     return items
 
 
