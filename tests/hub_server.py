@@ -36,7 +36,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 USER = "test-user"
 REPO_TYPES = ("model", "dataset", "space")
 URL_PREFIX = {"model": "", "dataset": "datasets/", "space": "spaces/"}
-FAILABLE = ("commit", "preupload", "lfs_batch", "lfs_upload", "create_repo", "download")
+FAILABLE = ("commit", "commit_reply", "preupload", "lfs_batch", "lfs_upload", "create_repo", "download")
 # Extensions the Hub's default .gitattributes stores in LFS (the common part of that list).
 LFS_EXTENSIONS = (".7z", ".arrow", ".bin", ".bz2", ".ckpt", ".ftz", ".gz", ".h5", ".joblib", ".mlmodel", ".model",
                   ".msgpack", ".npy", ".npz", ".onnx", ".ot", ".parquet", ".pb", ".pickle", ".pkl", ".pt", ".pth",
@@ -66,6 +66,10 @@ class HubError(Exception):
     def __init__(self, status: int, message: str, code: str | None = None, headers: dict | None = None):
         super().__init__(message)
         self.status, self.message, self.code, self.headers = status, message, code, headers or {}
+
+
+class _DropConnection(Exception):
+    """Close the connection without answering (``fail_next(..., drop=True)``)."""
 
 
 class HubServer:
@@ -117,8 +121,12 @@ class HubServer:
         self.stop()
 
     def fail_next(self, what: str = "commit", *, status: int = 500, times: int = 1,
-                  repo_id: str | None = None) -> None:
+                  repo_id: str | None = None, drop: bool = False) -> None:
         """Answer the next ``times`` calls of kind ``what`` (one of ``FAILABLE``) with ``status``.
+
+        ``drop=True`` closes the connection without any answer instead (the client sees "Server
+        disconnected without sending a response"). ``commit_reply`` fails a commit *after* it was
+        applied: the commit is on the Hub, but the client gets ``status`` or a dropped connection.
 
         ``repo_id`` limits the failure to that repo (safer on a server shared by a test session);
         ``lfs_upload`` failures cannot be limited to a repo (the PUT URL names only the object).
@@ -128,7 +136,7 @@ class HubServer:
         if what not in FAILABLE:
             raise ValueError(f"fail_next: unknown call {what!r}; choose one of {', '.join(FAILABLE)}")
         with self._lock:
-            self._failures[(what, repo_id)] = [status, times]
+            self._failures[(what, repo_id)] = [0 if drop else status, times]
 
     def clear_failures(self) -> None:
         with self._lock:
@@ -209,6 +217,8 @@ class HubServer:
                 failure = self._failures.get(key)
                 if failure and failure[1] > 0:
                     failure[1] -= 1
+                    if failure[0] == 0:
+                        raise _DropConnection(what)
                     raise HubError(failure[0], f"Injected failure of {what} (HubServer.fail_next)")
 
     def _new_commit(self, repo: dict, parent: str | None, summary: str, description: str, files: dict) -> str:
@@ -369,6 +379,9 @@ class _Handler(BaseHTTPRequestHandler):
             if e.code:
                 headers["X-Error-Code"] = e.code
             self._send_json({"error": e.message}, e.status, headers)
+        except _DropConnection:
+            self._body()  # read what the client sent, then hang up without a word
+            self.close_connection = True
         except (BrokenPipeError, ConnectionResetError):
             pass
 
@@ -718,6 +731,7 @@ class _Handler(BaseHTTPRequestHandler):
             else:
                 repo["refs"][revision] = oid
             hub._save(repo_type, repo_id, repo)
+        hub._take_failure("commit_reply", repo_id)  # applied, but the answer is lost
         self._send_json({"success": True, "commitOid": oid,
                          "commitUrl": f"{hub.url}/{URL_PREFIX[repo_type]}{repo_id}/commit/{oid}",
                          "pullRequestUrl": pr_url})

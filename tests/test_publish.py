@@ -3,6 +3,7 @@ huggingface_hub and datasets clients against our Hub-compatible server on loopba
 
 import json
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -157,16 +158,26 @@ def test_hub_round_trip_with_the_real_clients(hub_server, built, tmp_path, caplo
     assert TOKEN not in caplog.text + out.out + out.err + json.dumps(res.provenance) + str(res)
 
 
-def test_failed_commit_publishes_nothing(hub_server, built):
+@pytest.fixture()
+def quick_retries(monkeypatch):
+    import importlib
+
+    publish_module = importlib.import_module("synth_datasets.hub.publish")
+
+    monkeypatch.setattr(publish_module, "PUSH_BACKOFF_S", 0.01)
+    return publish_module.PUSH_RETRIES
+
+
+def test_failed_commit_publishes_nothing(hub_server, built, quick_retries):
     ds, rec = built
     repo = "test-user/interrupted"
     publish(ds, repo, record=rec, token=TOKEN)
     before = hub_server.commits(repo)
     readme = hub_server.read_file(repo, "README.md")
     small = ds.select(range(2))
-    hub_server.fail_next("commit", status=500, repo_id=repo)
-    with pytest.raises(PublishError, match=r"committing to test-user/interrupted failed \(HTTP 500\).*Nothing was "
-                                           r"published"):
+    hub_server.fail_next("commit", status=500, repo_id=repo, times=quick_retries + 1)  # every attempt
+    with pytest.raises(PublishError, match=r"committing to test-user/interrupted failed \(HTTP 500\) after 4 "
+                                           r"attempts.*Nothing was published"):
         publish(small, repo, record=rec, token=TOKEN)
     assert hub_server.commits(repo) == before
     assert hub_server.read_file(repo, "README.md") == readme
@@ -311,3 +322,72 @@ def test_a_write_killed_midway_leaves_a_temp_folder_that_the_next_write_removes(
     publish(ds, out, record=rec)
     assert sorted(p.name for p in tmp_path.iterdir()) == [live.name, "out"]
     assert _rows(load_dataset(str(out), split="train")) == _rows(ds)
+
+
+# -- transport failures (issue 9, item 11) -----------------------------------------------------------
+def _unique(ds, tag: str):
+    """The same rows with one text changed, so the parquet is a new LFS object (one the Hub lacks)."""
+    return ds.map(lambda b, i: {"text": [t + (f" [{tag}]" if j == 0 else "") for j, t in zip(i, b["text"])]},
+                  batched=True, with_indices=True)
+
+
+def test_a_dropped_connection_at_commit_is_retried_and_commits_once(hub_server, built, tmp_path, quick_retries):
+    ds, rec = built
+    repo = "test-user/dropped"
+    publish(ds, repo, record=rec, token=TOKEN)
+    before = hub_server.commits(repo)
+    hub_server.fail_next("commit", drop=True, repo_id=repo)  # hang up before the commit is applied
+    res = publish(_unique(ds, "dropped"), repo, record=rec, token=TOKEN)
+    commits = hub_server.commits(repo)
+    assert len(commits) == len(before) + 1 and commits[0]["oid"] == res.commit
+    import io
+
+    import pyarrow.parquet as pq
+
+    pushed = pq.read_table(io.BytesIO(hub_server.read_file(repo, "data/train-00000-of-00001.parquet")))
+    assert pushed.column("text")[0].as_py().endswith(" [dropped]")  # the new data, in one commit
+    # the commit landed but its answer was lost: found, not made twice
+    hub_server.fail_next("commit_reply", drop=True, repo_id=repo)
+    res2 = publish(_unique(ds, "landed"), repo, record=rec, token=TOKEN)
+    after = hub_server.commits(repo)
+    assert len(after) == len(commits) + 1 and after[0]["oid"] == res2.commit and after[1]["oid"] == res.commit
+
+
+def test_a_refused_upload_is_one_clean_error(hub_server, built, tmp_path, quick_retries, capsys, monkeypatch):
+    from synth_datasets.cli import main
+
+    monkeypatch.setenv("HF_TOKEN", TOKEN)
+    ds, rec = built
+    repo = "test-user/refused-upload"
+    publish(_unique(ds, "refused"), tmp_path / "folder", record=rec)
+    hub_server.fail_next("lfs_upload", status=422, times=2)  # the client does not retry a 4xx
+    try:
+        rc = main(["push", str(tmp_path / "folder"), repo])
+    finally:
+        hub_server.clear_failures()
+    stderr = capsys.readouterr().err
+    err = re.findall(r"error: .*", stderr)  # one line; the rest of stderr is upload bars
+    assert rc == 2 and len(err) == 1 and "Traceback" not in stderr, stderr
+    assert re.search(r"error: uploading '(data|report)/[^']+' for test-user/refused-upload failed \(HTTP 422\)",
+                     err[0])
+    assert "Nothing was published" in err[0] and f"synth-datasets push {tmp_path / 'folder'} {repo}" in err[0]
+    assert len(hub_server.commits(repo)) == 1  # the repo's initial commit only
+
+
+def test_a_closed_port_is_one_error_line_from_the_cli(hub_server, built, tmp_path):
+    import socket
+    import subprocess
+    import sys
+
+    ds, rec = built
+    publish(ds, tmp_path / "folder", record=rec)
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]
+    env = {**os.environ, "HF_ENDPOINT": f"http://127.0.0.1:{closed}", "HF_TOKEN": TOKEN}
+    r = subprocess.run([sys.executable, "-m", "synth_datasets.cli", "push", str(tmp_path / "folder"),
+                        "test-user/closed"], capture_output=True, text=True, env=env)
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: Cannot reach the Hub at "), r.stderr
+    assert f"127.0.0.1:{closed}" in lines[0] and "ConnectError" in lines[0] and "Nothing was published" in lines[0]
+    assert f"synth-datasets push {tmp_path / 'folder'} test-user/closed" in lines[0] and TOKEN not in r.stderr

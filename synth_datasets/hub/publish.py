@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import json
+import logging
 import math
 import os
 import platform
@@ -12,18 +13,21 @@ import shutil
 import sys
 import sysconfig
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from .._versions import extra_versions, library_versions, source_version
 from ..errors import EmptyDatasetError, HubAuthError, InvalidParameterError, PublishError
-from ..io import check_output_dir, file_sha256, write_folder_atomically, write_parquet_shards
+from ..io import check_output_dir, file_sha256, temp_dir, write_folder_atomically, write_parquet_shards
 from ..recipe import RunRecord
 from ..secrets import refuse_secrets_in
 from . import card as _card
 from . import quality as _quality
 from .report import infer_label_columns, infer_text_column, render_report
+
+logger = logging.getLogger(__name__)
 
 _PROVENANCE_FORMAT = 1
 _TOKEN_ENVS = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "SYNTH_DATASETS_API_KEY", "OPENAI_API_KEY")
@@ -96,14 +100,29 @@ def resolve_token(token: str | None) -> str:
     return token
 
 
-def _hub_error(e: Exception, action: str, repo_id: str, secrets: set[str], folder: Path | None) -> Exception:
+#: transient push failures (connection reset or dropped, timeouts, HTTP 429/5xx) are retried this many
+#: times, waiting PUSH_BACKOFF_S, then twice that, ... (the client already retries uploads itself)
+PUSH_RETRIES = 3
+PUSH_BACKOFF_S = 2.0
+_TRANSIENT_STATUS = (408, 429, 500, 502, 503, 504)
+
+
+def _retry_hint(repo_id: str, folder: Path | None) -> str:
+    if folder:
+        return f" Retry with `synth-datasets push {folder} {repo_id}`."
+    return (" Retry the publish (generated answers are cached, so a rebuild makes no model calls), or write the "
+            f"dataset to a folder and push it with `synth-datasets push FOLDER {repo_id}`.")
+
+
+def _hub_error(e: Exception, action: str, repo_id: str, secrets: set[str], folder: Path | None,
+               attempts: int = 1) -> Exception:
     status = getattr(getattr(e, "response", None), "status_code", None)
     detail = _scrub(str(e).splitlines()[0] if str(e) else type(e).__name__, secrets)
     if status in (401, 403):
         return HubAuthError(f"The Hub refused the token (HTTP {status}) for {action} {repo_id}: {detail}. {_TOKEN_HELP}")
-    again = f" Retry with `synth-datasets push {folder} {repo_id}`." if folder else " Retry the publish."
-    return PublishError(f"{action} {repo_id} failed (HTTP {status or 'error'}): {detail}. Nothing was published "
-                        f"(a push is one commit).{again}")
+    tries = f" after {attempts} attempts" if attempts > 1 else ""
+    return PublishError(f"{action} {repo_id} failed (HTTP {status or 'error'}){tries}: {detail}. Nothing was published "
+                        f"(a push is one commit).{_retry_hint(repo_id, folder)}")
 
 
 def _network_errors() -> tuple[type[BaseException], ...]:
@@ -112,16 +131,66 @@ def _network_errors() -> tuple[type[BaseException], ...]:
         from httpx2 import TransportError
     except ImportError:  # an older huggingface_hub on httpx
         from httpx import TransportError
-    return (TransportError, OSError)
+    return (TransportError, ConnectionError, TimeoutError)
 
 
-def _unreachable(e: BaseException, action: str, repo_id: str, secrets: set[str]) -> PublishError:
+def _unreachable(e: BaseException, action: str, repo_id: str, secrets: set[str], folder: Path | None = None,
+                 attempts: int = 1) -> PublishError:
     from huggingface_hub import constants
 
     detail = _scrub(str(e).splitlines()[0] if str(e) else type(e).__name__, secrets)
+    tries = f", {attempts} attempts" if attempts > 1 else ""
+    again = _retry_hint(repo_id, folder) if folder else " Run the command again."
     return PublishError(f"Cannot reach the Hub at {constants.ENDPOINT} while {action} {repo_id} "
-                        f"({type(e).__name__}: {detail}). Nothing was published. Check the network connection (or "
-                        "HF_ENDPOINT) and run the command again.")
+                        f"({type(e).__name__}: {detail}{tries}). Nothing was published. Check the network connection "
+                        f"(or HF_ENDPOINT).{again}")
+
+
+def _push_failure(e: BaseException, action: str, repo_id: str, secrets: set[str], folder: Path | None,
+                  attempts: int) -> Exception:
+    """One clean error for any way a push can fail: HTTP answers, transport errors, refused uploads."""
+    from huggingface_hub.errors import HfHubHTTPError
+
+    cause = e.__cause__ if isinstance(e, RuntimeError) and e.__cause__ is not None else None
+    if cause is not None:  # "Error while uploading 'data/...parquet' to the Hub." (after the client's retries)
+        what = _scrub(str(e).removesuffix(" to the Hub.").removeprefix("Error while "), secrets)
+        inner = _push_failure(cause, f"{what} for", repo_id, secrets, folder, attempts)
+        return inner if isinstance(inner, HubAuthError) else PublishError(str(inner))
+    if isinstance(e, HfHubHTTPError):
+        return _hub_error(e, action, repo_id, secrets, folder, attempts)
+    return _unreachable(e, action, repo_id, secrets, folder, attempts)
+
+
+def _is_transient(e: BaseException) -> bool:
+    """Worth another attempt: a dropped or reset connection, a timeout, HTTP 408/429/5xx. Not a refused
+    connection (nothing listens there: retrying only delays the error), not an upload the client
+    already retried."""
+    from huggingface_hub.errors import HfHubHTTPError
+
+    if isinstance(e, HfHubHTTPError):
+        return getattr(e.response, "status_code", None) in _TRANSIENT_STATUS
+    try:
+        from httpx2 import ConnectError
+    except ImportError:
+        from httpx import ConnectError
+    return isinstance(e, _network_errors()) and not isinstance(e, (ConnectError, ConnectionRefusedError))
+
+
+def _landed(api, repo_id: str, revision: str | None, parent: str | None, message: str):
+    """After a commit whose answer was lost: the commit that landed on top of ``parent`` with our
+    message, or None (then nothing was committed)."""
+    if parent is None:
+        return None
+    try:
+        commits = api.list_repo_commits(repo_id, repo_type="dataset", revision=revision)
+    except Exception:  # noqa: BLE001 - cannot tell: treated as not landed, the retry's parent check decides
+        return None
+    if len(commits) >= 2 and commits[1].commit_id == parent and commits[0].title == message.splitlines()[0]:
+        from types import SimpleNamespace
+
+        oid = commits[0].commit_id
+        return SimpleNamespace(oid=oid, commit_url=f"{api.endpoint}/datasets/{repo_id}/commit/{oid}", pr_url=None)
+    return None
 
 
 def check_hub_access(repo_id: str, *, token: str | None = None) -> str:
@@ -340,33 +409,53 @@ def push_folder(folder: str | os.PathLike, repo_id: str, *, private: bool = Fals
     refuse_secrets_in(folder, secrets)  # a known secret in the data: nothing is pushed
     api = HfApi(token=token)
     files = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
-    step = "creating"
-    try:
-        api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
-        if revision and revision != "main" and not create_pr:
-            step = "creating the branch of"
-            api.create_branch(repo_id, repo_type="dataset", branch=revision, exist_ok=True)
-        step = "listing"
+    prov = json.loads((folder / "provenance.json").read_text()) if (folder / "provenance.json").exists() else {}
+    rows = prov.get("dataset", {}).get("rows")
+    message = commit_message or f"synth-datasets: {prov.get('name', 'dataset')} ({rows} rows)"
+    hint_folder = folder if retry_hint else None
+    attempt = 0
+    while True:  # transient failures are retried; a commit whose answer was lost is looked up, not redone
+        attempt += 1
+        step, parent = "creating", None
         try:
-            existing = api.list_repo_files(repo_id, repo_type="dataset", revision=revision)
-        except (RepositoryNotFoundError, RevisionNotFoundError):
-            existing = []
-        stale = [p for p in existing if p.startswith(("data/", "report/")) and p not in files]
-        ops = [CommitOperationDelete(path_in_repo=p) for p in stale]
-        prov = json.loads((folder / "provenance.json").read_text()) if (folder / "provenance.json").exists() else {}
-        readme = _card_for_repo(folder, prov, repo_id, files, secrets)
-        ops += [CommitOperationAdd(path_in_repo=p, path_or_fileobj=readme if p == "README.md" and readme
-                                   else str(folder / p)) for p in files]
-        rows = prov.get("dataset", {}).get("rows")
-        step = "committing to"
-        info = api.create_commit(
-            repo_id, ops, repo_type="dataset", revision=revision, create_pr=create_pr,
-            commit_message=commit_message or f"synth-datasets: {prov.get('name', 'dataset')} ({rows} rows)",
-            commit_description=_scrub(prov.get("reproduce") or "", secrets) or None)
-    except HfHubHTTPError as e:
-        raise _hub_error(e, step, repo_id, secrets, folder if retry_hint else None) from e
-    except _network_errors() as e:
-        raise _unreachable(e, step, repo_id, secrets) from e
+            api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
+            if revision and revision != "main" and not create_pr:
+                step = "creating the branch of"
+                api.create_branch(repo_id, repo_type="dataset", branch=revision, exist_ok=True)
+            step = "listing"
+            try:
+                existing = api.list_repo_files(repo_id, repo_type="dataset", revision=revision)
+                parent = api.repo_info(repo_id, repo_type="dataset", revision=revision).sha
+            except (RepositoryNotFoundError, RevisionNotFoundError):
+                existing = []
+            stale = [p for p in existing if p.startswith(("data/", "report/")) and p not in files]
+            ops = [CommitOperationDelete(path_in_repo=p) for p in stale]
+            readme = _card_for_repo(folder, prov, repo_id, files, secrets)
+            ops += [CommitOperationAdd(path_in_repo=p, path_or_fileobj=readme if p == "README.md" and readme
+                                       else str(folder / p)) for p in files]
+            step = "committing to"
+            info = api.create_commit(  # parent_commit: a commit that landed unseen is never made twice
+                repo_id, ops, repo_type="dataset", revision=revision, create_pr=create_pr, parent_commit=parent,
+                commit_message=message, commit_description=_scrub(prov.get("reproduce") or "", secrets) or None)
+            break
+        except (HfHubHTTPError, RuntimeError, *_network_errors()) as e:
+            if isinstance(e, RuntimeError) and not (isinstance(e, HfHubHTTPError) or "Error while uploading" in str(e)):
+                raise
+            if step == "committing to" and isinstance(e, _network_errors()) and _is_transient(e):
+                if create_pr:  # a lost answer: the pull request may exist; opening another would duplicate it
+                    raise PublishError(
+                        f"The connection dropped while opening a pull request on {repo_id} ({type(e).__name__}: "
+                        f"{_scrub(str(e), secrets)}): it may or may not have been opened. Check the repo's "
+                        "discussions before pushing again.") from e
+                info = _landed(api, repo_id, revision, parent, message)
+                if info is not None:
+                    break
+            if attempt > PUSH_RETRIES or not _is_transient(e):
+                raise _push_failure(e, step, repo_id, secrets, hint_folder, attempt) from e
+            wait = PUSH_BACKOFF_S * 2 ** (attempt - 1)
+            logger.warning("%s %s failed (%s); nothing was published; retrying in %.0f s (attempt %d of %d).",
+                           step, repo_id, type(e).__name__, wait, attempt + 1, PUSH_RETRIES + 1)
+            time.sleep(wait)
     return PublishResult(folder=folder, repo_id=repo_id, commit=info.oid, url=info.commit_url,
                          pr_url=info.pr_url, files=files, provenance=prov)
 
@@ -456,7 +545,7 @@ def publish(ds, target: str | os.PathLike, *, record: RunRecord | None = None, s
             pushed.folder = out
             return pushed
         return result
-    tmp = Path(tempfile.mkdtemp(prefix="synth-datasets-push-"))
+    tmp = temp_dir(tempfile.gettempdir(), "synth-datasets-push-")  # also removes those of killed pushes
     try:
         stage(ds, tmp, record=record, metrics=metrics, repo_id=repo_id, report=report, token=token, **code)
         result = push_folder(tmp, repo_id, private=private, revision=revision, create_pr=create_pr, token=token,
