@@ -100,3 +100,17 @@ def test_over_long_prompt_is_an_error_row_not_cached_and_the_batch_goes_on(embed
     assert out["text_error"][2].startswith("prompt_too_long: ") and out["text"][1] is None is out["text"][2]
     assert out["text_error"][0] is None and out["text_error"][3] is None and out["text"][0] and out["text"][3]
     assert len(ResponseCache(tmp_path / "c.sqlite")) == 2 and llm.stats["errors"] == 2
+
+
+def test_endpoint_context_overflow_is_a_prompt_too_long_row(llama_server, tmp_path):
+    """llama.cpp's server (n_ctx 2048) answers 400 "maximum context length": that row is a prompt_too_long
+    error row, the run goes on (it does not count as a misconfigured endpoint), nothing is cached for it."""
+    from synth_datasets.llm import ResponseCache
+
+    llm = LLM(llama_server, model="smollm2", cache=tmp_path / "c.sqlite", max_retries=0)
+    ds = Dataset.from_dict({"p": ["word " * 3000, "Say hi.", "word " * 2500]})
+    out = ds.map(TextGenerator(llm, "{{ p }}", max_new_tokens=8, temperature=0), batched=True)
+    for i in (0, 2):
+        assert out["text_error"][i].startswith("prompt_too_long: ") and "context length is 2048" in out["text_error"][i]
+    assert out["text_error"][1] is None and out["text"][1]
+    assert len(ResponseCache(tmp_path / "c.sqlite")) == 1

@@ -26,6 +26,7 @@ import json
 import logging
 import os
 import random
+import re
 import threading
 import time
 import weakref
@@ -36,6 +37,9 @@ from ..secrets import known_secrets, register, scrub, split_url
 from .base import Backend, ChatRequest, Completion, SamplingParams
 
 logger = logging.getLogger(__name__)
+# a 400 saying the prompt does not fit (OpenAI, vLLM, llama.cpp: "maximum context length"/"context window";
+# TGI: "tokens + `max_new_tokens` must be <= N") becomes a prompt_too_long error row
+_CONTEXT_EXCEEDED = re.compile(r"context[ _](length|window)|max_new_tokens` must be <=", re.I)
 
 RETRYABLE_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
 MAX_RETRY_AFTER = 600.0  # seconds; a server's Retry-After is honoured up to this
@@ -468,6 +472,10 @@ class EndpointBackend(Backend):
                 msg = " ".join(scrub(str(e), secrets=secrets).split())  # one line
                 if len(msg) > ERROR_CHARS:
                     msg = msg[:ERROR_CHARS] + "…"
+                if e.status == 400 and _CONTEXT_EXCEEDED.search(msg):  # this row's prompt, not the setup
+                    self.stats["errors"] += 1
+                    return Completion(text=None, finish_reason="error", attempts=attempt + 1,
+                                      error=f"prompt_too_long: {msg}", latency_s=time.perf_counter() - t0), None
                 if not e.retryable or attempt >= self.max_retries:
                     self.stats["errors"] += 1
                     cause = None if e.retryable else (e.status if e.status is not None else type(e).__name__,)
