@@ -67,6 +67,22 @@ def _merge(table, result):
     return base
 
 
+def _accepts_indices(fn) -> bool:
+    """Whether a map-callable takes ``indices`` after the batch (as ``map(with_indices=True)`` passes them)."""
+    import inspect
+
+    try:
+        params = list(inspect.signature(fn).parameters.values())
+    except (TypeError, ValueError):
+        return False
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    return len(positional) >= 2 or any(p.kind == p.VAR_POSITIONAL for p in params)
+
+
+def _call(fn, table, idx):
+    return fn(_Batch(table), idx) if idx is not None and _accepts_indices(fn) else fn(_Batch(table))
+
+
 def _check_template_columns(name: str, template: Template, available: set[str], extra: set[str] = frozenset()):
     missing = sorted(template.variables - available - set(extra))
     if missing:
@@ -112,7 +128,8 @@ class Gate:
 def _name_of(sub: Any) -> str:
     if isinstance(sub, Gate):
         return sub.name
-    return getattr(sub, "output", None) or getattr(sub, "name", None) or type(sub).__name__
+    return (getattr(sub, "output", None) or getattr(sub, "name", None) or getattr(sub, "__name__", None)
+            or type(sub).__name__)
 
 
 class Chain:
@@ -220,7 +237,7 @@ class Chain:
             name, n_in = _name_of(s), table.num_rows
             self._stats[f"{name}.rows_in"] += n_in
             if isinstance(s, Gate):
-                keep = list(s.fn(_Batch(table), idx) if idx is not None else s.fn(_Batch(table)))
+                keep = list(_call(s.fn, table, idx))
                 table = table.filter(pa.array(keep, type=pa.bool_()))
                 idx = None if idx is None else [i for i, k in zip(idx, keep) if k]
             else:
@@ -247,7 +264,7 @@ class Chain:
             ok = [a and b for a, b in zip(ok, pc.is_valid(table[v]).to_pylist())]
 
         def call(t, ix):
-            return _merge(t, gen(_Batch(t), ix) if ix is not None else gen(_Batch(t)))
+            return _merge(t, _call(gen, t, ix))
 
         if all(ok):
             out = call(table, idx)
