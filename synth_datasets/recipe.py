@@ -16,7 +16,7 @@ from typing import Any, Callable, Mapping
 from .errors import GenerationError, InvalidParameterError
 
 _FORMAT_VERSION = 1
-KINDS = ("map", "filter", "fit_map", "fit_filter")
+KINDS = ("map", "filter", "fit_map", "fit_filter", "loop")
 USAGE_KEYS = ("requests", "cache_hits", "prompt_tokens", "completion_tokens", "errors", "retries",
               "cached_prompt_tokens", "cached_completion_tokens")  # cached_*: what the cached rows cost when made
 
@@ -51,6 +51,7 @@ class StepRecord:
     stats: dict[str, Any] | None = None
     kwargs: dict[str, Any] = field(default_factory=dict)
     finish_reasons: dict[str, dict[str, int]] | None = None  # per new ``*_finish_reason`` column: reason -> rows
+    rounds: list[dict[str, Any]] | None = None  # a loop step's rounds: conditions, made, kept, metrics
 
 
 @dataclass
@@ -242,7 +243,9 @@ class Recipe:
         self.steps: list[Step] = []
 
     def _add(self, kind: str, fn: Any, name: str | None, kwargs: dict[str, Any]) -> "Recipe":
-        if not callable(fn):
+        if kind == "loop" and not callable(getattr(fn, "run", None)):
+            raise InvalidParameterError(f"Step {name or fn!r} has no run(ds): a loop step needs a Loop (e.g. SelfInstruct).")
+        if kind != "loop" and not callable(fn):
             raise InvalidParameterError(f"Step {name or fn!r} is not callable: a {kind} step needs a map-callable.")
         if kind.startswith("fit_") and not callable(getattr(fn, "fit", None)):
             raise InvalidParameterError(f"Step {name or type(fn).__name__!r} has no fit(ds): use map/filter for it.")
@@ -268,6 +271,11 @@ class Recipe:
     def fit_filter(self, obj: Any, *, name: str | None = None, **filter_kwargs: Any) -> "Recipe":
         """Add ``obj.fit(ds)`` then ``ds.filter(obj, ...)`` (e.g. deduplication)."""
         return self._add("fit_filter", obj, name, filter_kwargs)
+
+    def loop(self, obj: Any, *, name: str | None = None) -> "Recipe":
+        """Add a dataset-wise loop (``obj.run(ds)``, e.g. ``SelfInstruct``): its rounds are recorded and
+        checkpointed, so a killed run resumes at the last finished round."""
+        return self._add("loop", obj, name, {})
 
     def describe(self) -> dict[str, Any]:
         return {"type": "Recipe", "name": self.name, "params": self.params, "seed": self.seed,
@@ -315,8 +323,11 @@ class Recipe:
             try:
                 if step.kind.startswith("fit_"):
                     step.fn.fit(ds)
-                op = ds.map if step.kind in ("map", "fit_map") else ds.filter
-                ds = op(step.fn, **step.kwargs)
+                if step.kind == "loop":
+                    ds = step.fn.run(ds)
+                else:
+                    op = ds.map if step.kind in ("map", "fit_map") else ds.filter
+                    ds = op(step.fn, **step.kwargs)
                 failed = _all_failed(ds, cols)
                 if failed:
                     raise GenerationError(
@@ -341,7 +352,8 @@ class Recipe:
                 index=i, name=step.name, kind=step.kind, describe=describe_step(step.fn), rows_in=n_in,
                 rows_out=ds.num_rows, seconds=round(time.perf_counter() - t0, 3), usage=usage,
                 errors=_error_count(ds, cols), stats=dict(stats) if isinstance(stats, Mapping) else None,
-                kwargs=_jsonable(step.kwargs), finish_reasons=_finish_reasons(ds, cols)))
+                kwargs=_jsonable(step.kwargs), finish_reasons=_finish_reasons(ds, cols),
+                rounds=[asdict(r) for r in step.obj.rounds] if step.kind == "loop" else None))
             bar.step_done(i, n_in, ds.num_rows)
         bar.close()
         record = RunRecord(name=self.name, params=dict(self.params), seed=self.seed, steps=records,

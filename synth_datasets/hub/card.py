@@ -50,6 +50,11 @@ Recipe `{{ recipe_name }}`{% if seed is not none %}, seed {{ seed }}{% endif %},
 ### Step {{ s.index + 1 }}: `{{ s.name }}` ({{ s.kind }}, {{ s.type }})
 {% if s.rows_in is not none %}
 Rows {{ s.rows_in }} -> {{ s.rows_out }} in {{ s.seconds }} s{% if s.usage %}; {{ s.usage.requests }} model calls, {{ s.usage.cache_hits }} cached, {{ s.usage.prompt_tokens }} prompt + {{ s.usage.completion_tokens }} completion tokens{% endif %}; {{ s.errors }} failed rows.
+{% endif %}{% if s.rounds %}
+| round | made | kept | conditions | metrics | seconds | model calls |
+|---|---|---|---|---|---|---|
+{% for r in s.rounds %}| {{ r.round }} | {{ r.made }} | {{ r.kept }} | {{ r.conditions_shown }} | {{ r.metrics_shown }} | {{ r.seconds }}{% if r.resumed %} (resumed){% endif %} | {{ r.usage.requests }} |
+{% endfor %}
 {% endif %}{% for m in s.models %}
 - Model: `{{ m.name }}` ({{ m.kind }}{% if m.sha256 %}, file sha256 `{{ m.sha256 }}`{% endif %}{% if m.revision %}, revision `{{ m.revision }}`{% endif %}{% if m.base_url %}, endpoint `{{ m.base_url }}`{% endif %})
 {% endfor %}{% if s.sampling %}- {{ 'Sampling' if s.models else 'Parameters' }}: {{ s.sampling }}
@@ -212,6 +217,14 @@ def _templates(describe: Mapping) -> list[dict[str, Any]]:
     return out
 
 
+def _round_view(r: Mapping[str, Any]) -> dict[str, Any]:
+    """A loop round as a table row: conditions as compact JSON (cut at 160 characters), metrics as k=v."""
+    cond = json.dumps(r.get("conditions") or {}, ensure_ascii=False, separators=(",", ":"), default=str)
+    cond = (cond if len(cond) <= 160 else cond[:157] + "...").replace("|", "\\|")
+    metrics = ", ".join(f"{k}={v}" for k, v in (r.get("metrics") or {}).items()).replace("|", "\\|")
+    return {**r, "conditions_shown": f"`{cond}`", "metrics_shown": metrics, "usage": r.get("usage") or {}}
+
+
 def _step_view(s: Mapping[str, Any]) -> dict[str, Any]:
     d = s.get("describe") or {}
     params = d.get("params") if isinstance(d.get("params"), Mapping) else None
@@ -219,6 +232,7 @@ def _step_view(s: Mapping[str, Any]) -> dict[str, Any]:
     kept = (f"{s['rows_out'] / s['rows_in']:.1%}" if s.get("rows_in") else "") if s.get("rows_out") is not None else ""
     dash = {k: ("-" if s.get(k) is None else s[k]) for k in ("rows_in", "rows_out", "seconds")}
     return {**s, **{f"{k}_shown": v for k, v in dash.items()}, "type": d.get("type", "?"), "models": _models(d),
+            "rounds": [_round_view(r) for r in s.get("rounds") or []],
             "templates": _templates(d),
             "sampling": ", ".join(f"{k}={v}" for k, v in params.items() if k != "seed") if params else "",
             "seed": d.get("seed"), "json": json.dumps(rest, indent=2, ensure_ascii=False, default=str), "kept": kept}
