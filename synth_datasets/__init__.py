@@ -7,13 +7,14 @@ __version__ = "0.1.0"
 
 from .errors import (EmptyDatasetError, EndpointError, EndpointUnreachableError, InvalidParameterError,  # noqa: E402
                      MissingVariableError, ModelNotFoundError, SynthDatasetsError, TemplateError)
-from .generate import TextGenerator  # noqa: E402
+from .generate import Chain, Dialogue, Gate, Role, SelfInstruct, TextGenerator  # noqa: E402
 from .llm import LLM, ChatRequest, Completion, SamplingParams  # noqa: E402
 from .prompts import Conditions, Template  # noqa: E402
 
 __all__ = ["LLM", "ChatRequest", "Completion", "SamplingParams", "Template", "Conditions", "TextGenerator",
            "SynthDatasetsError", "InvalidParameterError", "TemplateError", "MissingVariableError",
            "ModelNotFoundError", "EndpointError", "EndpointUnreachableError", "EmptyDatasetError"]
+__all__ += ["Chain", "Gate", "Dialogue", "Role", "SelfInstruct"]
 
 from . import curate  # noqa: E402
 
