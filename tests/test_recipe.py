@@ -102,3 +102,30 @@ def test_bind_params_fills_defaults_and_names_the_valid_ones():
     assert bind_params(recipe, {"n": 2}) == {"n": 2, "seed": 0}
     with pytest.raises(InvalidParameterError, match=r"Unknown parameter\(s\) \['size'\].*\['n', 'seed'\]"):
         bind_params(recipe, {"size": 2})
+
+
+def test_one_progress_bar_over_the_whole_run(capsys):
+    def upper(b):
+        return {"u": [x.upper() for x in b["t"]]}
+
+    r = Recipe("upper", source=Dataset.from_dict({"t": ["a", "b", "a"]}))
+    r.map(upper, name="upper").filter(lambda b: [x != "B" for x in b["u"]], name="no-b")
+    ds, rec = r.run()
+    err = capsys.readouterr().err
+    # steps done, rows in each, rows/s and the ETA slot of tqdm, in one bar
+    assert "Recipe upper: step 1/2 upper (3 rows)" in err and "Recipe upper: step 2/2 no-b (3 rows)" in err
+    assert "Recipe upper: 2/2 steps done (2 rows)" in err and "6/6 row-steps" in err and "row/s]" in err
+    r.run(progress=False)
+    assert "Recipe upper" not in capsys.readouterr().err
+
+
+def test_finish_reasons_are_counted_per_generating_step():
+    def gen(b):
+        return {"text": [f"t{i}" for i in b["i"]], "text_finish_reason": ["length" if i % 3 == 0 else "stop"
+                                                                          for i in b["i"]]}
+
+    r = Recipe("fr", source=Dataset.from_dict({"i": list(range(7))})).map(gen, name="gen")
+    r.filter(lambda b: [f != "length" for f in b["text_finish_reason"]], name="drop")
+    _, rec = r.run(progress=False)
+    assert rec.steps[0].finish_reasons == {"text_finish_reason": {"length": 3, "stop": 4}}
+    assert rec.steps[1].finish_reasons is None  # the filter added no such column

@@ -349,6 +349,10 @@ def stage(ds, folder: Path, *, record: RunRecord, metrics=None, repo_id: str | N
     folder = Path(folder)
     secrets = _secrets(token)
     published = _with_class_labels(ds, record.card.get("class_labels"))
+    if record.card.get("text_column") in published.column_names:  # declared in the features: curators find it
+        from ..columns import declare_text_column
+
+        published = declare_text_column(published, record.card["text_column"])
     shards = write_parquet_shards(published, folder)
     if builder_file is not None:
         shutil.copyfile(builder_file, folder / "builder.py")
@@ -534,7 +538,7 @@ def publish(ds, target: str | os.PathLike, *, record: RunRecord | None = None, s
     if local:
         out = Path(target).expanduser()
         write_folder_atomically(out, lambda tmp: stage(ds, tmp, record=record, metrics=metrics, repo_id=repo_id,
-                                                       local_name=str(out), report=report, token=token, **code),
+                                                       local_name=_shown_path(out), report=report, token=token, **code),
                                 overwrite=overwrite)
         prov = json.loads((out / "provenance.json").read_text())
         files = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
