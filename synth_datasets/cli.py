@@ -7,6 +7,7 @@
     synth-datasets push out/movie-reviews user/movie-reviews                  # push a built folder (one commit)
     synth-datasets generate --n 50 --out out/reviews                          # = build movie-reviews
     synth-datasets cache info|clear|repair                                    # the response cache
+    synth-datasets review out/movie-reviews                                   # review rows in the browser
 
 Builder parameters become options (--n, --seed, --max-new-tokens, ...): see
 `synth-datasets build NAME --help`. The Hub token comes from HF_TOKEN or `hf auth login`; there is
@@ -219,6 +220,24 @@ def run_build(builder, params: dict[str, Any], *, out: str | None = None, push_t
     return ds, publish(ds, push_to_hub, record=record, **options)
 
 
+def _public_arg(arg: str) -> str:
+    """An argument fit for a published card: an absolute path (or ``~/...``) becomes relative to the
+    working folder, or its last part, so no machine path is recorded.
+
+    >>> _public_arg("/home/me/builders/my_builder.py") in ("my_builder.py", "home/me/builders/my_builder.py")
+    True
+    >>> _public_arg("--n")
+    '--n'
+    """
+    if not (arg.startswith(("/", "~")) or (len(arg) > 2 and arg[1] == ":" and arg[2] in "\\/")):
+        return arg
+    p = Path(arg).expanduser()
+    try:
+        return p.resolve().relative_to(Path.cwd().resolve()).as_posix()
+    except (ValueError, OSError):
+        return p.name or arg
+
+
 def _load_models(recipe) -> None:
     """Load the recipe's local models now, saying so: loading takes seconds to minutes, and a bar
     sitting at 0% meanwhile looks like a hang."""
@@ -261,7 +280,7 @@ def _build(argv: list[str]) -> int:
         builder, defaults, rest = builders.load(argv[0]), {}, argv[1:]
     args = vars(_builder_parser(builder, defaults).parse_args(rest))
     params = {k: args[k] for k in builder.parameters() if k in args}
-    command = shlex.join(["synth-datasets", "build", *argv])
+    command = shlex.join(["synth-datasets", "build", *map(_public_arg, argv)])
     ds, res = run_build(builder, params, out=args["out"], push_to_hub=args["push_to_hub"], private=args["private"],
                         revision=args["revision"], create_pr=args["create_pr"], overwrite=args["overwrite"],
                         report=not args["no_report"], command=command)
@@ -317,6 +336,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub.add_parser("build", help="run a builder (name or script) and publish its dataset", add_help=False)
     sub.add_parser("push", help="push a built folder to the Hub in one commit", add_help=False)
     sub.add_parser("generate", help="alias of `build movie-reviews`", add_help=False)
+    sub.add_parser("review", help="review rows in the browser (synth-datasets review DIR_OR_REPO), or --merge",
+                   add_help=False)
     cache = sub.add_parser("cache", help="inspect, check, clear or repair the response cache",
                            description="info: path, rows, size and an integrity check (PRAGMA quick_check); "
                                        "clear: delete every stored response (works on a damaged file); repair: "
@@ -328,6 +349,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             if argv[0] == "push":
                 return _push(argv[1:])
             return _build(argv[1:] if argv[0] == "build" else ["movie-reviews", *argv[1:]])
+        if argv and argv[0] == "review":
+            from .review.cli import main as _review
+
+            return _review(argv[1:])
         args = ap.parse_args(argv)
         if args.command == "cache":
             return _cache(args.action)

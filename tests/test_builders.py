@@ -2,6 +2,7 @@
 --from-provenance, a Hub round-trip of a built dataset, and one clear error per bad input."""
 
 import json
+import shlex
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -19,7 +20,7 @@ from synth_datasets.llm import embedded_model_path
 from synth_datasets.metrics.diversity import diversity
 
 TOKEN = "hf_TESTSENTINEL_builders_0123456789abcdef"
-PARAMS = {"n": 8, "max_new_tokens": 48}
+PARAMS = {"n": 6}  # the builder's own token budget (from the longest asked length): the published setting
 
 
 def _rows(folder):
@@ -30,7 +31,7 @@ def _rows(folder):
 def movie(embedded_llm, tmp_path_factory):
     out = tmp_path_factory.mktemp("movie") / "movie-reviews"
     ds, res = run_build(builders.load("movie-reviews"), dict(PARAMS), out=str(out), llm=embedded_llm,
-                        command="synth-datasets build movie-reviews --n 8 --max-new-tokens 48")
+                        command="synth-datasets build movie-reviews --n 6")
     return ds, res, out
 
 
@@ -38,33 +39,38 @@ def test_movie_reviews_end_to_end(movie):
     ds, res, out = movie
     prov = json.loads((out / "provenance.json").read_text())
     steps = prov["steps"]
-    assert [s["name"] for s in steps] == ["conditions", "generate", "length", "dedup"]
-    assert steps[1]["rows_out"] == 8 and steps[-1]["rows_out"] == ds.num_rows == len(_rows(out)) >= 1
+    assert [s["name"] for s in steps] == ["conditions", "generate", "truncated", "length", "dedup"]
+    assert steps[1]["rows_out"] == 6 and steps[-1]["rows_out"] == ds.num_rows == len(_rows(out)) >= 1
     assert all(a["rows_out"] == b["rows_in"] for a, b in zip(steps, steps[1:]))  # rows after every step
-    assert steps[1]["usage"]["requests"] + steps[1]["usage"]["cache_hits"] == 8
+    assert steps[1]["usage"]["requests"] + steps[1]["usage"]["cache_hits"] == 6
     # seeds, model file hash, sampling parameters and the template, as run
     gen = steps[1]["describe"]
     assert gen["llm"]["identity"]["sha256"] == file_sha256(embedded_model_path())
-    assert gen["params"] == {"temperature": 0.8, "top_p": 0.95, "max_new_tokens": 48, "seed": 0, "stop": [],
+    assert gen["params"] == {"temperature": 0.8, "top_p": 0.95, "max_new_tokens": 224, "seed": 0, "stop": [],
                              "logprobs": False}
     assert gen["template"]["user"] == movie_reviews.TEMPLATE.user and steps[0]["describe"]["seed"] == 0
-    assert prov["params"] == {"n": 8, "seed": 0, "n_per_row": 1, "max_new_tokens": 48, "batch_size": 32,
+    assert prov["params"] == {"n": 6, "seed": 0, "n_per_row": 1, "max_new_tokens": None, "batch_size": 32,
                               "min_words": 10, "max_words": 200, "model": None, "model_name": None}
     assert prov["builder"] == {"name": "movie-reviews", "path": "builders/movie_reviews.py", "registered": True,
-                               "sha256": file_sha256(movie_reviews.__file__)}
-    assert prov["reproduce"] == ("synth-datasets build movie-reviews --n 8 --seed 0 --n-per-row 1 --max-new-tokens 48 "
-                                 "--batch-size 32 --min-words 10 --max-words 200")
+                               "sha256": file_sha256(movie_reviews.__file__), "file": "builder.py"}
+    assert (out / "builder.py").read_bytes() == Path(movie_reviews.__file__).read_bytes()
+    assert prov["reproduce"] == ("synth-datasets build movie-reviews --n 6 --seed 0 --n-per-row 1 --batch-size 32 "
+                                 "--min-words 10 --max-words 200 --out ../movie-reviews-reproduced")
     # the rows keep the promises of the steps
     rows = _rows(out)
     assert all(10 <= len(r["review"].split()) <= 200 and r["review_error"] is None for r in rows)
+    assert all(r["review_finish_reason"] == "stop" for r in rows)  # truncated reviews were dropped
     assert len({normalize(r["review"]) for r in rows}) == len(rows)
-    assert {r["label"] for r in rows} <= set(movie_reviews.LABELS)
+    label = load_dataset(str(out), split="train").features["label"]  # a ClassLabel over the builder's labels
+    assert label.names == movie_reviews.LABELS and {r["label"] for r in rows} <= {0, 1}
     assert prov["metrics"]["diversity"]["distinct_1"] == pytest.approx(diversity(ds["review"])["distinct_1"])
     # the card says all of it to a person
     card = (out / "README.md").read_text()
     assert gen["llm"]["identity"]["sha256"] in card and movie_reviews.TEMPLATE.user in card
-    assert prov["reproduce"] in card and "synth-datasets build --from-provenance provenance.json" in card
-    assert "| generate | map | 8 | 8 | 100.0% |" in card
+    assert prov["reproduce"] in card
+    assert "synth-datasets build --from-provenance provenance.json --out ../movie-reviews-reproduced" in card
+    assert "| generate | map | 6 | 6 | 100.0% |" in card
+    assert "| `label` | ClassLabel (positive, negative) | condition sampled by step `conditions`" in card
     # the generator's line names sampling parameters; a filter's parameters are not "sampling"
     assert "- Sampling: temperature=0.8, top_p=0.95" in card
     assert "- Parameters: column=review, min_chars=None" in card and "- Sampling: column=" not in card
@@ -72,6 +78,26 @@ def test_movie_reviews_end_to_end(movie):
         with Image.open(out / "report" / name) as im:
             im.load()
             assert im.size == (640, 400)
+
+
+def test_published_reviews_are_rarely_truncated_and_the_card_says_how_many_were(movie):
+    """Issue 10: with the builder's token budget, under 5% of the published reviews end at the limit
+    (those that still do at generation are dropped, and the card reports both shares)."""
+    ds, res, out = movie
+    prov = res.provenance
+    published = [r["review_finish_reason"] for r in _rows(out)]
+    assert published.count("length") / len(published) < 0.05
+    made = prov["steps"][1]["finish_reasons"]["review_finish_reason"]
+    assert sum(made.values()) == 6
+    dropped = prov["steps"][2]
+    assert dropped["rows_in"] - dropped["rows_out"] >= made.get("length", 0)  # every cut review is gone
+    t = prov["quality"]["truncated"]["review"]
+    assert t["generated"] == {"rows": 6, "length": made.get("length", 0), "share": round(made.get("length", 0) / 6, 4)}
+    assert t["published"]["length"] == 0
+    card = (out / "README.md").read_text()
+    assert (f"**Truncated** `review`: 0 of {ds.num_rows} published rows (0.0%) end at `max_new_tokens`" in card
+            and f"at generation {made.get('length', 0)} of 6" in card)
+    assert movie_reviews.token_budget() >= 100 * 1.4 * 1.5  # the longest asked length, with margin
 
 
 def test_from_provenance_repeats_the_rows_from_the_cache(movie, embedded_llm, tmp_path):
@@ -85,7 +111,7 @@ def test_from_provenance_repeats_the_rows_from_the_cache(movie, embedded_llm, tm
     again, res = run_build(builder, params, out=str(tmp_path / "again"), llm=embedded_llm)
     assert _rows(tmp_path / "again") == _rows(out)
     assert embedded_llm.stats["requests"] == before["requests"]  # no model call: every answer was cached
-    assert res.provenance["usage"]["cache_hits"] == 8 and res.provenance["params"] == prov["params"]
+    assert res.provenance["usage"]["cache_hits"] == 6 and res.provenance["params"] == prov["params"]
     assert res.provenance["usage"]["row_completion_tokens"] == prov["usage"]["row_completion_tokens"] > 0
 
 
@@ -148,10 +174,23 @@ def test_a_users_builder_script(tmp_path, hub_server, monkeypatch, capsys):
     script.write_text(USER_BUILDER)
     assert main(["build", str(script), "--n", "5", "--shout", "--out", str(tmp_path / "a")]) == 0
     prov = json.loads((tmp_path / "a" / "provenance.json").read_text())
-    assert prov["builder"] == {"name": "notes", "path": str(script), "sha256": file_sha256(script), "registered": False}
+    # not this machine's path: the file name (the script is outside the working folder), and the script itself
+    assert prov["builder"] == {"name": "notes", "path": "my_builder.py", "sha256": file_sha256(script),
+                               "registered": False, "file": "builder.py"}
+    assert (tmp_path / "a" / "builder.py").read_text() == USER_BUILDER
+    assert str(tmp_path) not in (tmp_path / "a" / "README.md").read_text() + json.dumps(prov)
     assert prov["params"] == {"n": 5, "shout": True} and [s["name"] for s in prov["steps"]] == ["text", "shout"]
-    assert prov["reproduce"] == f"synth-datasets build {script} --n 5 --shout"
+    assert prov["reproduce"] == "synth-datasets build builder.py --n 5 --shout --out ../notes-reproduced"
     assert _rows(tmp_path / "a")[1] == {"id": 1, "text": "NOTE NUMBER 1 SAYS HELLO HELLO"}
+    # the card's commands, as printed, run in the dataset's folder and write beside it
+    monkeypatch.chdir(tmp_path / "a")
+    assert main(["build", "--from-provenance", "provenance.json", "--out", "../notes-reproduced"]) == 0
+    assert _rows(tmp_path / "notes-reproduced") == _rows(tmp_path / "a")
+    assert main(shlex.split(prov["reproduce"])[1:] + ["--overwrite"]) == 0
+    assert _rows(tmp_path / "notes-reproduced") == _rows(tmp_path / "a")
+    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["README.md", "builder.py", "data", "provenance.json",
+                                                                   "report"]  # nothing written into it
+    monkeypatch.chdir(tmp_path)
     assert main(["build", "--from-provenance", str(tmp_path / "a" / "provenance.json"), "--out",
                  str(tmp_path / "b")]) == 0
     assert _rows(tmp_path / "b") == _rows(tmp_path / "a")
@@ -160,11 +199,19 @@ def test_a_users_builder_script(tmp_path, hub_server, monkeypatch, capsys):
     assert summary["repo_id"] == "test-user/notes" and summary["rows"] == 3
     assert summary["commit"] == hub_server.commits("test-user/notes")[0]["oid"]
     assert load_dataset("test-user/notes", split="train")["text"][2] == "note number 2 says hello hello hello"
-    # a changed script is noticed when repeating
+    # the original script changed since: --from-provenance runs the shipped copy, the rows are the recorded ones
     script.write_text(USER_BUILDER.replace("note number", "memo"))
     assert main(["build", "--from-provenance", str(tmp_path / "a" / "provenance.json"), "--out",
                  str(tmp_path / "c")]) == 0
+    assert _rows(tmp_path / "c") == _rows(tmp_path / "a")
+    # without the shipped copy, the changed script at the recorded path is used, and that is said
+    (tmp_path / "a" / "builder.py").unlink()
+    monkeypatch.chdir(tmp_path)  # the recorded path (my_builder.py) is relative to the working folder
+    capsys.readouterr()
+    assert main(["build", "--from-provenance", str(tmp_path / "a" / "provenance.json"), "--out",
+                 str(tmp_path / "d")]) == 0
     assert "changed since the recorded run" in capsys.readouterr().err
+    assert _rows(tmp_path / "d")[1]["text"] == "MEMO 1 SAYS HELLO HELLO"  # the changed script ran
 
 
 @pytest.mark.parametrize("args, message", [
@@ -175,6 +222,8 @@ def test_a_users_builder_script(tmp_path, hub_server, monkeypatch, capsys):
     (["build", "{tmp}/broken.py", "--out", "{tmp}/o"], "has a syntax error on line 1"),
     (["build", "movie-reviews", "--push-to-hub", "user/bad..id"], "Invalid Hub repo id 'user/bad..id'"),
     (["build", "movie-reviews", "--out", "{tmp}/a_file/out"], "is not a writable folder"),
+    (["build", "movie-reviews", "--out", "/proc/nope"], "Cannot create /proc/nope"),
+    (["build", "movie-reviews", "--out", "{tmp}/busy"], "--overwrite on the command line"),
     (["build", "movie-reviews", "--n", "2"], "Nothing to write: pass --out DIR and/or --push-to-hub"),
     (["build", "movie-reviews", "--n", "0", "--out", "{tmp}/o"], "n=0: nothing to generate"),
     (["build", "movie-reviews", "--push-to-hub", "test-user/x"], "No Hugging Face token found"),
@@ -190,6 +239,8 @@ def test_bad_input_gets_one_clear_error_and_nothing_is_written(args, message, tm
     (tmp_path / "not_a_builder.py").write_text("X = 1\n")
     (tmp_path / "broken.py").write_text("def recipe(:\n    pass\n")
     (tmp_path / "a_file").write_text("not json")
+    (tmp_path / "busy").mkdir()
+    (tmp_path / "busy" / "keep.txt").write_text("mine")
     before = sorted(tmp_path.rglob("*"))
     assert main([a.replace("{tmp}", str(tmp_path)) for a in args]) == 2
     err = capsys.readouterr().err.strip().splitlines()
