@@ -1,4 +1,4 @@
-"""The ``synth-datasets`` command.
+"""The synth-datasets command.
 
     synth-datasets build movie-reviews --n 200 --out out/movie-reviews        # data + card + provenance + report
     synth-datasets build movie-reviews --n 200 --push-to-hub user/movie-reviews
@@ -331,7 +331,7 @@ def _cache(action: str) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     ap = argparse.ArgumentParser(prog="synth-datasets", description="LLM-driven synthetic datasets.",
-                                 epilog=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+                                 epilog=__doc__.split("\n", 1)[1].strip("\n"), formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="command", required=True)
     sub.add_parser("build", help="run a builder (name or script) and publish its dataset", add_help=False)
     sub.add_parser("push", help="push a built folder to the Hub in one commit", add_help=False)

@@ -12,10 +12,10 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def run(*args, env_cache):
+def run(*args, env_cache, **extra_env):
     import os
 
-    env = {**os.environ, "SYNTH_DATASETS_CACHE": str(env_cache)}
+    env = {**os.environ, "SYNTH_DATASETS_CACHE": str(env_cache), **extra_env}
     return subprocess.run([sys.executable, *args], capture_output=True, text=True, cwd=ROOT, env=env)
 
 
@@ -23,14 +23,16 @@ def test_generate_offline_then_repeat_from_provenance(tmp_path):
     """The acceptance path: a fresh process builds offline (progress bars, data, card, provenance,
     report); `--from-provenance` repeats it with the same rows and no model call."""
     out = tmp_path / "reviews"
-    r = run("-m", "synth_datasets.cli", "generate", "--n", "4", "--out", str(out), "--max-new-tokens", "32",
-            env_cache=tmp_path / "cache")
+    r = run("-m", "synth_datasets.cli", "generate", "--n", "4", "--out", str(out), env_cache=tmp_path / "cache")
     assert r.returncode == 0, r.stderr[-3000:]
-    assert "Generating reviews" in r.stderr and "Removing duplicates" in r.stderr  # progress bars
+    assert "Generating reviews" in r.stderr and "Removing duplicates" in r.stderr  # each step's bar
+    assert "Loading model " in r.stderr and "Loaded in " in r.stderr  # the model load is said, not silent
+    assert "Generating: 100%|" in r.stderr and "4/4" in r.stderr  # rows finished inside the generation step
+    assert "Recipe movie-reviews: 5/5 steps done" in r.stderr and "row-steps" in r.stderr  # the whole run
     table = pq.read_table(out / "data" / "train-00000-of-00001.parquet")
     rows = table.to_pylist()
     prov = json.loads((out / "provenance.json").read_text())
-    assert [s["describe"]["type"] for s in prov["steps"]] == ["Conditions", "TextGenerator", "Length",
+    assert [s["describe"]["type"] for s in prov["steps"]] == ["Conditions", "TextGenerator", "Truncated", "Length",
                                                               "ExactDuplicates"]
     assert prov["steps"][1]["rows_out"] == 4 and prov["steps"][-1]["rows_out"] == table.num_rows >= 1
     assert {row["label"] for row in rows} <= {"positive", "negative"}
@@ -49,7 +51,7 @@ def test_generate_offline_then_repeat_from_provenance(tmp_path):
 
 
 def test_builder_against_a_server_and_rerun_from_cache(llama_server, tmp_path):
-    args = ["-m", "builders.movie_reviews", "--n", "6", "--max-new-tokens", "24", "--model", llama_server,
+    args = ["-m", "builders.movie_reviews", "--n", "6", "--model", llama_server,
             "--model-name", "smollm2"]
     first = run(*args, "--out", str(tmp_path / "a"), env_cache=tmp_path / "cache")
     assert first.returncode == 0, first.stderr[-3000:]
@@ -104,3 +106,30 @@ def test_from_provenance_checks_builder_and_params(tmp_path, capsys, changes, me
     err = capsys.readouterr().err
     assert rc == 2 and re.search(message, err), err
     assert err.startswith("error: --from-provenance ") and err.count("\n") == 1 and not (tmp_path / "out").exists()
+
+
+def test_help_has_a_usage_line_option_descriptions_and_no_markup(tmp_path):
+    top = run("-m", "synth_datasets.cli", "--help", env_cache=tmp_path / "c")
+    build = run("-m", "synth_datasets.cli", "build", "--help", env_cache=tmp_path / "c")
+    builder = run("-m", "synth_datasets.cli", "build", "movie-reviews", "--help", env_cache=tmp_path / "c")
+    assert top.returncode == build.returncode == builder.returncode == 0
+    assert build.stdout.startswith("usage: synth-datasets build NAME_OR_SCRIPT")
+    assert "synth-datasets build --from-provenance FILE" in build.stdout
+    for out in (top.stdout, build.stdout, builder.stdout):
+        assert "``" not in out and ":func:" not in out  # no RST markup
+    # every builder option is described, from the builder's docstring
+    assert "rows of sampled conditions (label x style x length). (default: 50)" in " ".join(builder.stdout.split())
+    assert "token limit per review; default: the longest requested length" in " ".join(builder.stdout.split())
+    for flag in ("--n ", "--seed", "--n-per-row", "--max-new-tokens", "--batch-size", "--min-words", "--max-words",
+                 "--model ", "--model-name"):
+        line = " ".join(builder.stdout.split(flag, 1)[1].split("(default:")[0].split())
+        assert len(line) > 20, f"{flag} has no description"
+
+
+def test_an_unreachable_hub_is_one_error_line_before_work(tmp_path):
+    r = run("-m", "synth_datasets.cli", "build", "movie-reviews", "--n", "2", "--push-to-hub", "test-user/x",
+            env_cache=tmp_path / "c", HF_ENDPOINT="http://127.0.0.1:1", HF_TOKEN="hf_TESTSENTINEL_cli_0123456789abc")
+    assert r.returncode == 2
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: Cannot reach the Hub at http://127.0.0.1:1"), r.stderr
+    assert "hf_TESTSENTINEL" not in r.stderr and not (tmp_path / "c").exists()  # nothing generated, no cache
