@@ -29,20 +29,40 @@ ANSWER = Template(system="You are a helpful, accurate assistant.",
                   user="Answer this trivia question in one or two sentences.\n\nQuestion: {{ question }}")
 
 
-def qa_chain(llm: LLM, *, seed: int = 0, max_new_tokens: int = 96, min_question_words: int = 4) -> Chain:
-    """The declared chain: question -> gate (drops failed or short questions) -> answer."""
+#: token budgets by default: a question (one sentence, ~25 words) and an answer ("one or two
+#: sentences", ~60 words), each x 1.4 tokens per word x ~1.7 margin, so few end at the limit; the card
+#: reports the share that still does (``*_finish_reason == "length"``)
+QUESTION_TOKENS, ANSWER_TOKENS = 64, 144
+
+
+def qa_chain(llm: LLM, *, seed: int = 0, max_new_tokens: int | None = None, min_question_words: int = 4) -> Chain:
+    """The declared chain: question -> gate (drops failed or short questions) -> answer. ``max_new_tokens``
+    (both steps) defaults to :data:`QUESTION_TOKENS` / :data:`ANSWER_TOKENS`."""
     return Chain([
         TextGenerator(llm, QUESTION, output="question", seed=seed, temperature=0.9, top_p=0.95,
-                      max_new_tokens=max_new_tokens),
+                      max_new_tokens=max_new_tokens or QUESTION_TOKENS),
         Gate(Length(column="question", min_words=min_question_words), name="question-length"),
-        TextGenerator(llm, ANSWER, output="answer", seed=seed, temperature=0.2, max_new_tokens=max_new_tokens),
+        TextGenerator(llm, ANSWER, output="answer", seed=seed, temperature=0.2,
+                      max_new_tokens=max_new_tokens or ANSWER_TOKENS),
     ])
 
 
-def recipe(*, n: int = 50, seed: int = 0, max_new_tokens: int = 96, batch_size: int = 32, min_question_words: int = 4,
-           model: str | None = None, model_name: str | None = None, llm: LLM | None = None) -> Recipe:
+def recipe(*, n: int = 50, seed: int = 0, max_new_tokens: int | None = None, batch_size: int = 32,
+           min_question_words: int = 4, model: str | None = None, model_name: str | None = None,
+           llm: LLM | None = None) -> Recipe:
     """``n`` topic/difficulty draws -> a chain (one question each -> well-formed questions -> answers) ->
     deduplicated by question.
+
+    Args:
+        n (`int`): topic x difficulty draws, one question each.
+        seed (`int`): seed of the draws and of every sample.
+        max_new_tokens (`int`, *optional*): token limit of each question and answer; default: 64 for a
+            question and 144 for an answer, so few are cut (the card reports the share that is).
+        batch_size (`int`): prompts per generation batch.
+        min_question_words (`int`): shorter (or failed) questions are not answered.
+        model (`str`, *optional*): a .gguf file, a model folder, a cached Hub id or an http(s) URL of an
+            OpenAI-compatible server; default: the embedded SmolLM2-135M-Instruct.
+        model_name (`str`, *optional*): the model name to ask the server for (with an http(s) --model).
 
     Example:
         >>> ds, record = recipe(n=4, max_new_tokens=32).run()     # doctest: +SKIP
