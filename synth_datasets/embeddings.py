@@ -8,8 +8,13 @@ prediction from a model that never saw it.
 
 from __future__ import annotations
 
+import collections
 import functools
+import hashlib
 import importlib.metadata
+import json
+import os
+import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -17,7 +22,7 @@ import numpy as np
 
 from .errors import InvalidParameterError
 
-__all__ = ["embed_texts", "embedding_model_identity", "out_of_fold_proba"]
+__all__ = ["embed_texts", "embed_texts_cached", "embedding_model_identity", "out_of_fold_proba"]
 
 MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
 
@@ -51,6 +56,78 @@ def embed_texts(texts: Sequence[str], *, batch_size: int = 64, progress: bool = 
         return np.zeros((0, 384), dtype=np.float32)
     return _minilm().encode(list(texts), batch_size=batch_size, normalize_embeddings=True,
                             convert_to_numpy=True, show_progress_bar=progress)
+
+
+#: sets kept in memory by :func:`embed_texts_cached` (most recently used)
+MEMORY_SETS = 16
+_memory: "collections.OrderedDict[str, np.ndarray]" = collections.OrderedDict()
+_memory_lock = threading.Lock()
+
+
+def embeddings_cache_folder():
+    """Where :func:`embed_texts_cached` keeps embeddings on disk: ``embeddings/`` beside the response
+    cache (``$SYNTH_DATASETS_CACHE``, default ``$HF_HOME/synth_datasets``)."""
+    from .llm.cache import default_cache_path
+
+    return default_cache_path().parent / "embeddings"
+
+
+def texts_key(texts: Sequence[str]) -> str:
+    """sha256 of the encoder identity and the texts, in order."""
+    h = hashlib.sha256(json.dumps(embedding_model_identity(), sort_keys=True).encode())
+    for t in texts:
+        b = t.encode("utf-8", "surrogatepass")
+        h.update(len(b).to_bytes(8, "little"))
+        h.update(b)
+    return h.hexdigest()
+
+
+def embed_texts_cached(texts: Sequence[str], *, disk: bool = True, progress: bool = False) -> np.ndarray:
+    """:func:`embed_texts`, cached by content: the same texts (same order, same encoder version) are
+    embedded once per process (in memory, the last :data:`MEMORY_SETS` sets) and once per machine
+    (``.npy`` files in :func:`embeddings_cache_folder`, with ``disk=True``). Comparing ten synthetic
+    variants against one real test set embeds the test set once. Returns a read-only array.
+
+    >>> a = embed_texts_cached(["a good film", "a bad film"])     # doctest: +SKIP
+    >>> embed_texts_cached(["a good film", "a bad film"]) is a    # no second encoder call  # doctest: +SKIP
+    True
+    """
+    if isinstance(texts, (str, bytes)) or not isinstance(texts, Sequence):
+        raise InvalidParameterError(f"texts must be a list of strings, got {type(texts).__name__}")
+    for i, t in enumerate(texts):
+        if not isinstance(t, str):
+            raise InvalidParameterError(f"texts[{i}] is {type(t).__name__}, not str: drop or fill missing texts first")
+    key = texts_key(texts)
+    with _memory_lock:
+        if key in _memory:
+            _memory.move_to_end(key)
+            return _memory[key]
+    x = None
+    path = embeddings_cache_folder() / f"{key}.npy" if disk else None
+    if path is not None and path.is_file():
+        try:
+            x = np.load(path, allow_pickle=False)
+            if x.shape != (len(texts), 384):
+                x = None
+        except (OSError, ValueError):  # a damaged file: embed again and replace it
+            x = None
+    if x is None:
+        x = embed_texts(list(texts), progress=progress)
+        if path is not None:
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                tmp = path.with_name(f"{path.stem}.{os.getpid()}.{threading.get_ident()}.tmp.npy")
+                np.save(tmp, x)
+                os.replace(tmp, path)
+            except OSError:  # a read-only cache folder: memory only
+                pass
+    x = np.asarray(x, dtype=np.float32)
+    x.setflags(write=False)
+    with _memory_lock:
+        _memory[key] = x
+        while len(_memory) > MEMORY_SETS:
+            _memory.popitem(last=False)
+    return x
 
 
 def out_of_fold_proba(x, labels: Sequence[Any], *, folds: int = 5, seed: int = 0,

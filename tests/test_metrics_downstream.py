@@ -154,3 +154,38 @@ def test_evaluate_module_matches_library(rt):
         metric.compute(predictions=a.labels, references=b.labels)
     with pytest.raises(ValueError, match=r"train_labels\[2\] is None"):
         metric.compute(labels=["a", "b", None], embeddings=X[:3], test_labels=Y, test_embeddings=X)
+
+
+def test_tstr_embeds_a_test_set_once(rt, monkeypatch):
+    """Comparing variants against one real test set: the test set is embedded on the first call only
+    (in memory, then from the cache folder on disk in a fresh process); the encoder's calls are counted
+    on the real packaged model."""
+    from synth_datasets import embeddings
+
+    model = embeddings._minilm()
+    encode, calls = model.encode, []
+
+    def counting(texts, **kw):
+        calls.append(len(texts))
+        return encode(texts, **kw)
+
+    monkeypatch.setattr(model, "encode", counting)
+    a, b = rt.a, rt.b
+    test = dict(test_texts=b.texts[20:60], test_labels=b.labels[20:60])
+    first = tstr(train_texts=a.texts[30:60], train_labels=a.labels[30:60], **test)
+    assert calls == [30, 40]                       # the variant, then the test set
+    second = tstr(train_texts=a.texts[60:90], train_labels=a.labels[60:90], **test)
+    assert calls == [30, 40, 30]                   # only the new variant
+    embeddings._memory.clear()                     # as in a new process: the disk cache answers
+    again = tstr(train_texts=a.texts[60:90], train_labels=a.labels[60:90], **test)
+    assert calls == [30, 40, 30] and again == second
+    files = list(embeddings.embeddings_cache_folder().glob("*.npy"))
+    assert embeddings.texts_key(b.texts[20:60]) + ".npy" in {f.name for f in files}
+    plain = tstr(train_embeddings=a.x[30:60], train_labels=a.labels[30:60], test_embeddings=b.x[20:60],
+                 test_labels=b.labels[20:60])
+    assert first == plain                          # cached embeddings are the encoder's embeddings
+    uncached = tstr(train_texts=a.texts[30:60], train_labels=a.labels[30:60], cache=False, **test)
+    assert calls == [30, 40, 30, 30, 40] and uncached == first
+    changed = tstr(train_texts=a.texts[60:90], train_labels=a.labels[60:90], test_texts=b.texts[20:59] + ["new"],
+                   test_labels=b.labels[20:60])
+    assert calls[-1] == 40 and changed["n_test"] == 40  # other content: embedded again

@@ -39,6 +39,8 @@ Args:
     classifier (`str` or scikit-learn classifier, default "logreg"): "logreg", "knn" or an estimator
         (cloned before fitting).
     seed (`int`, default 0): the classifier's random_state.
+    cache (`bool`, default True): embed texts through the content-hash cache (memory and disk), so a
+        real test set used again is not embedded again.
 Returns:
     tstr_accuracy, tstr_macro_f1, n_train, n_test, unseen_test_labels; with a real training set also
     trtr_accuracy, trtr_macro_f1, n_real_train, accuracy_ratio, macro_f1_ratio.
@@ -73,8 +75,8 @@ class Downstream(evaluate.Metric):
 
     def _compute(self, labels, texts=None, embeddings=None, test_labels=None, test_texts=None,
                  test_embeddings=None, real_train_labels=None, real_train_texts=None,
-                 real_train_embeddings=None, classifier="logreg", seed=0):
+                 real_train_embeddings=None, classifier="logreg", seed=0, cache=True):
         return tstr(train_labels=list(labels), train_texts=texts, train_embeddings=embeddings,
                     test_labels=test_labels, test_texts=test_texts, test_embeddings=test_embeddings,
                     real_train_labels=real_train_labels, real_train_texts=real_train_texts,
-                    real_train_embeddings=real_train_embeddings, classifier=classifier, seed=seed)
+                    real_train_embeddings=real_train_embeddings, classifier=classifier, seed=seed, cache=cache)

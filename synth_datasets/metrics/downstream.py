@@ -10,8 +10,10 @@ from typing import Any
 
 import numpy as np
 
+from synth_datasets.embeddings import embed_texts_cached
 from synth_datasets.errors import InvalidParameterError
 from synth_datasets.metrics._checks import check_list as _check_list
+from synth_datasets.metrics._checks import check_texts as _check_texts
 from synth_datasets.metrics.faithfulness import _accuracy_macro_f1, _features
 
 __all__ = ["make_classifier", "tstr"]
@@ -47,10 +49,21 @@ def _fit_score(x_train, y_train, x_test, y_test, classifier, seed) -> tuple[floa
     return _accuracy_macro_f1(predicted, list(y_test))
 
 
+def _cached(texts, embeddings, name: str, n: int):
+    """``(None, embeddings)`` for texts alone (embedded through the content-hash cache); else unchanged."""
+    if texts is None or embeddings is not None:
+        return texts, embeddings
+    texts = _check_texts(texts, f"{name}texts")
+    if len(texts) != n:
+        raise InvalidParameterError(f"{name}texts has {len(texts)} rows but there are {n} labels: pass one row per label")
+    return None, embed_texts_cached(texts)
+
+
 def tstr(*, train_labels: Sequence, test_labels: Sequence, train_texts: Sequence[str] | None = None,
          train_embeddings=None, test_texts: Sequence[str] | None = None, test_embeddings=None,
          real_train_labels: Sequence | None = None, real_train_texts: Sequence[str] | None = None,
-         real_train_embeddings=None, classifier: Any = "logreg", seed: int = 0) -> dict[str, float]:
+         real_train_embeddings=None, classifier: Any = "logreg", seed: int = 0,
+         cache: bool = True) -> dict[str, float]:
     """Train on synthetic, test on real.
 
     Each set is given as texts (embedded with the packaged all-MiniLM-L6-v2) or as embeddings, with
@@ -60,6 +73,11 @@ def tstr(*, train_labels: Sequence, test_labels: Sequence, train_texts: Sequence
     ``trtr_accuracy``, ``trtr_macro_f1``, ``n_real_train`` and the ratios ``accuracy_ratio`` and
     ``macro_f1_ratio`` (TSTR / TRTR; NaN when TRTR is 0).
 
+    With ``cache=True`` (default) texts are embedded through
+    :func:`synth_datasets.embeddings.embed_texts_cached`: a set already embedded (same texts, same
+    encoder) is read from memory or from the cache folder on disk instead of being embedded again, so
+    comparing many synthetic variants against one real test set embeds the test set once.
+
     >>> x = np.r_[np.eye(2)[[0] * 10], np.eye(2)[[1] * 10]] + 0.01
     >>> y = ["a"] * 10 + ["b"] * 10
     >>> tstr(train_embeddings=x, train_labels=y, test_embeddings=x, test_labels=y)["tstr_accuracy"]
@@ -67,6 +85,12 @@ def tstr(*, train_labels: Sequence, test_labels: Sequence, train_texts: Sequence
     """
     train_labels = _check_list(train_labels, "train_labels")
     test_labels = _check_list(test_labels, "test_labels")
+    if cache:  # texts -> cached embeddings (the checks below still name the argument and row)
+        train_texts, train_embeddings = _cached(train_texts, train_embeddings, "train_", len(train_labels))
+        test_texts, test_embeddings = _cached(test_texts, test_embeddings, "test_", len(test_labels))
+        if real_train_labels is not None:
+            real_train_texts, real_train_embeddings = _cached(real_train_texts, real_train_embeddings, "real_train_",
+                                                              len(_check_list(real_train_labels, "real_train_labels")))
     x_train = _features(train_texts, train_embeddings, "train_", n=len(train_labels))
     x_test = _features(test_texts, test_embeddings, "test_", n=len(test_labels))
     real_given = any(v is not None for v in (real_train_labels, real_train_texts, real_train_embeddings))
