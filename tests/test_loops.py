@@ -9,10 +9,10 @@ import pytest
 from datasets import Dataset
 from datasets.fingerprint import Hasher
 
-from synth_datasets import LLM, Recipe
+from synth_datasets import LLM, Recipe, Template
 from synth_datasets.curate import rouge_l, rouge_tokens
 from synth_datasets.errors import EmptyDatasetError, InvalidParameterError
-from synth_datasets.generate import SelfInstruct
+from synth_datasets.generate import Expand, SelfInstruct
 from synth_datasets.generate.loops import heuristic_reason, parse_instructions
 
 # Seed tasks in the style of Self-Instruct's (the 175 real ones ship in an sdist pip cannot fetch here)
@@ -120,3 +120,22 @@ def test_parsing_and_heuristics():
     assert heuristic_reason("Write a program that sorts numbers.") == "program"
     assert heuristic_reason("\"Quote this sentence back to me.") == "not_english_start"
     assert parse_instructions(None) == []
+
+
+def test_generate_then_expand(embedded_llm, tmp_path):
+    seeds = Dataset.from_dict({"instruction": SEEDS[:2]})
+    loop = Expand(embedded_llm, variants=2, max_rounds=2, max_new_tokens=24, seed=0, checkpoint_dir=tmp_path)
+    ds = loop.run(seeds)
+    r0 = loop.rounds[0]
+    assert r0.conditions == {"frontier": 2, "variants": 2} and r0.made == 4 >= r0.kept
+    assert set(ds["source"][:r0.kept]) <= set(SEEDS[:2])  # round 1 expands the seeds
+    if len(loop.rounds) == 2:  # round 2 expands exactly what round 1 kept
+        assert loop.rounds[1].conditions["frontier"] == r0.kept and set(ds["source"][r0.kept:]) <= set(ds["instruction"][:r0.kept])
+    else:
+        assert r0.kept == 0  # the stop rule: nothing new to expand
+    pool = [rouge_tokens(s) for s in SEEDS[:2]]
+    for t in ds["instruction"]:  # every kept variant passes the ROUGE-L rule against everything before it
+        assert max(rouge_l(rouge_tokens(t), p) for p in pool) <= 0.7, t
+        pool.append(rouge_tokens(t))
+    with pytest.raises(InvalidParameterError, match="exactly"):
+        Expand(embedded_llm, Template(user="Rewrite {{ instruction }}"))

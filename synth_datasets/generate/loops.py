@@ -372,3 +372,102 @@ class SelfInstruct(Loop):
 
     def __repr__(self) -> str:
         return f"SelfInstruct({self.llm!r}, target={self.target}, max_rounds={self.max_rounds})"
+
+
+# -- generate-then-expand ----------------------------------------------------------------------------
+PARAPHRASE = Template(system="You rewrite texts in other words.",
+                      user="Rewrite the following in different words, keeping its meaning. Output only the rewritten "
+                           "text.\n\n{{ text }}")
+
+
+class Expand(Loop):
+    """Generate-then-expand (Honovich et al. 2023b, Unnatural Instructions): each round rewrites every
+    row kept in the round before (the seeds in round 1) into ``variants`` paraphrases, keeps those with
+    ROUGE-L <= ``threshold`` to every text kept so far (seeds included), and expands those next.
+
+    Input: a dataset with ``column``. Output: new rows ``{column, "source", "round"}`` (``source`` is the
+    text the row was expanded from). Stops at ``target`` new rows, when a round keeps nothing, or after
+    ``max_rounds``.
+
+    Args:
+        llm (`LLM`): the model.
+        template (`Template`, *optional*): the expansion prompt; it reads the text as ``{{ text }}``
+            (default: a paraphrase prompt, :data:`PARAPHRASE`).
+        column (`str`, defaults to ``"instruction"``): the text column.
+        variants (`int`, defaults to 2): paraphrases per row and round.
+        target / max_rounds / threshold / seed / max_new_tokens / temperature / checkpoint_dir: as in
+            :class:`SelfInstruct`.
+
+    Example:
+        >>> ds = Expand(LLM(), variants=2, max_rounds=2).run(kept)          # doctest: +SKIP
+    """
+
+    columns = ("instruction", "source", "round")
+
+    def __init__(self, llm: LLM, template: Template | None = None, *, column: str = "instruction", variants: int = 2,
+                 target: int = 100, max_rounds: int = 3, threshold: float = 0.7, seed: int = 0,
+                 max_new_tokens: int = 96, temperature: float = 0.9, checkpoint_dir: str | os.PathLike | None = None):
+        super().__init__(max_rounds=max_rounds, checkpoint_dir=checkpoint_dir)
+        template = template or PARAPHRASE
+        if not isinstance(llm, LLM) or not isinstance(template, Template):
+            raise InvalidParameterError("Expand needs an LLM and a Template (reading {{ text }}).")
+        if template.variables != {"text"}:
+            raise InvalidParameterError(f"Expand's template must read exactly {{{{ text }}}}, it reads "
+                                        f"{sorted(template.variables)}. Rewrite the template.")
+        for name, v in (("variants", variants), ("target", target)):
+            if not isinstance(v, int) or v < 1:
+                raise InvalidParameterError(f"{name}={v!r} must be an integer >= 1.")
+        if not 0 < threshold <= 1:
+            raise InvalidParameterError(f"threshold={threshold!r} must be in (0, 1].")
+        self.llm, self.template, self.column, self.variants = llm, template, column, variants
+        self.target, self.threshold, self.seed = target, threshold, seed
+        self.max_new_tokens, self.temperature = max_new_tokens, temperature
+        self.columns = (column, "source", "round")
+
+    def config(self) -> dict[str, Any]:
+        return {"llm": self.llm, "template": self.template, "column": self.column, "variants": self.variants,
+                "target": self.target, "max_rounds": self.max_rounds, "threshold": self.threshold, "seed": self.seed,
+                "max_new_tokens": self.max_new_tokens, "temperature": self.temperature}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        self.columns = (self.column, "source", "round")
+
+    def start(self, ds) -> dict[str, Any]:
+        if self.column not in ds.column_names:
+            raise InvalidParameterError(f"Expand: column {self.column!r} is not in the dataset. Current columns: "
+                                        f"{ds.column_names}. Pass column=.")
+        texts = [str(t) for t in ds[self.column] if t]
+        return {"pool": list(texts), "frontier": texts, "kept": 0, "rounds": 0}
+
+    def absorb(self, state: dict[str, Any], rows: list[dict]) -> None:
+        new = [r[self.column] for r in rows]
+        state["pool"] += new
+        state["frontier"] = new
+        state["kept"] += len(new)
+        state["rounds"] += 1
+
+    def done(self, state: dict[str, Any]) -> bool:
+        return state["kept"] >= self.target or not state["frontier"]
+
+    def step(self, state: dict[str, Any], round: int):
+        from datasets import Dataset
+
+        from ..curate import Novelty
+
+        gen = TextGenerator(self.llm, self.template, output="variant", n=self.variants, metadata=False,
+                            seed=derive_seed(self.seed, "expand", round), temperature=self.temperature,
+                            max_new_tokens=self.max_new_tokens)
+        made = Dataset.from_dict({"text": state["frontier"]}).map(gen, batched=True)
+        pairs = [(" ".join((v or "").split()), s) for v, s in zip(made["variant"], made["text"])]
+        failed = sum(not v for v, _ in pairs)
+        pairs = [(v, s) for v, s in pairs if v]
+        metrics: dict[str, Any] = {"expanded": len(state["frontier"]), "failed": failed}
+        rows = []
+        if pairs:
+            cand = Dataset.from_dict({"text": [v for v, _ in pairs]})
+            nov = Novelty(column="text", reference=state["pool"], threshold=self.threshold).fit(cand)
+            why = cand.map(nov.mark, batched=True, with_indices=True)["novelty_reason"]
+            metrics.update({f"dropped_{k}": v for k, v in sorted(Counter(w for w in why if w).items())})
+            rows = [{self.column: v, "source": s, "round": round} for (v, s), w in zip(pairs, why) if w is None]
+        return rows, {"frontier": len(state["frontier"]), "variants": self.variants}, len(made), metrics
