@@ -127,7 +127,34 @@ from the cache, where an earlier run had paid {{ usage.cached_prompt_tokens }} p
 {% endfor %}
 Details: [report/report.md](report/report.md).
 {% endif %}
-## Library versions
+{% if review %}## Human review
+
+Round {{ review.round }} of human review (the page of `synth-datasets review`; every decision is in
+[{{ review.file }}]({{ review.file }})): **{{ review.rows }} rows reviewed**{% if review.reviewers %} by {{ review.reviewers | join(", ") }}{% endif %};
+**{{ review.changed }} changed** ({{ review.relabeled }} relabeled, {{ review.edited }} edited), **{{ review.dropped }} dropped**;
+rows {{ review.rows_in }} -> {{ review.rows_out }}. Reviewer-vs-LLM label agreement: Cohen's kappa
+**{{ review.kappa_vs_llm if review.kappa_vs_llm is not none else "undefined (one label only)" }}**{% if review.codebook.accuracy is defined %},
+observed agreement {{ review.codebook.accuracy }} on {{ review.codebook.rows }} kept rows{% endif %}.
+
+| reviewer | reviewed | changed | dropped | kappa vs LLM | seconds per row |
+|---|---|---|---|---|---|
+{% for name, r in review.by_reviewer.items() %}| {{ name }} | {{ r.reviewed }} | {{ r.changed }} | {{ r.dropped }} | {{ r.kappa_vs_llm if r.kappa_vs_llm is not none else "-" }} | {{ r.seconds_per_row if r.seconds_per_row is not none else "-" }} |
+{% endfor %}{% if review.codebook.per_label %}
+The LLM's labels against the reviewers' (codebook comparison, Pangakis et al. 2023):
+
+| label | precision | recall | F1 | rows |
+|---|---|---|---|---|
+{% for lab, m in review.codebook.per_label.items() %}| {{ lab }} | {{ m.precision }} | {{ m.recall }} | {{ m.f1 }} | {{ m.support }} |
+{% endfor %}{% endif %}{% if review.inter_annotator.pairs %}
+Inter-annotator agreement (Cohen's kappa on the rows both reviewed; mean {{ review.inter_annotator.mean_kappa if review.inter_annotator.mean_kappa is not none else "-" }}):
+
+| reviewers | shared rows | kappa | agreement |
+|---|---|---|---|
+{% for p in review.inter_annotator.pairs %}| {{ p.reviewers | join(" / ") }} | {{ p.rows }} | {{ p.kappa if p.kappa is not none else "-" }} | {{ p.agreement if p.agreement is not none else "-" }} |
+{% endfor %}{% endif %}{% if review.metrics_before_review %}
+The metrics above were computed before this review.
+{% endif %}
+{% endif %}## Library versions
 
 | library | version |
 |---|---|
@@ -284,7 +311,7 @@ def build_card(provenance: Mapping[str, Any], *, repo_id: str | None = None, loc
         metrics={k: {m: (f"{x + 0.0:.4g}" if isinstance(x, float) else x) for m, x in v.items()}
                  for k, v in (provenance.get("metrics") or {}).items()},
         metric_column=metric_column, report_images=[f for f in report_files or [] if f.endswith(".png")],
-        library=provenance.get("library") or {}, reproduce=provenance.get("reproduce"),
+        library=provenance.get("library") or {}, reproduce=provenance.get("reproduce"), review=provenance.get("review"),
         command=provenance.get("command"), produced=_produced(provenance.get("usage")),
         fields=_fields(provenance["dataset"]), findings=findings(provenance),
         not_checked=(provenance.get("quality") or {}).get("not_checked") or [], repo_id=repo_id,
