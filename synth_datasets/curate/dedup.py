@@ -18,6 +18,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from ..columns import TextColumn, check_column_option
 from ..errors import InvalidParameterError
 from .base import FittedFilter, check_columns, check_range
 from .minhash import (candidate_pairs, components, estimated_jaccard, normalize, optimal_bands, shingle_sets,
@@ -25,7 +26,7 @@ from .minhash import (candidate_pairs, components, estimated_jaccard, normalize,
 
 
 def _texts(ds, column: str, who: str) -> list[str]:
-    check_columns(ds.column_names, [column], who)
+    check_columns(ds.column_names, [column], who)  # resolved by TextColumn._text_column
     texts = list(ds[column])
     for i, t in enumerate(texts):
         if not isinstance(t, str):
@@ -40,7 +41,7 @@ def _texts(ds, column: str, who: str) -> list[str]:
 LSH_WEIGHTS_VERIFIED = {"fp_weight": 0.05, "fn_weight": 0.95}
 
 
-class ExactDuplicates(FittedFilter):
+class ExactDuplicates(TextColumn, FittedFilter):
     """Exact duplicates after normalization (NFKC, lower case, whitespace collapsed; ``punctuation=True``
     also ignores punctuation), hashed with blake2b. The first row of each group is kept; the others get
     reason ``exact_duplicate`` and the column ``<name>_of`` holds the kept row's position."""
@@ -48,8 +49,9 @@ class ExactDuplicates(FittedFilter):
     _PARAMS = ("column", "punctuation", "id_column")
     name = "exact_dup"
 
-    def __init__(self, *, column: str = "text", punctuation: bool = False, id_column: str | None = None,
+    def __init__(self, *, column: str | None = None, punctuation: bool = False, id_column: str | None = None,
                  name: str | None = None):
+        check_column_option(column)
         self.column, self.punctuation, self.id_column = column, punctuation, id_column
         self._fitted = None
         super().__init__(name=name)
@@ -59,7 +61,7 @@ class ExactDuplicates(FittedFilter):
         return [f"{self.name}_of"]
 
     def _fit(self, ds):
-        texts = _texts(ds, self.column, type(self).__name__)
+        texts = _texts(ds, self._text_column(ds), type(self).__name__)
         first: dict[bytes, int] = {}
         of = np.empty(len(texts), dtype=np.int64)
         for i, t in enumerate(texts):
@@ -69,7 +71,7 @@ class ExactDuplicates(FittedFilter):
         return codes, ["exact_duplicate"], {f"{self.name}_of": np.where(codes == 1, of, -1)}
 
 
-class NearDuplicates(FittedFilter):
+class NearDuplicates(TextColumn, FittedFilter):
     """Near duplicates by MinHash-LSH (vectorized numpy, see :mod:`.minhash`).
 
     Texts are normalized, cut into ``ngram``-shingles (characters by default, ``unit="word"`` for
@@ -91,7 +93,7 @@ class NearDuplicates(FittedFilter):
                "punctuation")
     name = "near_dup"
 
-    def __init__(self, *, column: str = "text", threshold: float = 0.7, ngram: int = 5, unit: str = "char",
+    def __init__(self, *, column: str | None = None, threshold: float = 0.7, ngram: int = 5, unit: str = "char",
                  num_perm: int = 128, bands: int | None = None, rows: int | None = None, verify: str | None = "exact",
                  seed: int = 1, reference: Sequence[str] | None = None, punctuation: bool = False,
                  id_column: str | None = None, name: str | None = None):
@@ -115,6 +117,7 @@ class NearDuplicates(FittedFilter):
             raise InvalidParameterError(f"bands*rows={bands * rows} exceeds num_perm={num_perm}: lower them.")
         if reference is not None and (isinstance(reference, str) or not all(isinstance(t, str) for t in reference)):
             raise InvalidParameterError("reference must be a list of strings (e.g. seed texts).")
+        check_column_option(column)
         self.column, self.threshold, self.ngram, self.unit = column, threshold, ngram, unit
         self.num_perm, self.bands, self.rows, self.verify, self.seed = num_perm, bands, rows, verify, seed
         self.punctuation, self.id_column = punctuation, id_column
@@ -149,7 +152,7 @@ class NearDuplicates(FittedFilter):
         return components(len(norm), pairs), pairs, sim, sh
 
     def _fit(self, ds):
-        texts = _texts(ds, self.column, type(self).__name__)
+        texts = _texts(ds, self._text_column(ds), type(self).__name__)
         r = len(self.reference)
         anchor, _, _, sh = self._clusters(texts)
         pos = np.arange(len(texts)) + r

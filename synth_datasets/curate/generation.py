@@ -15,11 +15,12 @@ from typing import Sequence
 
 import numpy as np
 
+from ..columns import TextColumn, check_column_option
 from ..errors import InvalidParameterError
 from .base import Filter, FittedFilter, check_columns, check_range
 
 
-class GenerationProbability(Filter):
+class GenerationProbability(TextColumn, Filter):
     """Mean per-token log-probability of each generated text under the model that generated it
     (SuperGen): rows below ``min_mean_logprob`` -> ``low_probability``; rows without log-probs ->
     ``no_logprobs``. Reads ``<column>_logprobs``, which ``TextGenerator(..., logprobs=True)`` writes on
@@ -29,10 +30,11 @@ class GenerationProbability(Filter):
     _PARAMS = ("column", "logprobs_column", "min_mean_logprob")
     name = "genprob"
 
-    def __init__(self, *, column: str = "text", logprobs_column: str | None = None, min_mean_logprob: float = -1.0,
-                 name: str | None = None):
+    def __init__(self, *, column: str | None = None, logprobs_column: str | None = None,
+                 min_mean_logprob: float = -1.0, name: str | None = None):
         check_range("min_mean_logprob", min_mean_logprob, hi=0.0)
-        self.column, self.logprobs_column = column, logprobs_column or f"{column}_logprobs"
+        check_column_option(column)
+        self.column, self.logprobs_column = column, logprobs_column
         self.min_mean_logprob = float(min_mean_logprob)
         super().__init__(name=name)
 
@@ -45,8 +47,9 @@ class GenerationProbability(Filter):
         return {f"{self.name}_score": "float64"}
 
     def annotate(self, batch, indices=None):
-        check_columns(list(batch.keys()), [self.logprobs_column], "GenerationProbability (generate with logprobs=True)")
-        return {f"{self.name}_score": [float(np.mean(lp)) if lp else None for lp in batch[self.logprobs_column]]}
+        lp_col = self.logprobs_column or f"{self._text_column(batch)}_logprobs"
+        check_columns(list(batch.keys()), [lp_col], "GenerationProbability (generate with logprobs=True)")
+        return {f"{self.name}_score": [float(np.mean(lp)) if lp else None for lp in batch[lp_col]]}
 
     def decide(self, batch, indices=None):
         return ["no_logprobs" if s is None else ("low_probability" if s < self.min_mean_logprob else None)

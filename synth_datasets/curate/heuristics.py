@@ -17,6 +17,7 @@ import re
 from functools import cached_property
 from typing import Any, Sequence
 
+from ..columns import TextColumn, check_column_option
 from ..errors import InvalidParameterError
 from .base import Filter, check_columns, check_range
 
@@ -27,18 +28,19 @@ def _text(v: Any) -> str | None:
     return v if isinstance(v, str) else None
 
 
-class _TextFilter(Filter):
-    """A filter over one text column; a None (failed) text is dropped with reason ``missing_text``."""
+class _TextFilter(TextColumn, Filter):
+    """A filter over one text column (``column``; None = the dataset's declared text column, else
+    ``text``: :func:`synth_datasets.columns.resolve_text_column`); a None (failed) text is dropped with
+    reason ``missing_text``."""
 
-    def __init__(self, column: str, name: str | None):
-        if not isinstance(column, str) or not column:
-            raise InvalidParameterError("column must be a non-empty column name.")
+    def __init__(self, column: str | None, name: str | None):
+        check_column_option(column)
         self.column = column
         super().__init__(name=name)
 
     def decide(self, batch, indices=None):
-        check_columns(list(batch.keys()), [self.column], type(self).__name__)
-        return [self.decide_text(t) if isinstance(t, str) else "missing_text" for t in batch[self.column]]
+        col = self._text_column(batch)
+        return [self.decide_text(t) if isinstance(t, str) else "missing_text" for t in batch[col]]
 
     def decide_text(self, text: str) -> str | None:
         raise NotImplementedError
@@ -57,7 +59,7 @@ class Length(_TextFilter):
                "tokens_column", "tokenizer")
     name = "length"
 
-    def __init__(self, *, column: str = "text", min_chars: int | None = None, max_chars: int | None = None,
+    def __init__(self, *, column: str | None = None, min_chars: int | None = None, max_chars: int | None = None,
                  min_words: int | None = None, max_words: int | None = None, min_tokens: int | None = None,
                  max_tokens: int | None = None, tokens_column: str | None = None, tokenizer: str | None = None,
                  name: str | None = None):
@@ -84,8 +86,9 @@ class Length(_TextFilter):
         return AutoTokenizer.from_pretrained(self.tokenizer, local_files_only=True)
 
     def decide(self, batch, indices=None):
-        check_columns(list(batch.keys()), [self.column, self.tokens_column], "Length")
-        texts = batch[self.column]
+        col = self._text_column(batch)
+        check_columns(list(batch.keys()), [self.tokens_column], "Length")
+        texts = batch[col]
         if self.min_tokens is None and self.max_tokens is None:
             ntok = [None] * len(texts)
         elif self.tokens_column is not None:
@@ -119,7 +122,7 @@ class Format(_TextFilter):
     _PARAMS = ("column", "regex", "match", "json_schema")
     name = "format"
 
-    def __init__(self, *, column: str = "text", regex: str | None = None, match: str = "search",
+    def __init__(self, *, column: str | None = None, regex: str | None = None, match: str = "search",
                  json_schema: dict | None = None, name: str | None = None):
         if regex is None and json_schema is None:
             raise InvalidParameterError("Format needs regex= and/or json_schema=.")
@@ -172,7 +175,7 @@ class Repetition(_TextFilter):
     _PARAMS = ("column", "n", "max_ngram_ratio", "max_line_ratio")
     name = "repetition"
 
-    def __init__(self, *, column: str = "text", n: int = 3, max_ngram_ratio: float = 0.3,
+    def __init__(self, *, column: str | None = None, n: int = 3, max_ngram_ratio: float = 0.3,
                  max_line_ratio: float | None = None, name: str | None = None):
         check_range("n", n, 1, integer=True)
         check_range("max_ngram_ratio", max_ngram_ratio, 0.0, 1.0)
@@ -200,7 +203,7 @@ class Script(_TextFilter):
     _PARAMS = ("column", "scripts", "min_fraction", "min_letters")
     name = "script"
 
-    def __init__(self, *, column: str = "text", scripts: Sequence[str] = ("Latin",), min_fraction: float = 0.9,
+    def __init__(self, *, column: str | None = None, scripts: Sequence[str] = ("Latin",), min_fraction: float = 0.9,
                  min_letters: int = 1, name: str | None = None):
         import regex
 
@@ -239,7 +242,7 @@ class BannedStrings(_TextFilter):
     _PARAMS = ("column", "strings", "case_sensitive", "whole_words")
     name = "banned"
 
-    def __init__(self, *, strings: Sequence[str], column: str = "text", case_sensitive: bool = False,
+    def __init__(self, *, strings: Sequence[str], column: str | None = None, case_sensitive: bool = False,
                  whole_words: bool = False, name: str | None = None):
         if isinstance(strings, str) or not strings or not all(isinstance(s, str) and s for s in strings):
             raise InvalidParameterError("strings must be a non-empty list of non-empty strings.")
@@ -274,7 +277,7 @@ class Refusals(_TextFilter):
     _PARAMS = ("column", "patterns")
     name = "refusal"
 
-    def __init__(self, *, column: str = "text", patterns: Sequence[str] = REFUSAL_PATTERNS, name: str | None = None):
+    def __init__(self, *, column: str | None = None, patterns: Sequence[str] = REFUSAL_PATTERNS, name: str | None = None):
         try:
             re.compile("|".join(f"(?:{p})" for p in patterns))
         except re.error as e:
@@ -290,7 +293,7 @@ class Refusals(_TextFilter):
         return "refusal" if self._rt_rx.search(text) else None
 
 
-class Truncated(Filter):
+class Truncated(TextColumn, Filter):
     """Generations cut by the token limit (``finish_reason == "length"``) -> ``truncated``; failed
     generations (``error_column`` set, or a None text) -> ``failed``. Column names default to
     ``TextGenerator``'s ``{column}_finish_reason`` and ``{column}_error``."""
@@ -298,15 +301,18 @@ class Truncated(Filter):
     _PARAMS = ("column", "finish_reason_column", "error_column")
     name = "truncated"
 
-    def __init__(self, *, column: str = "text", finish_reason_column: str | None = None,
+    def __init__(self, *, column: str | None = None, finish_reason_column: str | None = None,
                  error_column: str | None = None, name: str | None = None):
+        check_column_option(column)
         self.column = column
-        self.finish_reason_column = finish_reason_column or f"{column}_finish_reason"
-        self.error_column = error_column or f"{column}_error"
+        self.finish_reason_column, self.error_column = finish_reason_column, error_column
         super().__init__(name=name)
 
     def decide(self, batch, indices=None):
-        check_columns(list(batch.keys()), [self.column, self.finish_reason_column], "Truncated")
-        errors = batch[self.error_column] if self.error_column in batch else [None] * len(batch[self.column])
+        col = self._text_column(batch)
+        finish = self.finish_reason_column or f"{col}_finish_reason"
+        error = self.error_column or f"{col}_error"
+        check_columns(list(batch.keys()), [finish], "Truncated")
+        errors = batch[error] if error in batch else [None] * len(batch[col])
         return ["failed" if e is not None or t is None else ("truncated" if f == "length" else None)
-                for t, f, e in zip(batch[self.column], batch[self.finish_reason_column], errors)]
+                for t, f, e in zip(batch[col], batch[finish], errors)]

@@ -22,8 +22,9 @@ from typing import Sequence
 
 import numpy as np
 
+from ..columns import TextColumn, check_column_option
 from ..errors import InvalidParameterError
-from .base import FittedFilter, check_columns, check_range
+from .base import FittedFilter, check_range
 from .minhash import normalize
 
 _NON_ALNUM = re.compile(r"[^a-z0-9]+")
@@ -92,7 +93,7 @@ def _upper_bound_pairs(toks_a, toks_b, threshold, *, upper_only=False, chunk=204
     return np.concatenate(out) if out else np.zeros((0, 2), dtype=np.int64)
 
 
-class Novelty(FittedFilter):
+class Novelty(TextColumn, FittedFilter):
     """Drop rows too similar to a reference set (e.g. the seeds, an existing dataset) or, with
     ``against_kept``, to a row kept before them, in dataset order (Self-Instruct's bootstrap rule).
 
@@ -106,7 +107,7 @@ class Novelty(FittedFilter):
     _PARAMS = ("column", "threshold", "method", "against_kept", "id_column")
     name = "novelty"
 
-    def __init__(self, *, column: str = "text", reference: Sequence[str] = (), threshold: float = 0.7,
+    def __init__(self, *, column: str | None = None, reference: Sequence[str] = (), threshold: float = 0.7,
                  method: str = "rouge_l", against_kept: bool = True, id_column: str | None = None,
                  name: str | None = None):
         check_range("threshold", threshold, 0.0, 1.0)
@@ -114,6 +115,7 @@ class Novelty(FittedFilter):
             raise InvalidParameterError(f"method={method!r} must be 'rouge_l' or 'exact'.")
         if isinstance(reference, str) or not all(isinstance(t, str) for t in reference):
             raise InvalidParameterError("reference must be a list of strings (e.g. seed instructions).")
+        check_column_option(column)
         self.column, self.reference, self.threshold, self.method = column, list(reference), threshold, method
         self.against_kept, self.id_column = against_kept, id_column
         self._fitted = None
@@ -131,11 +133,11 @@ class Novelty(FittedFilter):
         return {f"{self.name}_score": "float64", f"{self.name}_of": "int64"}
 
     def _fit(self, ds):
-        check_columns(ds.column_names, [self.column], "Novelty")
-        texts = list(ds[self.column])
+        col = self._text_column(ds)
+        texts = list(ds[col])
         for i, t in enumerate(texts):
             if not isinstance(t, str):
-                raise InvalidParameterError(f"Novelty: column {self.column!r} row {i} is {type(t).__name__}, "
+                raise InvalidParameterError(f"Novelty: column {col!r} row {i} is {type(t).__name__}, "
                                             "not a string: drop failed rows first.")
         if self.method == "exact":
             return self._fit_exact(texts)

@@ -23,6 +23,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from ..columns import resolve_text_column
 from ..errors import EmptyDatasetError, InvalidParameterError, NotFittedError, ReviewFileError
 from .base import Mapper, check_columns, with_columns
 
@@ -38,13 +39,15 @@ def _format_of(path: Path, fmt: str | None) -> str:
 
 
 def export_for_review(ds, path: str | os.PathLike, *, confidence_column: str, n: int = 100, id_column: str = "id",
-                      label_column: str = "label", text_column: str = "text", evidence_columns: Sequence[str] = (),
+                      label_column: str = "label", text_column: str | None = None, evidence_columns: Sequence[str] = (),
                       format: str | None = None) -> int:
     """Write the ``n`` least-confident rows (lowest ``confidence_column``, ties in dataset order) to
     ``path`` with columns ``id, text, label, confidence, <evidence...>, corrected_label, note`` (the last
-    two empty, for the reviewer). Returns the number of rows written."""
+    two empty, for the reviewer). Returns the number of rows written. ``text_column`` defaults to the
+    dataset's declared text column, else ``text``."""
     path = Path(path)
     fmt = _format_of(path, format)
+    text_column = resolve_text_column(ds, text_column, "export_for_review")
     check_columns(ds.column_names, [id_column, label_column, text_column, confidence_column, *evidence_columns],
                   "export_for_review")
     if not isinstance(n, int) or n < 1:

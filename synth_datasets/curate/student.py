@@ -74,7 +74,7 @@ class ConfidenceWeights(_Student):
                "min_weight", "normalize", "weight_column", "id_column")
     name = "weights"
 
-    def __init__(self, *, column: str = "text", label_column: str = "label", embedding_column: str | None = None,
+    def __init__(self, *, column: str | None = None, label_column: str = "label", embedding_column: str | None = None,
                  labels: Sequence | None = None, folds: int = 5, seed: int = 0, C: float = 1.0, power: float = 1.0,
                  min_weight: float = 0.05, normalize: bool = True, weight_column: str = "weight",
                  id_column: str | None = None, name: str | None = None):
@@ -118,7 +118,7 @@ class StudentRelabel(_Student):
                "id_column")
     name = "relabel"
 
-    def __init__(self, *, column: str = "text", label_column: str = "label", embedding_column: str | None = None,
+    def __init__(self, *, column: str | None = None, label_column: str = "label", embedding_column: str | None = None,
                  labels: Sequence | None = None, folds: int = 5, seed: int = 0, C: float = 1.0,
                  min_confidence: float = 0.55, id_column: str | None = None, name: str | None = None):
         check_range("min_confidence", min_confidence, 0.0, 1.0)

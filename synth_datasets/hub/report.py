@@ -29,8 +29,15 @@ def _string_columns(ds) -> list[str]:
 
 
 def infer_text_column(ds) -> str | None:
-    """The string column with the longest mean length (metadata columns left out)."""
+    """The column the dataset declares as its text (:mod:`synth_datasets.columns`), else the string
+    column with the longest mean length (metadata columns left out)."""
     import pyarrow.compute as pc
+
+    from ..columns import declared_text_column
+
+    declared = declared_text_column(ds)
+    if declared is not None:
+        return declared
 
     best, best_len = None, -1.0
     for c in _string_columns(ds):
