@@ -90,7 +90,7 @@ def test_shared_prefix_kv_gives_the_same_completions_as_full_prefill(embedded_ll
 
     def spy(ids):
         enc = encode(ids)
-        shared_calls.append("past_key_values" in enc)
+        shared_calls.append("cache" in enc)
         return enc
 
     monkeypatch.setattr(backend, "_encode_batch", spy)
@@ -111,4 +111,29 @@ def test_shared_prefix_kv_gives_the_same_completions_as_full_prefill(embedded_ll
     other = ChatRequest.of([{"role": "user", "content": "Name a colour."}], 7)
     ids = backend.tokenizer([backend._prompt_text(r.as_messages()) for r in (requests[0], other)],
                             add_special_tokens=False)["input_ids"]
-    assert "past_key_values" not in encode(ids) and "past_key_values" not in encode(ids[:1])
+    assert "cache" not in encode(ids) and "cache" not in encode(ids[:1])
+
+
+def test_generation_emits_no_future_warning(embedded_llm):
+    """The shared-prefix KV cache goes to transformers as ``cache=`` (``past_key_values`` is deprecated
+    and warned about on every call); neither path (shared prefix or plain left padding) warns."""
+    import warnings
+
+    backend = embedded_llm.backend
+    system = {"role": "system", "content": "You are a film critic."}
+    shared = [ChatRequest.of([system, {"role": "user", "content": f"Name film {i}."}], i) for i in range(3)]
+    single = [ChatRequest.of([{"role": "user", "content": "Name a colour."}], 9)]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        calls = []
+        encode = backend._encode_batch
+        backend._encode_batch = lambda ids: (lambda enc: (calls.append("cache" in enc), enc)[1])(encode(ids))
+        try:
+            params = SamplingParams(temperature=0.0, max_new_tokens=4)
+            out = backend.generate(shared, params) + backend.generate(single, params)
+        finally:
+            del backend._encode_batch
+    assert calls == [True, False]  # both paths ran: 3 rows sharing the system prompt, then 1 alone
+    assert all(c.text for c in out)
+    future = [str(w.message) for w in caught if issubclass(w.category, (FutureWarning, DeprecationWarning))]
+    assert future == [], future
