@@ -7,7 +7,7 @@ import sys
 import sysconfig
 from pathlib import Path
 
-METRICS = ("diversity", "faithfulness", "downstream")
+METRICS = ("diversity", "faithfulness", "downstream", "preference")
 
 
 def _candidates() -> list[Path]:
@@ -24,7 +24,7 @@ def metric_path(name: str) -> str:
     any working folder, in a checkout and in an installed package.
 
     Args:
-        name (`str`): ``"diversity"``, ``"faithfulness"`` or ``"downstream"``.
+        name (`str`): ``"diversity"``, ``"faithfulness"``, ``"downstream"`` or ``"preference"``.
 
     Raises:
         FileNotFoundError: an unknown name (the message lists the modules), or an install without them.

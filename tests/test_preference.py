@@ -1,0 +1,121 @@
+"""Open evaluation by ranking: Bradley–Terry against a direct scipy MLE, Elo by hand, position-bias
+cancellation, bootstrap intervals, the evaluate module, the plot, and the judge on the embedded model."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from synth_datasets.errors import InvalidParameterError
+from synth_datasets.metrics.preference import (PreferenceJudge, bradley_terry, combine, elo, outcome_table,
+                                               plot_scores, position_bias, rank)
+
+# wins[i, j]: matches system i won against j (a fixed table; ties counted as half a win each way)
+TABLE = np.array([[0, 7, 9, 5.5],
+                  [3, 0, 6, 4],
+                  [1, 4, 0, 2.5],
+                  [4.5, 6, 7.5, 0]])
+
+
+def _scipy_mle(wins: np.ndarray, prior: float = 0.0) -> np.ndarray:
+    from scipy.optimize import minimize
+
+    w = wins + prior / 2 * (1 - np.eye(len(wins)))
+
+    def nll(free):
+        t = np.concatenate([[0.0], free])
+        d = t[:, None] - t[None, :]
+        return -(w * (d - np.logaddexp(0.0, d))).sum()
+
+    res = minimize(nll, np.zeros(len(w) - 1), method="BFGS", options={"gtol": 1e-12})
+    t = np.concatenate([[0.0], res.x])
+    return t - t.mean()
+
+
+@pytest.mark.parametrize("prior", [0.0, 0.5, 3.0])
+def test_bradley_terry_equals_scipy_mle(prior):
+    np.testing.assert_allclose(bradley_terry(TABLE, prior=prior), _scipy_mle(TABLE, prior), atol=1e-6)
+
+
+def test_bradley_terry_refuses_infinite_strengths():
+    wins = np.array([[0, 5], [0, 0]], dtype=float)
+    with pytest.raises(InvalidParameterError, match="prior > 0"):
+        bradley_terry(wins)
+    assert bradley_terry(wins, prior=1.0)[0] > 0
+
+
+def test_outcome_table_counts_ties_as_half():
+    models, wins = outcome_table(["x", "x", "y"], ["y", "y", "x"], ["a", "tie", "a"])
+    assert models == ["x", "y"] and wins.tolist() == [[0, 1.5], [1.5, 0]]
+
+
+def test_elo_by_hand():
+    r = elo(["x", "x"], ["y", "y"], ["a", "tie"], ["x", "y"], k=32)
+    first = 16.0                                    # expected 0.5, scored 1
+    ex = 1 / (1 + 10 ** ((-2 * first) / 400))       # x is now 32 points ahead
+    second = 32 * (0.5 - ex)
+    np.testing.assert_allclose(r, [1000 + first + second, 1000 - first - second])
+
+
+def test_position_bias_is_measured_and_cancelled():
+    # a judge that always prefers the first slot: every pair is a tie after cancelling
+    table = {"model_a": ["x"] * 6, "model_b": ["y"] * 6, "verdict_ab": ["A"] * 6, "verdict_ba": ["A"] * 6}
+    table["winner"] = [combine(a, b) for a, b in zip(table["verdict_ab"], table["verdict_ba"])]
+    assert set(table["winner"]) == {"tie"}
+    bias = position_bias(table)
+    assert (bias["first_position_rate"], bias["order_consistency"]) == (1.0, 0.0)
+    r = rank(table, bootstrap=50)
+    assert r["bradley_terry"] == {"x": 0.0, "y": 0.0} and r["ties"] == 6
+    # a consistent judge: x wins in both orders
+    assert combine("A", "B") == "a" and combine("B", "A") == "b" and combine("C", "C") == "tie"
+
+
+def test_rank_intervals_and_plot(tmp_path):
+    rng = np.random.default_rng(1)
+    a, b, w = [], [], []
+    for _ in range(120):  # x beats y 80% of the time, y beats z 65%
+        for (p, q, pw) in (("x", "y", 0.8), ("y", "z", 0.65), ("x", "z", 0.9)):
+            a.append(p), b.append(q), w.append("a" if rng.random() < pw else "b")
+    r = rank({"model_a": a, "model_b": b, "winner": w}, bootstrap=200, seed=0)
+    assert r["models"] == ["x", "y", "z"]
+    bt, ci = r["bradley_terry"], r["bradley_terry_ci"]
+    assert bt["x"] > bt["y"] > bt["z"]
+    for m in bt:
+        assert ci[m][0] <= bt[m] <= ci[m][1]
+    assert ci["x"][0] > ci["y"][1] and ci["y"][0] > ci["z"][1]  # separated at this sample size
+    assert r["elo"]["x"] > r["elo"]["z"] and r["elo_ci"]["x"][0] > r["elo_ci"]["z"][1]
+    assert rank({"model_a": a, "model_b": b, "winner": w}, bootstrap=200, seed=0) == r  # seeded
+    png = plot_scores(r, tmp_path / "ranking.png")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_evaluate_module():
+    import evaluate
+
+    from synth_datasets import metric_path
+
+    m = evaluate.load(metric_path("preference"))
+    r = m.compute(model_a=["x"] * 4, model_b=["y"] * 4, winner=["a", "a", "tie", None], bootstrap=0, prior=0.5)
+    models, wins = outcome_table(["x"] * 4, ["y"] * 4, ["a", "a", "tie", None])
+    assert r["matches"] == 3 and r["no_verdict"] == 1
+    assert r["bradley_terry"]["x"] == pytest.approx(_scipy_mle(wins, 0.5)[0], abs=1e-4)
+    levels = evaluate.load(metric_path("preference"), "levels")
+    assert levels.compute(model=["x", "x"], level=["A", "D"])["x"]["A"] == 0.5
+
+
+@pytest.mark.slow
+def test_judge_on_the_embedded_model(embedded_llm):
+    prompts = ["Describe a calm morning at the beach.", "Explain why people enjoy music.",
+               "Give advice for a first job interview.", "Describe your favourite season."]
+    full = ["The sun rises slowly over the quiet water, gulls call, and the sand is cool and soft underfoot.",
+            "Music lifts our mood, brings back memories and lets people share feelings without words.",
+            "Prepare by researching the company, practise your answers and arrive a few minutes early.",
+            "Autumn is my favourite: crisp air, golden leaves and warm evenings with a good book."]
+    cut = [t.split()[0] for t in full]  # deliberately degraded: truncated to one word
+    judge = PreferenceJudge(embedded_llm)
+    table = judge.compare(prompts, {"full": full, "truncated": cut})
+    assert len(table["winner"]) == 4 and all(v in ("A", "B", "C") for v in table["verdict_ab"] + table["verdict_ba"])
+    r = rank(table, bootstrap=100)
+    assert set(r["models"]) == {"full", "truncated"} and "position_bias" in r
+    levels = judge.rate_levels(prompts[:2], {"full": full[:2]})
+    assert all(x in ("A", "B", "C", "D") for x in levels["level"])
