@@ -10,6 +10,7 @@ import pytest
 from datasets import Dataset, load_from_disk
 
 from synth_datasets import LLM, Template, TextGenerator, curate
+from synth_datasets.llm import ChatRequest
 from synth_datasets.errors import InvalidParameterError, MissingColumnError
 
 SAMPLES = ["The movie was a delight: sharp writing and warm performances.",
@@ -33,7 +34,7 @@ def test_parse_score_is_robust():
 
 def _check_judge(llm, tmp_path):
     ds = _disk(tmp_path, {"text": SAMPLES})
-    judge = curate.LLMJudge(llm=llm, threshold=3, max_new_tokens=16)
+    judge = curate.LLMJudge(llm=llm, threshold=3, max_new_tokens=16, method="generate")
     marked = ds.map(judge.mark, batched=True, batch_size=2)
     replies, scores = list(marked["judge_reply"]), list(marked["judge_score"])
     assert all(isinstance(r, str) and r for r in replies)
@@ -49,7 +50,7 @@ def _check_judge(llm, tmp_path):
     assert judge.counts(marked)["total"] == 4
     d = judge.describe()
     assert d["template"]["user"] == curate.DEFAULT_RUBRIC.user and d["llm"]["kind"] == llm.kind
-    assert ds.map(curate.LLMJudge(llm=llm, threshold=3, max_new_tokens=16).mark, batched=True,
+    assert ds.map(curate.LLMJudge(llm=llm, threshold=3, max_new_tokens=16, method="generate").mark, batched=True,
                   batch_size=2).cache_files == marked.cache_files
     return scores
 
@@ -78,8 +79,58 @@ def test_judge_and_generation_probability_on_embedded_model(embedded_llm, tmp_pa
 
 
 @pytest.mark.slow
+def test_judge_scores_every_row_from_rating_logprobs(embedded_llm, tmp_path):
+    """method="logprobs" (the default on a local model): the score is the expected rating under the
+    model's next-token distribution over "1".."5" after "Score: ", so every row gets one; it reads the
+    text column given by column= and the label column given by label_column=."""
+    from synth_datasets.llm.choices import choice_logprobs
+
+    llm = embedded_llm
+    ds = _disk(tmp_path, {"review": SAMPLES, "sentiment": ["positive", "negative", "positive", "negative"]})
+    judge = curate.LLMJudge(llm=llm, column="review", threshold=3)
+    assert judge.mode == "logprobs"
+    marked = ds.map(judge.mark, batched=True, batch_size=2)
+    scores = list(marked["judge_score"])
+    assert all(isinstance(s, float) and 1 <= s <= 5 for s in scores)          # every row scored
+    assert list(marked["judge_reason"]) == [None if s >= 3 else "low_score" for s in scores]
+    assert all(r.startswith("Score: ") and "expected" in r for r in marked["judge_reply"])
+    assert scores[0] > scores[1]  # a fluent review over "film bad bad bad the the the"
+    # the score is the expectation under the rating tokens' distribution, computed directly
+    requests = [ChatRequest.of(curate.DEFAULT_RUBRIC.render({"text": t, "scale_min": 1, "scale_max": 5}), 0)
+                for t in SAMPLES]
+    before = llm.stats["cache_hits"]
+    direct = choice_logprobs(llm, requests, ["1", "2", "3", "4", "5"], prefix="Score: ")
+    assert llm.stats["cache_hits"] - before == 4                              # judged once, cached
+    for s, c in zip(scores, direct):
+        p = np.exp(np.array(c.logprobs) - max(c.logprobs))
+        assert s == pytest.approx(float(p @ np.arange(1, 6)) / p.sum(), abs=1e-3)
+    d = judge.describe()
+    assert d["mode"] == "logprobs" and d["text_column"] == "review" and d["scoring"]["choices"] == list("12345")
+    # a label-aware rubric: label_column= feeds {{ label }}
+    labelled = curate.LLMJudge(llm=llm, column="review", label_column="sentiment", threshold=3)
+    out = ds.map(labelled.mark, batched=True)
+    assert all("the label 'positive'" in p or "the label 'negative'" in p for p in out["judge_prompt"])
+    assert all(isinstance(s, float) for s in out["judge_score"])
+    rubric = Template(user="Is this a {{ label }} movie review? Rate it {{ scale_min }}-{{ scale_max }}. "
+                           "Review: {{ text }} Answer 'Score: <number>'.")
+    custom = ds.map(curate.LLMJudge(llm=llm, template=rubric, column="review", label_column="sentiment").mark,
+                    batched=True)
+    assert custom["judge_prompt"][1] == f"Is this a negative movie review? Rate it 1-5. Review: {SAMPLES[1]} " \
+                                        "Answer 'Score: <number>'."
+    with pytest.raises(MissingColumnError, match="column 'mood' is not in the dataset"):
+        ds.map(curate.LLMJudge(llm=llm, column="review", label_column="mood").mark, batched=True)
+    with pytest.raises(InvalidParameterError, match="not distinct single tokens"):   # "10" is two tokens
+        ds.map(curate.LLMJudge(llm=llm, column="review", scale=(0, 10), method="logprobs").mark, batched=True)
+    assert curate.LLMJudge(llm=llm, scale=(0, 10), threshold=5).mode == "generate"     # auto: digits only
+    assert curate.LLMJudge(llm=llm, scale=(1.0, 2.5), threshold=2).mode == "generate"
+    with pytest.raises(InvalidParameterError, match="needs a local model"):
+        curate.LLMJudge(llm=LLM("http://127.0.0.1:9/v1", model="m"), method="logprobs")
+
+
+@pytest.mark.slow
 def test_judge_and_generation_probability_on_llama_server(llama_server, tmp_path):
     llm = LLM(llama_server, model="smollm2", cache=tmp_path / "c.sqlite")
+    assert curate.LLMJudge(llm=llm).mode == "generate"          # endpoints: generate and parse
     scores = _check_judge(llm, tmp_path)
     print("llama.cpp judge scores:", scores)
     _check_genprob(llm, tmp_path)

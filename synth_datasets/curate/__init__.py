@@ -12,7 +12,7 @@ from .confidence import ClassifierConsistency, NeighbourConsistency, knn
 from .dedup import ExactDuplicates, NearDuplicates
 from .generation import GenerationProbability, SelfConsistency
 from .heuristics import REFUSAL_PATTERNS, BannedStrings, Format, Length, Refusals, Repetition, Script, Truncated
-from .judge import DEFAULT_RUBRIC, LLMJudge, parse_score
+from .judge import DEFAULT_RUBRIC, LABEL_RUBRIC, LLMJudge, parse_score
 from .novelty import Novelty, lcs_length, rouge_l, rouge_tokens
 from .review import ReviewedLabels, export_for_review
 from .student import ConfidenceWeights, StudentRelabel, weighted_sample
@@ -20,5 +20,5 @@ from .student import ConfidenceWeights, StudentRelabel, weighted_sample
 __all__ = ["Curator", "Filter", "FittedFilter", "Mapper", "Length", "Format", "Repetition", "Script", "BannedStrings",
            "Refusals", "REFUSAL_PATTERNS", "Truncated", "ExactDuplicates", "NearDuplicates", "ClassifierConsistency",
            "NeighbourConsistency", "knn", "ConfidenceWeights", "StudentRelabel", "weighted_sample",
-           "LLMJudge", "DEFAULT_RUBRIC", "parse_score", "GenerationProbability", "SelfConsistency",
+           "LLMJudge", "DEFAULT_RUBRIC", "LABEL_RUBRIC", "parse_score", "GenerationProbability", "SelfConsistency",
            "Novelty", "rouge_l", "rouge_tokens", "lcs_length", "export_for_review", "ReviewedLabels"]

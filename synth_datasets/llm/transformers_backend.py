@@ -304,6 +304,70 @@ class TransformersBackend(Backend):
                 logprobs=lps[b][:n_tok] if lps is not None else None, latency_s=latency))
         return completions
 
+    # -- scoring fixed choices ----------------------------------------------------------------
+    def choice_logprobs(self, requests: list[ChatRequest], choices: list[str], *, prefix: str = "") -> list[Completion]:
+        """Log-probability of each of ``choices`` as the next token of the reply after ``prefix`` (e.g.
+        ``prefix="Score: "``, ``choices=["1", ..., "5"]``): one forward pass over each batch of prompts
+        (the rows' shared prefix computed once, as in generation), nothing sampled. Each completion's
+        ``logprobs`` holds one value per choice, in order (under the full vocabulary: they need not sum
+        to 1), and ``text`` the likeliest choice. A choice that is not one token after ``prefix`` is an
+        :class:`~synth_datasets.errors.InvalidParameterError`."""
+        import torch
+        from transformers import GenerationConfig
+
+        if not requests:
+            return []
+        self._load()
+        tok, model = self._tokenizer, self._model
+        texts = [self._prompt_text(r.as_messages()) + prefix for r in requests]
+        cut, cand = self._choice_tokens(texts[0], prefix, choices)
+        ids = tok([t[:len(t) - cut] for t in texts], add_special_tokens=False)["input_ids"]
+        out: list[Completion | None] = [None] * len(requests)
+        ctx = self.context_length
+        for i, x in enumerate(ids):
+            if ctx is not None and len(x) + 1 > ctx:
+                out[i] = Completion(text=None, finish_reason="error", usage={"prompt_tokens": len(x)},
+                                    error=f"prompt_too_long: {len(x)} prompt tokens > context {ctx}. Shorten the prompt.")
+        order = sorted((i for i in range(len(requests)) if out[i] is None), key=lambda i: len(ids[i]))
+        cfg = GenerationConfig(do_sample=False, max_new_tokens=1, num_beams=1, pad_token_id=tok.pad_token_id,
+                               eos_token_id=tok.eos_token_id, return_dict_in_generate=True, output_logits=True)
+        index = torch.tensor(cand)
+        for start in range(0, len(order), self.batch_size):
+            chunk = order[start:start + self.batch_size]
+            t0 = time.perf_counter()
+            enc = self._encode_batch([ids[i] for i in chunk])
+            with torch.inference_mode():
+                res = model.generate(**enc, generation_config=cfg)
+            lp = torch.log_softmax(res.logits[0].float(), dim=-1)[:, index].tolist()
+            latency = (time.perf_counter() - t0) / len(chunk)
+            for i, row in zip(chunk, lp):
+                best = max(range(len(choices)), key=row.__getitem__)
+                out[i] = Completion(text=choices[best], finish_reason="stop", usage={"prompt_tokens": len(ids[i])},
+                                    logprobs=row, latency_s=latency)
+        return out  # type: ignore[return-value]
+
+    def _choice_tokens(self, text: str, prefix: str, choices: list[str]) -> tuple[int, list[int]]:
+        """The token of each choice after ``text`` (which ends with ``prefix``): ``(cut, ids)``, where
+        ``cut`` trailing whitespace characters of the prefix move into the choices when the tokenizer
+        glues a space to the next word (``" 4"`` is one token in GPT-2-style vocabularies)."""
+        tok = self._tokenizer
+        trailing = len(prefix) - len(prefix.rstrip())
+        for cut in dict.fromkeys((0, trailing)):
+            head, glue = text[:len(text) - cut], text[len(text) - cut:]
+            base = tok(head, add_special_tokens=False)["input_ids"]
+            found = []
+            for c in choices:
+                full = tok(head + glue + c, add_special_tokens=False)["input_ids"]
+                if len(full) != len(base) + 1 or full[:len(base)] != base:
+                    break
+                found.append(full[-1])
+            else:
+                if len(set(found)) == len(found):
+                    return cut, found
+        raise InvalidParameterError(
+            f"choices {list(choices)!r} are not distinct single tokens after prefix {prefix!r} for this tokenizer: "
+            "use single-token choices (e.g. the digits 1-5), or generate and parse the reply instead.")
+
     def close(self) -> None:
         self._model = None
         self._tokenizer = None
