@@ -47,6 +47,6 @@ from .columns import declare_text_column, declared_text_column, texts_of  # noqa
 
 __all__ += ["declare_text_column", "declared_text_column", "texts_of"]
 
-from .generate import StructuredGenerator, schema_features  # noqa: E402
+from .generate import Annotator, Selector, StructuredGenerator, schema_features  # noqa: E402
 
-__all__ += ["StructuredGenerator", "schema_features"]
+__all__ += ["StructuredGenerator", "schema_features", "Annotator", "Selector"]

@@ -5,3 +5,11 @@ from .loops import Expand, Loop, RoundRecord, SelfInstruct
 from .text import TextGenerator
 
 __all__ = ["TextGenerator", "Chain", "Gate", "Dialogue", "Role", "Loop", "RoundRecord", "SelfInstruct", "Expand"]
+
+from .schema import Schema, schema_features  # noqa: E402
+from .structured import StructuredGenerator  # noqa: E402
+from .annotate import Annotator, annotation_report, expected_calibration_error  # noqa: E402
+from .select import Selector  # noqa: E402
+
+__all__ += ["StructuredGenerator", "Schema", "schema_features", "Annotator", "annotation_report",
+            "expected_calibration_error", "Selector"]

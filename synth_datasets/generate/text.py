@@ -13,6 +13,24 @@ from ..seeding import batch_size_of, check_batched, derive_seed, row_keys
 _FORMAT_VERSION = 1
 
 
+def input_columns(batch: dict[str, list], cols: list[str], size: int, n: int) -> tuple[list, list[str]]:
+    """The input columns as arrow arrays (types kept from the arrow batch when ``datasets`` gives one),
+    each row repeated ``n`` times: what a generator returns beside its new columns."""
+    import pyarrow as pa
+
+    source = getattr(batch, "pa_table", None)  # datasets' LazyBatch keeps the arrow batch
+    repeat = pa.array([i for i in range(size) for _ in range(n)], type=pa.int64())
+    arrays, names = [], []
+    for c in cols:
+        if source is not None and c in source.column_names and source.num_rows == size:
+            col = source[c]
+        else:
+            col = pa.array(batch[c]) if size else pa.array([], type=pa.null())
+        arrays.append(col.take(repeat) if n > 1 else col)
+        names.append(c)
+    return arrays, names
+
+
 class TextGenerator:
     """Generates ``n`` completions per input row.
 
@@ -139,16 +157,7 @@ class TextGenerator:
         """
         import pyarrow as pa
 
-        source = getattr(batch, "pa_table", None)  # datasets' LazyBatch keeps the arrow batch
-        repeat = pa.array([i for i in range(size) for _ in range(self.n)], type=pa.int64())
-        arrays, names = [], []
-        for c in cols:
-            if source is not None and c in source.column_names and source.num_rows == size:
-                col = source[c]
-            else:
-                col = pa.array(batch[c]) if size else pa.array([], type=pa.null())
-            arrays.append(col.take(repeat) if self.n > 1 else col)
-            names.append(c)
+        arrays, names = input_columns(batch, cols, size, self.n)
         o = self.output
         new = {o: pa.array([c.text for c in completions], type=pa.string())}
         if self.metadata:

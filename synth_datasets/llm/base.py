@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Callable
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_serializer
 
 from ..errors import InvalidParameterError
 
@@ -26,6 +26,10 @@ class SamplingParams(BaseModel):
         seed (`int`, defaults to 0): base seed; each request derives its own seed from it.
         stop (`list[str]`, *optional*): strings that end generation (not included in the text).
         logprobs (`bool`, defaults to False): return the log-probability of each generated token.
+        response_format (`str`, *optional*): an OpenAI-style ``response_format`` as JSON text (a dict is
+            accepted), e.g. ``{"type": "json_schema", "json_schema": {"name": "x", "schema": {...}}}``:
+            endpoints receive it as is; the local backend decodes under that schema's grammar. Left out
+            of dumps (so of cache keys and fingerprints) when None.
 
     Example:
         >>> SamplingParams(temperature=0.0, max_new_tokens=32).max_new_tokens
@@ -40,6 +44,23 @@ class SamplingParams(BaseModel):
     seed: int = Field(0, ge=0, lt=2**63)
     stop: tuple[str, ...] = ()
     logprobs: bool = False
+    response_format: str | None = None
+
+    @field_validator("response_format", mode="before")
+    @classmethod
+    def _format_text(cls, v: Any) -> Any:
+        if isinstance(v, dict):  # key order kept: a schema's property order is the order fields are written
+            import json
+
+            return json.dumps(v, ensure_ascii=False, separators=(",", ":"))
+        return v
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler):
+        d = handler(self)
+        if d.get("response_format") is None:  # parameters from before the field existed keep their keys
+            d.pop("response_format", None)
+        return d
 
     @field_validator("stop", mode="before")
     @classmethod

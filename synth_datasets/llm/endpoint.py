@@ -117,6 +117,8 @@ def _payload(model: str | None, req: ChatRequest, params: SamplingParams) -> dic
     if params.logprobs:
         body["logprobs"] = True
         body["top_logprobs"] = 1  # llama.cpp returns no logprobs without it
+    if params.response_format:
+        body["response_format"] = json.loads(params.response_format)
     return body
 
 

@@ -272,6 +272,10 @@ class TransformersBackend(Backend):
                                    stop_strings=list(params.stop) or None,
                                    return_dict_in_generate=True, output_logits=params.logprobs)
         processors = LogitsProcessorList()
+        if params.response_format:  # the grammar mask goes before the sampler: it samples among allowed tokens
+            from .grammar import backend_processor
+
+            processors.extend(p for p in [backend_processor(self, params.response_format, len(ids))] if p)
         if params.temperature > 0:
             processors.append(_seeded_sampler_cls()(seeds, params.temperature, params.top_p))
         with torch.inference_mode():
