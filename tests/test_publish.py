@@ -164,8 +164,8 @@ def quick_retries(monkeypatch):
 
     publish_module = importlib.import_module("synth_datasets.hub.publish")
 
-    monkeypatch.setattr(publish_module, "PUSH_BACKOFF_S", 0.01)
-    return publish_module.PUSH_RETRIES
+    monkeypatch.setattr(publish_module, "PUSH_BACKOFF_S", 0.01, raising=False)
+    return getattr(publish_module, "PUSH_RETRIES", 3)
 
 
 def test_failed_commit_publishes_nothing(hub_server, built, quick_retries):
@@ -480,3 +480,13 @@ def test_an_unreachable_hub_is_one_clear_error(built, monkeypatch):
     with pytest.raises(PublishError, match=r"Cannot reach the Hub at http://127.0.0.1:1 while checking the token "
                                            r"for test-user/x \(ConnectError: .*Nothing was published"):
         check_hub_access("test-user/x", token=TOKEN)
+
+
+def test_a_script_holding_a_known_token_is_not_shipped(built, tmp_path, monkeypatch):
+    ds, rec = built
+    monkeypatch.setenv("HF_TOKEN", TOKEN)
+    script = tmp_path / "leaky.py"
+    script.write_text(f"TOKEN = {TOKEN!r}\n")
+    with pytest.raises(InvalidParameterError, match="leaky.py contains a token or API key"):
+        publish(ds, tmp_path / "o", record=rec, script=script)
+    assert not (tmp_path / "o").exists()

@@ -262,6 +262,17 @@ def _script_record(script: str | os.PathLike | None) -> dict[str, Any] | None:
             "rerun": "python script.py" if shipped else f"python {_shown_path(path)}"}
 
 
+def _ship(src: str | os.PathLike, dst: Path, secrets: set[str]) -> None:
+    """Copy the code that made the rows beside them, byte for byte (its sha256 is recorded), unless it
+    holds a secret this process knows: then nothing is published."""
+    data = Path(src).read_bytes()
+    if any(sec.encode() in data for sec in secrets):
+        raise InvalidParameterError(f"{src} contains a token or API key this process uses, and it would be "
+                                    "published beside the data. Read the key from the environment in the script "
+                                    "(e.g. os.environ['HF_TOKEN']) and publish again.")
+    dst.write_bytes(data)
+
+
 def _with_class_labels(ds, class_labels: Mapping[str, Sequence[str]] | None):
     """``ds`` with each named string column cast to a ``ClassLabel`` over its known label set."""
     from datasets import ClassLabel, Value
@@ -355,10 +366,10 @@ def stage(ds, folder: Path, *, record: RunRecord, metrics=None, repo_id: str | N
         published = declare_text_column(published, record.card["text_column"])
     shards = write_parquet_shards(published, folder)
     if builder_file is not None:
-        shutil.copyfile(builder_file, folder / "builder.py")
+        _ship(builder_file, folder / "builder.py", secrets)
         record = dataclasses.replace(record, builder={**(record.builder or {}), "file": "builder.py"})
     if script_file is not None:
-        shutil.copyfile(script_file, folder / "script.py")
+        _ship(script_file, folder / "script.py", secrets)
     text_column = record.card.get("text_column") or infer_text_column(ds)
     labels = record.card.get("label_columns")
     if labels is None:
