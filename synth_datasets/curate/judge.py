@@ -98,8 +98,8 @@ class LLMJudge(TextColumn, Filter):
     - ``"auto"`` (default): ``"logprobs"`` on a local model with a scale of single digits (e.g. 1-5),
       else ``"generate"``.
 
-    On the embedded SmolLM2-135M, 16 movie reviews: generate-and-parse scores 5 of 16 rows; log-probs
-    score 16 of 16, ~10x faster per row (BENCHMARKS.md, "LLM judge").
+    On the embedded SmolLM2-135M, 16 Rotten Tomatoes snippets: generate-and-parse scores 11 of 16 rows;
+    log-probs score 16 of 16, ~12x less time per row (BENCHMARKS.md, "LLM judge").
 
     Args:
         llm (`LLM`): the judge model.
