@@ -131,12 +131,17 @@ def embed_texts_cached(texts: Sequence[str], *, disk: bool = True, progress: boo
 
 
 def out_of_fold_proba(x, labels: Sequence[Any], *, folds: int = 5, seed: int = 0,
-                      C: float = 1.0, max_iter: int = 1000) -> tuple[np.ndarray, list[Any]]:
+                      C: float = 1.0, max_iter: int = 1000, support_x=None, support_labels: Sequence[Any] | None = None,
+                      support_only: bool = False) -> tuple[np.ndarray, list[Any]]:
     """Class probabilities for every row from a logistic regression trained on the other folds.
 
     Stratified ``folds``-fold cross-partition training (as MCKD / cross-validated label faithfulness):
     no row is scored by a model that saw it. Returns ``(proba, classes)``, ``proba`` of shape
     (n, len(classes)) with columns in ``classes`` order (sorted label values).
+
+    With a support set (``support_x``, ``support_labels``: a few real labelled rows, the survey's
+    D_sup), every fold's model also trains on the support rows; with ``support_only=True`` one model
+    trained on the support alone scores every row (no row of ``x`` is then in any training set).
 
     >>> x = np.r_[np.eye(2)[[0] * 10], np.eye(2)[[1] * 10]] + 0.01
     >>> p, classes = out_of_fold_proba(x, ["a"] * 10 + ["b"] * 10, folds=2)
@@ -157,12 +162,39 @@ def out_of_fold_proba(x, labels: Sequence[Any], *, folds: int = 5, seed: int = 0
     if len(classes) < 2:
         raise InvalidParameterError(f"need at least 2 distinct labels to train a classifier, got {classes}")
     y = np.array([classes.index(v) for v in labels])
+    sx, sy = _support(support_x, support_labels, classes, x.shape[1], support_only)
+    proba = np.zeros((len(y), len(classes)))
+    if support_only:
+        clf = LogisticRegression(C=C, max_iter=max_iter).fit(sx, sy)
+        proba[:, clf.classes_] = clf.predict_proba(x)
+        return proba, classes
     smallest = int(np.bincount(y).min())
     if not isinstance(folds, int) or folds < 2 or smallest < folds:
         raise InvalidParameterError(f"folds={folds!r} must be an integer >= 2 and at most the size of the "
                                     f"smallest class ({smallest}): lower folds or add rows")
-    proba = np.zeros((len(y), len(classes)))
     for train, test in StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed).split(x, y):
-        clf = LogisticRegression(C=C, max_iter=max_iter).fit(x[train], y[train])
+        xt, yt = (x[train], y[train]) if sx is None else (np.r_[x[train], sx], np.r_[y[train], sy])
+        clf = LogisticRegression(C=C, max_iter=max_iter).fit(xt, yt)
         proba[np.ix_(test, clf.classes_)] = clf.predict_proba(x[test])
     return proba, classes
+
+
+def _support(support_x, support_labels, classes: list, dim: int, support_only: bool):
+    """The support set as (float64 matrix, class indices), checked against the classes of the data."""
+    if support_x is None and support_labels is None:
+        if support_only:
+            raise InvalidParameterError("support_only=True needs a support set: pass support_x= and support_labels=")
+        return None, None
+    sx = np.asarray(support_x, dtype=np.float64)
+    support_labels = list(support_labels or [])
+    if sx.ndim != 2 or sx.shape[0] != len(support_labels) or sx.shape[0] == 0 or sx.shape[1] != dim:
+        raise InvalidParameterError(f"support embeddings of shape {sx.shape} do not match {len(support_labels)} "
+                                    f"support labels and dimension {dim}: pass one (n, {dim}) row per label")
+    unknown = sorted({v for v in support_labels if v not in classes}, key=str)
+    if unknown:
+        raise InvalidParameterError(f"support labels {unknown} are not labels of the data ({classes}): fix the "
+                                    "support set or its label column")
+    sy = np.array([classes.index(v) for v in support_labels])
+    if support_only and len(set(sy.tolist())) < 2:
+        raise InvalidParameterError("support_only=True needs support rows of at least 2 labels to train a classifier")
+    return sx, sy

@@ -21,7 +21,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..columns import TextColumn, check_column_option
+from ..columns import TextColumn, check_column_option, resolve_text_column
 from ..embeddings import embed_texts, embedding_model_identity, out_of_fold_proba
 from ..errors import InvalidParameterError
 from .base import FittedFilter, check_columns, check_range
@@ -36,6 +36,46 @@ class EmbeddingInputs(TextColumn):
     label_column: str = "label"
     embedding_column: str | None = None
     labels: list | None = None
+    support: dict | None = None
+    support_only: bool = False
+
+    def _init_support(self, support, support_only: bool) -> None:
+        """Keep a small real labelled set (``support``: a Dataset with the same text or embedding column
+        and label column) as plain lists: part of the configuration, so the fingerprint follows it."""
+        who = type(self).__name__
+        if not isinstance(support_only, bool):
+            raise InvalidParameterError(f"support_only={support_only!r} must be True or False.")
+        if support is None:
+            if support_only:
+                raise InvalidParameterError(f"{who}: support_only=True needs support= (a small real labelled dataset).")
+            self.support, self.support_only = None, False
+            return
+        if not hasattr(support, "column_names"):
+            raise InvalidParameterError(f"{who}: support= must be a datasets.Dataset of real labelled rows, got "
+                                        f"{type(support).__name__}.")
+        if support.num_rows == 0:
+            raise InvalidParameterError(f"{who}: support= is empty: pass a few real labelled rows.")
+        labels = self._read_labels(support, who=f"{who} (support=)", min_classes=2 if support_only else 1)
+        if self.embedding_column is not None:
+            check_columns(support.column_names, [self.embedding_column], f"{who} (support=)")
+            data = {"embeddings": _vectors(support, self.embedding_column).tolist()}
+        else:
+            data = {"texts": list(support[resolve_text_column(support, self.column, f"{who} (support=)")])}
+        self.support, self.support_only = {"labels": labels, **data}, support_only
+
+    def _support_arrays(self):
+        if self.support is None:
+            return None, None
+        s = self.support
+        x = np.asarray(s["embeddings"]) if "embeddings" in s else embed_texts(s["texts"])
+        return x, s["labels"]
+
+    def _support_summary(self) -> dict[str, Any]:
+        from collections import Counter
+
+        s = self.support
+        return {"rows": len(s["labels"]), "labels": dict(sorted(Counter(map(str, s["labels"])).items())),
+                "support_only": self.support_only}
 
     def _init_inputs(self, column, label_column, embedding_column, labels):
         if labels is not None and (isinstance(labels, str) or len(set(labels)) < 2):
@@ -44,8 +84,8 @@ class EmbeddingInputs(TextColumn):
         self.column, self.label_column, self.embedding_column = column, label_column, embedding_column
         self.labels = list(labels) if labels is not None else None
 
-    def _read_labels(self, ds) -> list:
-        who = type(self).__name__
+    def _read_labels(self, ds, *, who: str | None = None, min_classes: int = 2) -> list:
+        who = who or type(self).__name__
         check_columns(ds.column_names, [self.label_column], who)
         y = list(ds[self.label_column])
         allowed = set(self.labels) if self.labels is not None else None
@@ -54,7 +94,7 @@ class EmbeddingInputs(TextColumn):
                 raise InvalidParameterError(
                     f"{who}: label {v!r} in row {i} of column {self.label_column!r} is not one of "
                     f"{self.labels if allowed is not None else 'the labels'}: fix or drop the row, or pass labels=.")
-        if len(set(y)) < 2:
+        if len(set(y)) < min_classes:
             raise InvalidParameterError(f"{who}: column {self.label_column!r} has a single label {y[0]!r}: "
                                         "a consistency check needs at least 2 classes.")
         return y
@@ -74,11 +114,17 @@ class EmbeddingInputs(TextColumn):
         """Out-of-fold class probabilities (cross-partition training), the classes, and the labels."""
         y = self._read_labels(ds)
         x = self._read_embeddings(ds)
-        p, classes = out_of_fold_proba(x, y, folds=self.folds, seed=self.seed, C=self.C)
+        sx, sy = self._support_arrays()
+        p, classes = out_of_fold_proba(x, y, folds=self.folds, seed=self.seed, C=self.C, support_x=sx,
+                                       support_labels=sy, support_only=self.support_only)
         return p, classes, y
 
     def _embedding_identity(self) -> dict[str, Any]:
-        return {"embeddings": {"column": self.embedding_column} if self.embedding_column else embedding_model_identity()}
+        d: dict[str, Any] = {"embeddings": {"column": self.embedding_column} if self.embedding_column
+                             else embedding_model_identity()}
+        if self.support is not None:
+            d["support"] = self._support_summary()
+        return d
 
 
 class ClassifierConsistency(EmbeddingInputs, FittedFilter):
@@ -101,21 +147,27 @@ class ClassifierConsistency(EmbeddingInputs, FittedFilter):
       ``min_confidence=0.5`` drops 109 rows, the default 64; with 20% of 2,000 labels flipped the
       default finds the flips with precision 0.43 / recall 0.62 (0.38 / 0.69 at 0.5).
 
+    ``support=`` (a few dozen real labelled rows, the survey's D_sup; same column names): every fold's
+    classifier also trains on them, or, with ``support_only=True``, one classifier trained on them
+    alone scores every row. ``describe()["support"]`` records its size and labels (not its rows).
+
     Columns: ``<name>_predicted``, ``<name>_confidence`` (the probability of the row's own label) and
     ``<name>_predicted_confidence``.
     """
 
     _PARAMS = ("column", "label_column", "embedding_column", "labels", "folds", "seed", "C", "min_confidence",
-               "id_column")
+               "support_only", "id_column")
     name = "clf_consistency"
 
     def __init__(self, *, column: str | None = None, label_column: str = "label", embedding_column: str | None = None,
                  labels: Sequence | None = None, folds: int = 5, seed: int = 0, C: float = 1.0,
-                 min_confidence: float | None = None, id_column: str | None = None, name: str | None = None):
+                 min_confidence: float | None = None, support=None, support_only: bool = False,
+                 id_column: str | None = None, name: str | None = None):
         check_range("folds", folds, 2, integer=True)
         check_range("min_confidence", min_confidence, 0.0, 1.0, allow_none=True)
         check_range("C", C, 1e-12)
         self._init_inputs(column, label_column, embedding_column, labels)
+        self._init_support(support, support_only)
         self.folds, self.seed, self.C, self.min_confidence, self.id_column = folds, seed, C, min_confidence, id_column
         self._fitted = None
         self._thresholds: dict | None = None

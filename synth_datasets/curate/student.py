@@ -25,12 +25,18 @@ from .confidence import EmbeddingInputs
 
 
 class _Student(EmbeddingInputs, RowAligned, Mapper):
-    """Fit: out-of-fold probabilities for every row; map: per-row lookups by position or id."""
+    """Fit: out-of-fold probabilities for every row; map: per-row lookups by position or id.
 
-    def _init_student(self, column, label_column, embedding_column, labels, folds, seed, C, id_column):
+    ``support=`` (a small real labelled Dataset with the same column names) adds real labels to every
+    fold's training set, or, with ``support_only=True``, trains the student on them alone (see
+    :class:`~synth_datasets.curate.ClassifierConsistency`)."""
+
+    def _init_student(self, column, label_column, embedding_column, labels, folds, seed, C, id_column,
+                      support=None, support_only=False):
         check_range("folds", folds, 2, integer=True)
         check_range("C", C, 1e-12)
         self._init_inputs(column, label_column, embedding_column, labels)
+        self._init_support(support, support_only)
         self.folds, self.seed, self.C, self.id_column = folds, seed, C, id_column
         self._fitted = None
 
@@ -71,16 +77,17 @@ class ConfidenceWeights(_Student):
     """
 
     _PARAMS = ("column", "label_column", "embedding_column", "labels", "folds", "seed", "C", "power",
-               "min_weight", "normalize", "weight_column", "id_column")
+               "min_weight", "normalize", "weight_column", "support_only", "id_column")
     name = "weights"
 
     def __init__(self, *, column: str | None = None, label_column: str = "label", embedding_column: str | None = None,
                  labels: Sequence | None = None, folds: int = 5, seed: int = 0, C: float = 1.0, power: float = 1.0,
                  min_weight: float = 0.05, normalize: bool = True, weight_column: str = "weight",
-                 id_column: str | None = None, name: str | None = None):
+                 support=None, support_only: bool = False, id_column: str | None = None, name: str | None = None):
         check_range("power", power, 0.0)
         check_range("min_weight", min_weight, 0.0, 1.0)
-        self._init_student(column, label_column, embedding_column, labels, folds, seed, C, id_column)
+        self._init_student(column, label_column, embedding_column, labels, folds, seed, C, id_column,
+                           support, support_only)
         self.power, self.min_weight, self.normalize, self.weight_column = power, min_weight, normalize, weight_column
         super().__init__(name=name)
 
@@ -115,14 +122,16 @@ class StudentRelabel(_Student):
     """
 
     _PARAMS = ("column", "label_column", "embedding_column", "labels", "folds", "seed", "C", "min_confidence",
-               "id_column")
+               "support_only", "id_column")
     name = "relabel"
 
     def __init__(self, *, column: str | None = None, label_column: str = "label", embedding_column: str | None = None,
                  labels: Sequence | None = None, folds: int = 5, seed: int = 0, C: float = 1.0,
-                 min_confidence: float = 0.55, id_column: str | None = None, name: str | None = None):
+                 min_confidence: float = 0.55, support=None, support_only: bool = False, id_column: str | None = None,
+                 name: str | None = None):
         check_range("min_confidence", min_confidence, 0.0, 1.0)
-        self._init_student(column, label_column, embedding_column, labels, folds, seed, C, id_column)
+        self._init_student(column, label_column, embedding_column, labels, folds, seed, C, id_column,
+                           support, support_only)
         self.min_confidence = min_confidence
         super().__init__(name=name)
 
