@@ -49,7 +49,9 @@ def test_token_usage_and_errors_per_step(fault_server, tmp_path):
     assert step.usage["completion_tokens"] == sum(ds["text_tokens"]) > 0
     assert step.usage["prompt_tokens"] == llm.stats["prompt_tokens"] > 0
     assert rec.usage == step.usage
-    assert step.describe["llm"]["identity"]["base_url"] == fault_server.url
+    # the server is recorded (public URL); the cache identity is the model, not the port (issue 9 item 10)
+    assert step.describe["llm"]["source"] == fault_server.url
+    assert step.describe["llm"]["identity"]["model"] == "m" and "base_url" not in step.describe["llm"]["identity"]
     # again: every answer that succeeded comes from the cache, the failures are asked again
     _, again = Recipe("gen", source=src).map(Conditions(tone=["a", "b"], seed=0), name="cond").map(gen, name="gen").run()
     assert again.steps[1].usage["cache_hits"] == 4 and again.steps[1].usage["requests"] == 2
