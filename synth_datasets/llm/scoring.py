@@ -117,7 +117,8 @@ def _score_chunk(model, tok, ids: list[list[int]], conts: list[list[int]], first
             return lp.tolist()
         # the rest of every label, on the prompt's cache repeated once per label
         n_b, n_l, width = len(ids), len(conts), longest - 1
-        cache = res.past_key_values
+        cache = getattr(res, "cache", None)  # transformers 5 (past_key_values before)
+        cache = cache if cache is not None else res.past_key_values
         cache.batch_repeat_interleave(n_l)
         pad = tok.pad_token_id
         feed = torch.tensor([c[:-1] + [pad] * (width - len(c) + 1) for c in conts], device=device).repeat(n_b, 1)
