@@ -179,7 +179,7 @@ def test_neighbour_consistency_flags_flipped_labels_and_matches_sklearn(rt_noisy
     from sklearn.neighbors import NearestNeighbors
 
     ds, x, clean, noisy, flipped = rt_noisy
-    nc = curate.NeighbourConsistency(embedding_column="emb", k=50).fit(ds)
+    nc = curate.NeighbourConsistency(embedding_column="emb", k=50, min_agreement=0.5).fit(ds)
     m = ds.map(nc.mark, batched=True, batch_size=500, with_indices=True)
     agree = np.array(m["knn_consistency_agreement"])
     flag = np.array([r is not None for r in m["knn_consistency_reason"]])
@@ -197,7 +197,7 @@ def test_neighbour_consistency_flags_flipped_labels_and_matches_sklearn(rt_noisy
 
 def test_student_relabel_restores_flipped_labels(rt_noisy):
     ds, x, clean, noisy, flipped = rt_noisy
-    rl = curate.StudentRelabel(embedding_column="emb", labels=["fresh", "rotten"]).fit(ds)
+    rl = curate.StudentRelabel(embedding_column="emb", labels=["fresh", "rotten"], min_confidence=0.55).fit(ds)
     out = ds.map(rl, batched=True, batch_size=500, with_indices=True)
     new = np.array(out["label"], dtype=object)
     assert list(out["label_original"]) == list(noisy)
@@ -212,18 +212,66 @@ def test_student_relabel_restores_flipped_labels(rt_noisy):
     assert rl.stats["relabelled"] == int(changed.sum())
     assert rl.stats["relabelled_fresh->rotten"] + rl.stats["relabelled_rotten->fresh"] == int(changed.sum())
     # a stricter student changes fewer labels, and those it changes are more often right
-    strict = curate.StudentRelabel(embedding_column="emb", min_confidence=0.7).fit(ds)
+    strict = curate.StudentRelabel(embedding_column="emb", min_confidence=0.75).fit(ds)
     s_new = np.array(strict.new_labels, dtype=object)
     s_changed = s_new != noisy
     assert s_changed.sum() < changed.sum()
     assert np.mean(s_new[s_changed] == clean[s_changed]) > np.mean(new[changed] == clean[changed])
     # by id, on a shuffled dataset
-    by_id = curate.StudentRelabel(embedding_column="emb", id_column="id").fit(ds)
+    by_id = curate.StudentRelabel(embedding_column="emb", id_column="id", min_confidence=0.55).fit(ds)
     sh = ds.shuffle(seed=3).select(range(200)).map(by_id, batched=True)
     pos = [int(i[2:]) for i in sh["id"]]
     assert list(sh["label"]) == [new[i] for i in pos]
     with pytest.raises(InvalidParameterError, match="fit on the same dataset you map"):
         out.map(rl, batched=True, with_indices=True)  # labels already changed
+
+
+def test_student_relabel_default_thresholds_raise_label_accuracy(rt_noisy):
+    """The self-chosen per-class thresholds (mean confidence over the rows the student agrees with)
+    never lower label accuracy here, where a fixed 0.55 does (measured 0.790 -> 0.816 vs 0.757)."""
+    from synth_datasets.curate.student import relabel_thresholds
+
+    ds, x, clean, noisy, flipped = rt_noisy
+    rl = curate.StudentRelabel(embedding_column="emb").fit(ds)
+    new = np.array(rl.new_labels, dtype=object)
+    before, after = float(np.mean(noisy == clean)), float(np.mean(new == clean))
+    fixed = np.array(curate.StudentRelabel(embedding_column="emb", min_confidence=0.55).fit(ds).new_labels, dtype=object)
+    changed = new != noisy
+    print(f"relabel (default thresholds {rl.describe()['thresholds']}): label accuracy {before:.3f} -> {after:.3f}, "
+          f"relabelled {int(changed.sum())}, {np.mean(new[changed] == clean[changed]):.3f} of them correctly; "
+          f"min_confidence=0.55: {np.mean(fixed == clean):.3f}")
+    assert after >= before + 0.01 and after > float(np.mean(fixed == clean))
+    assert np.mean(new[changed] == clean[changed]) > 0.5   # a relabel is right more often than not
+    # the recorded thresholds are recomputed from the out-of-fold probabilities, and they are the rule
+    p, classes = out_of_fold_proba(x, list(noisy), folds=5, seed=0)
+    yi = np.array([classes.index(v) for v in noisy])
+    t = relabel_thresholds(p, yi)
+    assert rl.describe()["thresholds"] == pytest.approx({c: t[j] for j, c in enumerate(classes)}, abs=1e-6)
+    pred = p.argmax(1)
+    expect = np.where((pred != yi) & (p[np.arange(N), pred] >= t[pred]), np.array(classes, dtype=object)[pred], noisy)
+    assert (expect == new).all()
+    assert rl.stats["relabelled"] == int(changed.sum())
+    assert curate.StudentRelabel(embedding_column="emb", min_confidence=0.55).fit(ds).describe().get("thresholds") is None
+
+
+def test_neighbour_consistency_default_thresholds(rt_noisy):
+    """Default (no min_agreement): confident learning on the neighbour vote, thresholds recorded."""
+    from synth_datasets.curate.confidence import confident_flags, confident_thresholds
+
+    ds, x, clean, noisy, flipped = rt_noisy
+    nc = curate.NeighbourConsistency(embedding_column="emb", k=50).fit(ds)
+    flag = ~nc.keep_mask
+    prec, rec = _pr(flag, flipped)
+    print(f"neighbour consistency (k=50, default thresholds {nc.describe()['thresholds']}): precision {prec:.3f} "
+          f"recall {rec:.3f} flagged {int(flag.sum())}")
+    assert prec >= 0.38 and rec >= 0.55          # measured 0.414 / 0.585 (0.387 / 0.668 at min_agreement=0.5)
+    classes = sorted(set(noisy.tolist()))
+    yi = np.array([classes.index(v) for v in noisy])
+    share, vclasses, _ = nc.vote(ds)
+    assert vclasses == classes
+    t = confident_thresholds(share, yi)
+    assert nc.describe()["thresholds"] == pytest.approx({c: t[j] for j, c in enumerate(classes)}, abs=1e-6)
+    assert (confident_flags(share, yi, t) == flag).all()
 
 
 def test_weights_down_weight_flipped_rows(rt_noisy):
@@ -286,3 +334,54 @@ def test_ivf_neighbours_against_exact_on_real_embeddings(rt_noisy):
     print(f"IVF neighbour recall {recall:.3f}; mean |agreement difference| {np.abs(agree_exact - agree_ivf).mean():.4f}")
     assert (approx != np.arange(N)[:, None]).all()
     assert recall >= 0.8 and np.abs(agree_exact - agree_ivf).mean() < 0.05
+
+
+def test_noise_score_combines_signals_and_beats_cleanlab(rt_noisy):
+    """Combined evidence (classifier + neighbours, rank-averaged, prune-and-retrain second round) against
+    cleanlab's find_label_issues on the same first-round out-of-fold probabilities. Measured (2,000
+    rows, 20% flips, seed 0): F1 0.524 vs cleanlab 0.487 vs classifier alone 0.511."""
+    from cleanlab.filter import find_label_issues
+    from synth_datasets.curate.combined import rank_average
+
+    ds, x, clean, noisy, flipped = rt_noisy
+
+    def f1(flag):
+        prec, rec = _pr(flag, flipped)
+        return 2 * prec * rec / (prec + rec)
+
+    ns = curate.NoiseScore(embedding_column="emb", labels=["fresh", "rotten"]).fit(ds)
+    m = ds.map(ns.mark, batched=True, batch_size=500, with_indices=True)
+    flag = np.array([r is not None for r in m["noise_reason"]])
+    assert (flag == ~ns.keep_mask).all()
+    own, dist, yi = ns.signals(ds)
+    p, classes = out_of_fold_proba(x, list(noisy), folds=5, seed=0)
+    assert np.allclose(dist["classifier"], p)
+    ref = f1(find_label_issues(yi, p))
+    alone = f1(~curate.ClassifierConsistency(embedding_column="emb").fit(ds).keep_mask)
+    d = ns.describe()
+    print(f"noise score: F1 {f1(flag):.3f} (precision/recall {_pr(flag, flipped)}), cleanlab {ref:.3f}, classifier "
+          f"alone {alone:.3f}; estimated noise rate {d['estimated_noise_rate']} (true {flipped.mean():.3f})")
+    assert f1(flag) >= ref + 0.02 and f1(flag) > alone
+    assert d["flagged"] == int(flag.sum()) and d["estimated_noise_rate"] == pytest.approx(flag.mean(), abs=1e-6)
+    assert 0.1 <= d["estimated_noise_rate"] <= 0.4
+    assert d["counts"]["dropped_noisy_label"] == int(flag.sum())
+    score = np.array(m["noise_score"])
+    assert score[flag].min() >= score[~flag].max()       # the flagged rows are the top scores
+    # one round: the score is the rank average of the two signals, recomputed directly
+    one = curate.NoiseScore(embedding_column="emb", rounds=1).fit(ds)
+    nc = curate.NeighbourConsistency(embedding_column="emb", k=50).fit(ds)
+    agree = np.array(ds.map(nc.mark, batched=True, batch_size=500, with_indices=True)["knn_consistency_agreement"])
+    expect = rank_average(1 - p[np.arange(N), yi], 1 - agree)
+    got = np.array(ds.map(one.mark, batched=True, batch_size=500, with_indices=True)["noise_score"])
+    assert np.allclose(got, expect)
+
+
+def test_noise_score_bad_input_and_fingerprint(rt_noisy):
+    ds = rt_noisy[0]
+    for kw in ({"rounds": 3}, {"k": 0}, {"folds": 1}, {"method": "lsh"}):
+        with pytest.raises(InvalidParameterError):
+            curate.NoiseScore(embedding_column="emb", **kw)
+    with pytest.raises(MissingColumnError):
+        curate.NoiseScore(embedding_column="nope").fit(ds)
+    a, b = curate.NoiseScore(embedding_column="emb"), curate.NoiseScore(embedding_column="emb")
+    assert Hasher.hash(a) == Hasher.hash(b) != Hasher.hash(curate.NoiseScore(embedding_column="emb", rounds=1))

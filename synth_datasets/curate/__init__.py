@@ -8,6 +8,7 @@ True
 """
 
 from .base import Curator, Filter, FittedFilter, Mapper
+from .combined import NoiseScore
 from .confidence import ClassifierConsistency, NeighbourConsistency, knn
 from .dedup import ExactDuplicates, NearDuplicates
 from .generation import GenerationProbability, SelfConsistency
@@ -19,6 +20,6 @@ from .student import ConfidenceWeights, StudentRelabel, weighted_sample
 
 __all__ = ["Curator", "Filter", "FittedFilter", "Mapper", "Length", "Format", "Repetition", "Script", "BannedStrings",
            "Refusals", "REFUSAL_PATTERNS", "Truncated", "ExactDuplicates", "NearDuplicates", "ClassifierConsistency",
-           "NeighbourConsistency", "knn", "ConfidenceWeights", "StudentRelabel", "weighted_sample",
+           "NeighbourConsistency", "knn", "NoiseScore", "ConfidenceWeights", "StudentRelabel", "weighted_sample",
            "LLMJudge", "DEFAULT_RUBRIC", "LABEL_RUBRIC", "parse_score", "GenerationProbability", "SelfConsistency",
            "Novelty", "rouge_l", "rouge_tokens", "lcs_length", "export_for_review", "ReviewedLabels"]

@@ -194,9 +194,7 @@ class ClassifierConsistency(EmbeddingInputs, FittedFilter):
         if self.min_confidence is None:
             t = confident_thresholds(p, yi)
             self._thresholds = {str(c): round(float(v), 6) for c, v in zip(classes, t)}
-            confident = p >= t[None, :]
-            best = np.where(confident, p, -1.0).argmax(1)
-            flag = confident.any(1) & (best != yi)
+            flag = confident_flags(p, yi, t)
         else:
             self._thresholds = None
             flag = (pred != yi) & (p[rows, pred] >= self.min_confidence)
@@ -213,6 +211,19 @@ def confident_thresholds(p: np.ndarray, y: np.ndarray) -> np.ndarray:
     array([0.8, 0.8])
     """
     return np.array([p[y == j, j].mean() if (y == j).any() else 1.0 for j in range(p.shape[1])])
+
+
+def confident_flags(p: np.ndarray, y: np.ndarray, t: np.ndarray | None = None) -> np.ndarray:
+    """Confident learning's rule: row ``i`` is flagged when some other class ``j`` reaches its own
+    threshold (``p[i, j] >= t[j]``, default :func:`confident_thresholds`) and is the likeliest such class.
+
+    >>> confident_flags(np.array([[0.9, 0.1], [0.7, 0.3], [0.2, 0.8], [0.3, 0.7]]), np.array([0, 0, 0, 1])).tolist()
+    [False, False, True, False]
+    """
+    t = confident_thresholds(p, y) if t is None else t
+    confident = p >= t[None, :]
+    best = np.where(confident, p, -1.0).argmax(1)
+    return confident.any(1) & (best != y)
 
 
 def _vectors(ds, column: str) -> np.ndarray | None:
@@ -332,8 +343,16 @@ def _knn_exact(xn: np.ndarray, k: int, chunk: int) -> tuple[np.ndarray, np.ndarr
 
 class NeighbourConsistency(EmbeddingInputs, FittedFilter):
     """The share of a row's ``k`` nearest neighbours (cosine on embeddings, self excluded) that carry
-    the same label (Seedat et al.). A row whose share is below ``min_agreement`` is flagged
-    ``neighbours_disagree``. Columns: ``<name>_agreement`` and ``<name>_majority`` (the most common
+    the same label (Seedat et al.). Which rows are flagged ``neighbours_disagree``:
+
+    - default (``min_agreement=None``): confident learning's per-class thresholds on the neighbour
+      vote (the share of neighbours carrying each class): class ``j``'s threshold is the mean share of
+      ``j`` among the neighbours of rows labelled ``j``; a row is flagged when another class reaches
+      its threshold and is the likeliest such class (:func:`confident_flags`). Recorded in
+      ``describe()["thresholds"]``.
+    - ``min_agreement=x``: flagged when the share of neighbours with the row's own label is below ``x``.
+
+    Columns: ``<name>_agreement`` and ``<name>_majority`` (the most common
     neighbour label; ties go to the label of the nearest neighbour among the tied ones).
     Neighbours are exact up to 20,000 rows and from an IVF index above (``method``, see :func:`knn`).
     """
@@ -342,16 +361,17 @@ class NeighbourConsistency(EmbeddingInputs, FittedFilter):
     name = "knn_consistency"
 
     def __init__(self, *, column: str | None = None, label_column: str = "label", embedding_column: str | None = None,
-                 labels: Sequence | None = None, k: int = 10, min_agreement: float = 0.5, method: str = "auto",
+                 labels: Sequence | None = None, k: int = 10, min_agreement: float | None = None, method: str = "auto",
                  id_column: str | None = None, name: str | None = None):
         check_range("k", k, 1, integer=True)
         if method not in ("auto", "exact", "ivf"):
             raise InvalidParameterError(f"method={method!r} must be 'auto', 'exact' or 'ivf'.")
         self.method = method
-        check_range("min_agreement", min_agreement, 0.0, 1.0)
+        check_range("min_agreement", min_agreement, 0.0, 1.0, allow_none=True)
         self._init_inputs(column, label_column, embedding_column, labels)
         self.k, self.min_agreement, self.id_column = k, min_agreement, id_column
         self._fitted = None
+        self._thresholds: dict | None = None
         super().__init__(name=name)
 
     @property
@@ -359,7 +379,23 @@ class NeighbourConsistency(EmbeddingInputs, FittedFilter):
         return [f"{self.name}_agreement", f"{self.name}_majority"]
 
     def _describe_extra(self):
-        return self._embedding_identity()
+        d = self._embedding_identity()
+        if self._thresholds is not None:
+            d["rule"] = ("confident learning on the neighbour vote: flagged when another class's share of the "
+                         "neighbours reaches its per-class threshold (the mean share over its own rows)")
+            d["thresholds"] = dict(self._thresholds)
+        return d
+
+    def vote(self, ds) -> tuple[np.ndarray, list, list]:
+        """``(shares, classes, labels)``: the share of each row's ``k`` neighbours carrying each class."""
+        y = self._read_labels(ds)
+        x = self._read_embeddings(ds)
+        classes = sorted(set(y), key=str)
+        idx = {c: i for i, c in enumerate(classes)}
+        yi = np.array([idx[v] for v in y])
+        nn, _ = knn(x, self.k, method=self.method)
+        ny = yi[nn]
+        return np.stack([(ny == c).mean(1) for c in range(len(classes))], axis=1), classes, y
 
     def _fit(self, ds):
         y = self._read_labels(ds)
@@ -375,6 +411,13 @@ class NeighbourConsistency(EmbeddingInputs, FittedFilter):
         # tie-break: the nearest neighbour whose label has the top count
         tied = counts[np.arange(len(y))[:, None], ny] == top
         majority = ny[np.arange(len(y)), tied.argmax(1)]
-        flag = agree < self.min_agreement
+        if self.min_agreement is None:
+            share = counts / self.k
+            t = confident_thresholds(share, yi)
+            self._thresholds = {str(c): round(float(v), 6) for c, v in zip(classes, t)}
+            flag = confident_flags(share, yi, t)
+        else:
+            self._thresholds = None
+            flag = agree < self.min_agreement
         return flag.astype(np.int16), ["neighbours_disagree"], {
             f"{self.name}_agreement": agree, f"{self.name}_majority": [classes[i] for i in majority.tolist()]}

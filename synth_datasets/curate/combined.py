@@ -1,0 +1,153 @@
+"""Combined evidence for label noise: one noise score per row from several signals the library already
+computes, each an estimate of the probability of the row's own label:
+
+- ``classifier``: the out-of-fold probability of a logistic-regression student on embeddings
+  (cross-partition training, as :class:`~synth_datasets.curate.ClassifierConsistency`);
+- ``neighbours``: the share of the ``k`` nearest neighbours carrying the row's label
+  (:class:`~synth_datasets.curate.NeighbourConsistency`).
+
+The score is the average of the signals' ranks (rank averaging: no signal needs calibrating against
+another), scaled to [0, 1], high = likely mislabelled. How many rows are flagged is estimated from
+the data: confident learning's count of label issues (:func:`~synth_datasets.curate.confidence.confident_flags`)
+on the signals' averaged class distribution; the rows with the highest scores, that many, are flagged
+``noisy_label``. With ``rounds=2`` (default) the classifier is then trained again, fold by fold,
+without the rows flagged in the first round (prune and retrain: a student trained on cleaner labels
+separates the flipped rows better), and the score and count are computed again from its probabilities.
+
+>>> from datasets import Dataset
+>>> import numpy as np
+>>> x = np.r_[np.tile([1.0, 0.0], (10, 1)), np.tile([0.0, 1.0], (10, 1))] + np.random.default_rng(0).normal(0, .05, (20, 2))
+>>> ds = Dataset.from_dict({"emb": x.tolist(), "label": ["a"] * 9 + ["b"] + ["b"] * 10})
+>>> ns = NoiseScore(embedding_column="emb", k=5, folds=2, C=100.0).fit(ds)
+>>> [i for i, keep in enumerate(ns.keep_mask) if not keep]
+[9]
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from ..embeddings import out_of_fold_proba
+from .base import FittedFilter, check_range
+from .confidence import EmbeddingInputs, confident_flags, knn
+
+
+def rank_average(*scores: np.ndarray) -> np.ndarray:
+    """The mean of each score's rank (ties share their mean rank), scaled to [0, 1].
+
+    >>> rank_average(np.array([0.1, 0.9, 0.5]), np.array([3.0, 2.0, 1.0])).tolist()
+    [0.5, 0.75, 0.25]
+    """
+    from scipy.stats import rankdata
+
+    n = len(scores[0])
+    r = np.mean([rankdata(s) for s in scores], axis=0)
+    return (r - 1) / max(n - 1, 1)
+
+
+class NoiseScore(EmbeddingInputs, FittedFilter):
+    """One noise score per row from the out-of-fold classifier probability of its label and the share of
+    its neighbours that agree (see the module docstring); rows whose score is among the estimated
+    number of label issues are flagged ``noisy_label``. ``describe()`` records the estimated noise
+    rate, the number flagged and the score cut.
+
+    Columns: ``<name>_score`` (combined, high = likely wrong), ``<name>_classifier`` (probability of
+    the row's label) and ``<name>_neighbours`` (share of neighbours with the row's label).
+    """
+
+    _PARAMS = ("column", "label_column", "embedding_column", "labels", "folds", "seed", "C", "k", "method",
+               "rounds", "support_only", "id_column")
+    name = "noise"
+
+    def __init__(self, *, column: str | None = None, label_column: str = "label", embedding_column: str | None = None,
+                 labels: Sequence | None = None, folds: int = 5, seed: int = 0, C: float = 1.0, k: int = 50,
+                 method: str = "auto", rounds: int = 2, support=None, support_only: bool = False, id_column: str | None = None,
+                 name: str | None = None):
+        check_range("folds", folds, 2, integer=True)
+        check_range("C", C, 1e-12)
+        check_range("k", k, 1, integer=True)
+        check_range("rounds", rounds, 1, 2, integer=True)
+        self.rounds = rounds
+        self._init_inputs(column, label_column, embedding_column, labels)
+        self._init_support(support, support_only)
+        if method not in ("auto", "exact", "ivf"):
+            from ..errors import InvalidParameterError
+            raise InvalidParameterError(f"method={method!r} must be 'auto', 'exact' or 'ivf'.")
+        self.folds, self.seed, self.C, self.k, self.method, self.id_column = folds, seed, C, k, method, id_column
+        self._fitted = None
+        self._estimate: dict | None = None
+        super().__init__(name=name)
+
+    @property
+    def score_columns(self):
+        return [f"{self.name}_score", f"{self.name}_classifier", f"{self.name}_neighbours"]
+
+    def _describe_extra(self):
+        d = self._embedding_identity()
+        d["signals"] = ["classifier", "neighbours"]
+        d["combine"] = "rank average"
+        if self._estimate is not None:
+            d.update(self._estimate)
+        return d
+
+    def signals(self, ds) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], np.ndarray]:
+        """``(own, dist, y)`` of the first round: per signal, the probability of each row's own label and
+        the (n, classes) class distribution; ``y`` the label indices (classes sorted)."""
+        own, dist, yi, _ = self._signals(ds)
+        return own, dist, yi
+
+    def _signals(self, ds):
+        y = self._read_labels(ds)
+        x = self._read_embeddings(ds)
+        sx, sy = self._support_arrays()
+        p, classes = out_of_fold_proba(x, y, folds=self.folds, seed=self.seed, C=self.C, support_x=sx,
+                                       support_labels=sy, support_only=self.support_only)
+        idx = {c: i for i, c in enumerate(classes)}
+        yi = np.array([idx[v] for v in y])
+        nn, _ = knn(x, min(self.k, len(y) - 1), method=self.method)
+        share = np.stack([(yi[nn] == c).mean(1) for c in range(len(classes))], axis=1)
+        rows = np.arange(len(y))
+        return ({"classifier": p[rows, yi], "neighbours": share[rows, yi]}, {"classifier": p, "neighbours": share},
+                yi, (x, sx, None if sy is None else np.array([idx[v] for v in sy])))
+
+    @staticmethod
+    def _flag(own, dist, yi):
+        score = rank_average(*[1.0 - v for v in own.values()])
+        issues = int(confident_flags(np.mean(list(dist.values()), axis=0), yi).sum())
+        order = np.argsort(-score, kind="stable")
+        flag = np.zeros(len(yi), dtype=bool)
+        flag[order[:issues]] = True
+        return score, flag, issues, order
+
+    def _retrain(self, x, yi, keep, sx, sy, n_classes):
+        """Out-of-fold probabilities again, each fold's model trained without the rows not in ``keep``."""
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.model_selection import StratifiedKFold
+
+        p = np.zeros((len(yi), n_classes))
+        for train, test in StratifiedKFold(n_splits=self.folds, shuffle=True, random_state=self.seed).split(x, yi):
+            train = train[keep[train]]
+            xt, yt = (x[train], yi[train]) if sx is None else (np.r_[x[train], sx], np.r_[yi[train], sy])
+            if len(set(yt.tolist())) < 2:
+                return None
+            clf = LogisticRegression(C=self.C, max_iter=1000).fit(xt, yt)
+            p[np.ix_(test, clf.classes_)] = clf.predict_proba(x[test])
+        return p
+
+    def _fit(self, ds):
+        own, dist, yi, (x, sx, sy) = self._signals(ds)
+        score, flag, issues, order = self._flag(own, dist, yi)
+        first = issues
+        if self.rounds == 2 and not self.support_only and issues:
+            p = self._retrain(np.asarray(x, dtype=np.float64), yi, ~flag, sx, sy, dist["classifier"].shape[1])
+            if p is not None:
+                own["classifier"], dist["classifier"] = p[np.arange(len(yi)), yi], p
+                score, flag, issues, order = self._flag(own, dist, yi)
+        self._estimate = {"estimated_noise_rate": round(issues / len(yi), 6), "flagged": issues,
+                          "score_cut": round(float(score[order[issues - 1]]), 6) if issues else None,
+                          "rounds": self.rounds, "first_round_flagged": first}
+        return flag.astype(np.int16), ["noisy_label"], {
+            f"{self.name}_score": score, f"{self.name}_classifier": own["classifier"],
+            f"{self.name}_neighbours": own["neighbours"]}
