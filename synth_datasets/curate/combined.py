@@ -6,6 +6,10 @@ computes, each an estimate of the probability of the row's own label:
 - ``neighbours``: the share of the ``k`` nearest neighbours carrying the row's label
   (:class:`~synth_datasets.curate.NeighbourConsistency`).
 
+- any ``probs_columns``: columns holding one probability per label (in ``labels`` order), e.g. the
+  LLM's own label distribution from scoring the label verbalizations
+  (:class:`~synth_datasets.generate.Annotator`'s ``<output>_probs``).
+
 The score is the average of the signals' ranks (rank averaging: no signal needs calibrating against
 another), scaled to [0, 1], high = likely mislabelled. How many rows are flagged is estimated from
 the data: confident learning's count of label issues (:func:`~synth_datasets.curate.confidence.confident_flags`)
@@ -58,18 +62,25 @@ class NoiseScore(EmbeddingInputs, FittedFilter):
     """
 
     _PARAMS = ("column", "label_column", "embedding_column", "labels", "folds", "seed", "C", "k", "method",
-               "rounds", "support_only", "id_column")
+               "rounds", "probs_columns", "support_only", "id_column")
     name = "noise"
 
     def __init__(self, *, column: str | None = None, label_column: str = "label", embedding_column: str | None = None,
                  labels: Sequence | None = None, folds: int = 5, seed: int = 0, C: float = 1.0, k: int = 50,
-                 method: str = "auto", rounds: int = 2, support=None, support_only: bool = False, id_column: str | None = None,
+                 method: str = "auto", rounds: int = 2, probs_columns: Sequence[str] = (), support=None, support_only: bool = False, id_column: str | None = None,
                  name: str | None = None):
         check_range("folds", folds, 2, integer=True)
         check_range("C", C, 1e-12)
         check_range("k", k, 1, integer=True)
         check_range("rounds", rounds, 1, 2, integer=True)
         self.rounds = rounds
+        from ..errors import InvalidParameterError
+        if isinstance(probs_columns, str):
+            probs_columns = [probs_columns]
+        self.probs_columns = list(probs_columns)
+        if self.probs_columns and labels is None:
+            raise InvalidParameterError(f"probs_columns={self.probs_columns!r} needs labels= (the order of the "
+                                        "probabilities in each row): pass the labels the probabilities are for.")
         self._init_inputs(column, label_column, embedding_column, labels)
         self._init_support(support, support_only)
         if method not in ("auto", "exact", "ivf"):
@@ -86,7 +97,7 @@ class NoiseScore(EmbeddingInputs, FittedFilter):
 
     def _describe_extra(self):
         d = self._embedding_identity()
-        d["signals"] = ["classifier", "neighbours"]
+        d["signals"] = ["classifier", "neighbours", *self.probs_columns]
         d["combine"] = "rank average"
         if self._estimate is not None:
             d.update(self._estimate)
@@ -109,8 +120,29 @@ class NoiseScore(EmbeddingInputs, FittedFilter):
         nn, _ = knn(x, min(self.k, len(y) - 1), method=self.method)
         share = np.stack([(yi[nn] == c).mean(1) for c in range(len(classes))], axis=1)
         rows = np.arange(len(y))
-        return ({"classifier": p[rows, yi], "neighbours": share[rows, yi]}, {"classifier": p, "neighbours": share},
-                yi, (x, sx, None if sy is None else np.array([idx[v] for v in sy])))
+        own, dist = {"classifier": p[rows, yi], "neighbours": share[rows, yi]}, {"classifier": p, "neighbours": share}
+        for col in self.probs_columns:
+            q = self._probs(ds, col, classes)
+            own[col], dist[col] = q[rows, yi], q
+        return own, dist, yi, (x, sx, None if sy is None else np.array([idx[v] for v in sy]))
+
+    def _probs(self, ds, col, classes) -> np.ndarray:
+        """An (n, classes) matrix from a column of per-label probabilities in ``labels`` order."""
+        from ..errors import InvalidParameterError
+        from .base import check_columns
+
+        check_columns(ds.column_names, [col], type(self).__name__)
+        vals = ds[col]
+        for i, v in enumerate(vals):
+            if v is None or len(v) != len(self.labels):
+                raise InvalidParameterError(f"NoiseScore: row {i} of column {col!r} holds {v!r}, not one probability "
+                                            f"per label of {self.labels}: fix the column or drop the row.")
+        q = np.asarray(vals, dtype=np.float64)
+        if not np.isfinite(q).all() or (q < 0).any():
+            raise InvalidParameterError(f"NoiseScore: column {col!r} has negative or non-finite probabilities.")
+        order = [self.labels.index(c) for c in classes]
+        q = q[:, order]
+        return q / np.maximum(q.sum(1, keepdims=True), 1e-12)
 
     @staticmethod
     def _flag(own, dist, yi):
