@@ -124,3 +124,39 @@ def test_s3_checks(tmp_path):
     assert s3.fingerprint(first) != other.fingerprint(first)  # another validation set, other checkpoints
     assert allocate({"a": 1, "b": 2, "c": 0}, 4) == {"a": 1, "b": 3, "c": 0}
     assert llm._backend is None  # nothing above loaded the model
+
+
+def test_explore_instruct_tree(embedded_llm, tmp_path):
+    from synth_datasets.curate import rouge_l, rouge_tokens
+    from synth_datasets.generate import ExploreInstruct
+
+    roots = Dataset.from_dict({"task": ["text rewriting"]})
+    loop = ExploreInstruct(embedded_llm, k=2, max_rounds=2, max_new_tokens=32, instruction_tokens=24, seed=0,
+                           checkpoint_dir=tmp_path)
+    tree = loop.run(roots)
+    r0 = loop.rounds[0]
+    assert r0.conditions == {"frontier": ["text rewriting"]} and r0.made >= r0.kept
+    assert r0.made == r0.metrics["proposed_depth"] + r0.metrics["proposed_breadth"]
+    assert r0.metrics["proposed_depth"] <= 2 and r0.metrics["proposed_breadth"] <= 1
+    rows = tree.to_list()
+    assert tree.num_rows == sum(r.kept for r in loop.rounds) and tree.column_names == list(ExploreInstruct.columns)
+    paths = {"text rewriting"} | {r["path"] for r in rows}
+    for r in rows:  # every node hangs under a node of the level above, made in the round before
+        assert r["parent"] in paths and r["path"] == f"{r['parent']} > {r['task']}"
+        assert r["depth"] == r["round"] + 1 == r["path"].count(" > ") and r["how"] in ("depth", "breadth")
+    if len(loop.rounds) == 2:  # round 2 expands exactly the nodes round 1 kept
+        assert loop.rounds[1].conditions["frontier"] == [r["path"] for r in rows if r["round"] == 0]
+    else:
+        assert r0.kept == 0
+    pool = [rouge_tokens("text rewriting")]
+    for r in rows:  # the ROUGE-L rule against every node before it
+        assert max(rouge_l(rouge_tokens(r["task"]), p) for p in pool) <= 0.7, r["task"]
+        pool.append(rouge_tokens(r["task"]))
+    last = loop.rounds[-1].metrics
+    assert last["nodes"] == 1 + tree.num_rows and last["max_depth"] == max([0] + list(tree["depth"]))
+    assert last["leaves"] == ExploreInstruct.coverage(
+        [{"task": "text rewriting", "parent": None, "path": "text rewriting", "depth": 0}] + rows)["leaves"]
+    assert sum(i is not None for i in tree["instruction"]) == tree.num_rows - sum(
+        r.metrics.get("failed_instructions", 0) for r in loop.rounds)
+    with pytest.raises(InvalidParameterError, match="'task' column"):
+        loop.run(Dataset.from_dict({"domain": ["x"]}))

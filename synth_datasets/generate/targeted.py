@@ -5,6 +5,8 @@
   small real labelled validation set, and spends the round's budget on the classes it gets wrong, in
   proportion to their errors, prompting with the misclassified real examples of each class as
   demonstrations for their true label (error extrapolation).
+- :class:`ExploreInstruct` (Wan et al. 2023): a task tree grown from root domains level by level, by
+  depth (sub-tasks) and breadth (new siblings), novel nodes kept by ROUGE-L, an instruction per node.
 
 Built on :class:`~synth_datasets.generate.loops.Loop`: rounds, stop rule, per-round records and
 checkpoints, resume after a kill.
@@ -28,7 +30,7 @@ from ..prompts import Template
 from ..seeding import derive_seed
 from .loops import Loop
 
-__all__ = ["S3", "EXTRAPOLATE", "allocate"]
+__all__ = ["S3", "EXTRAPOLATE", "allocate", "ExploreInstruct", "parse_items"]
 
 EXTRAPOLATE = Template(
     system="You write short texts for a dataset.",
@@ -265,3 +267,161 @@ class S3(Loop):
     def __repr__(self) -> str:
         return f"S3({self.llm!r}, per_round={self.per_round}, max_rounds={self.max_rounds})"
 
+
+
+# -- Explore-Instruct ----------------------------------------------------------------------------------
+DEPTH = Template(system="You are an expert who breaks a task domain into sub-tasks.",
+                 user="Domain: {{ path }}\n\nList {{ k }} specific sub-tasks of \"{{ task }}\", one per line, each a "
+                      "short phrase of a few words.")
+BREADTH = Template(system="You are an expert who breaks a task domain into sub-tasks.",
+                   user="Sub-tasks of \"{{ parent }}\" so far:\n{{ siblings }}\n\nName one more sub-task of "
+                        "\"{{ parent }}\", different from all of these. Output only a short phrase.")
+INSTRUCT = Template(user="Write one instruction a user could give an assistant for the task \"{{ path }}\". "
+                         "Output only the instruction.")
+_BULLET = r"^\s*(?:[-*\u2022]|\d+\s*[.):])\s*"
+
+
+def parse_items(text: str | None, k: int) -> list[str]:
+    """Up to ``k`` short phrases (1 to 12 words) from a list the model wrote: bullets, numbers and bold
+    marks removed, lines ending in ``:`` (a preamble) skipped.
+
+    >>> parse_items("Here are sub-tasks:\\n1. Movie reviews\\n2) **Poetry**\\n- Product descriptions for shops", 5)
+    ['Movie reviews', 'Poetry', 'Product descriptions for shops']
+    """
+    import re
+
+    out = []
+    for line in (text or "").splitlines():
+        if line.strip().endswith(":"):  # a preamble or a heading ("Here are two sub-tasks:")
+            continue
+        s = " ".join(re.sub(_BULLET, "", line).replace("**", "").split()).strip().strip('"').rstrip(".").strip()
+        if s and 1 <= len(s.split()) <= 12 and s not in out:
+            out.append(s)
+        if len(out) == k:
+            break
+    return out
+
+
+class ExploreInstruct(Loop):
+    """Explore-Instruct (Wan et al. 2023): grow a task tree from root domains, one level per round.
+
+    Each round expands every node of the frontier (the nodes added in the round before; the roots in
+    round 1) by **depth** (one prompt asking for ``k`` sub-tasks) and **breadth** (one prompt showing
+    the sub-tasks kept so far, asking for one more, different sibling). A proposed node is kept when
+    its ROUGE-L F to every node of the tree is <= ``threshold``. With ``instructions=True`` each kept
+    node gets one instruction, made from its path (``root > ... > node``).
+
+    Input: a dataset with a ``task`` column (the root domains). Output: the new nodes, ``{"task",
+    "parent", "path", "depth", "how" ("depth" / "breadth"), "instruction", "round"}``. Round records:
+    ``conditions`` = the frontier expanded; ``metrics`` = proposals, drops, ``nodes``, ``leaves``
+    (distinct nodes without children) and ``max_depth`` of the tree so far.
+
+    Args:
+        llm (`LLM`): the model.
+        k (`int`, defaults to 3): sub-tasks asked per depth prompt.
+        max_rounds (`int`, defaults to 2): the tree's depth below the roots.
+        threshold (`float`, defaults to 0.7): the ROUGE-L novelty rule.
+        instructions (`bool`, defaults to True), seed, max_new_tokens, instruction_tokens, checkpoint_dir.
+
+    Example:
+        >>> tree = ExploreInstruct(LLM(), k=3, max_rounds=2).run(Dataset.from_dict({"task": ["rewriting"]}))  # doctest: +SKIP
+    """
+
+    columns = ("task", "parent", "path", "depth", "how", "instruction", "round")
+
+    def __init__(self, llm: LLM, *, k: int = 3, max_rounds: int = 2, threshold: float = 0.7, instructions: bool = True,
+                 seed: int = 0, max_new_tokens: int = 64, instruction_tokens: int = 48, temperature: float = 0.7,
+                 checkpoint_dir: str | os.PathLike | None = None):
+        super().__init__(max_rounds=max_rounds, checkpoint_dir=checkpoint_dir)
+        if not isinstance(llm, LLM):
+            raise InvalidParameterError(f"llm must be an LLM, got {type(llm).__name__}.")
+        if not isinstance(k, int) or k < 1:
+            raise InvalidParameterError(f"k={k!r} must be an integer >= 1.")
+        if not 0 < threshold <= 1:
+            raise InvalidParameterError(f"threshold={threshold!r} must be in (0, 1].")
+        self.llm, self.k, self.threshold, self.instructions, self.seed = llm, k, threshold, instructions, seed
+        self.max_new_tokens, self.instruction_tokens, self.temperature = max_new_tokens, instruction_tokens, temperature
+
+    def config(self) -> dict[str, Any]:
+        return {"llm": self.llm, "k": self.k, "max_rounds": self.max_rounds, "threshold": self.threshold,
+                "instructions": self.instructions, "seed": self.seed, "max_new_tokens": self.max_new_tokens,
+                "instruction_tokens": self.instruction_tokens, "temperature": self.temperature,
+                "prompts": {"depth": DEPTH, "breadth": BREADTH, "instruct": INSTRUCT}}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__({k: v for k, v in state.items() if k != "prompts"})
+
+    def start(self, ds) -> dict[str, Any]:
+        if "task" not in ds.column_names:
+            raise InvalidParameterError(f"ExploreInstruct needs root domains in a 'task' column. Current columns: "
+                                        f"{ds.column_names}. Rename the column (ds.rename_column(...)).")
+        roots = list(dict.fromkeys(" ".join(str(t).split()) for t in ds["task"] if t and str(t).strip()))
+        nodes = [{"task": t, "parent": None, "path": t, "depth": 0} for t in roots]
+        return {"nodes": nodes, "frontier": nodes}
+
+    def absorb(self, state: dict[str, Any], rows: list[dict]) -> None:
+        state["nodes"] = state["nodes"] + rows
+        state["frontier"] = rows
+
+    def done(self, state: dict[str, Any]) -> bool:
+        return not state["frontier"]
+
+    @staticmethod
+    def coverage(nodes: list[dict]) -> dict[str, int]:
+        """``nodes``, ``leaves`` (distinct nodes no other node has as parent) and ``max_depth``."""
+        parents = {n["parent"] for n in nodes}
+        return {"nodes": len(nodes), "leaves": len({n["path"] for n in nodes if n["path"] not in parents}),
+                "max_depth": max((n["depth"] for n in nodes), default=0)}
+
+    def _ask(self, template: Template, rows: list[dict], tag: str, round: int, tokens: int, temperature: float):
+        params = SamplingParams.make(None, max_new_tokens=tokens, temperature=temperature,
+                                     seed=derive_seed(self.seed, "explore", tag, round))
+        requests = [ChatRequest.of(template.render(r), derive_seed(self.seed, "explore", tag, round, i))
+                    for i, r in enumerate(rows)]
+        return self.llm.generate(requests, params) if requests else []
+
+    def step(self, state: dict[str, Any], round: int):
+        from ..curate import rouge_l, rouge_tokens
+
+        pool = [rouge_tokens(n["task"]) for n in state["nodes"]]
+        frontier = state["frontier"]
+        metrics: dict[str, Any] = Counter()
+        kept: list[dict] = []
+
+        def consider(task: str, parent: dict, how: str) -> bool:
+            toks = rouge_tokens(task)
+            if not toks:
+                metrics["dropped_empty"] += 1
+                return False
+            if pool and max(rouge_l(toks, p) for p in pool) > self.threshold:
+                metrics["dropped_rouge_l"] += 1
+                return False
+            pool.append(toks)
+            kept.append({"task": task, "parent": parent["path"], "path": f"{parent['path']} > {task}",
+                         "depth": parent["depth"] + 1, "how": how, "instruction": None, "round": round})
+            return True
+
+        deep = self._ask(DEPTH, [{"path": n["path"], "task": n["task"], "k": self.k} for n in frontier], "depth",
+                         round, self.max_new_tokens, self.temperature)
+        children: list[list[str]] = []
+        for node, comp in zip(frontier, deep):
+            items = parse_items(comp.text if comp.error is None else None, self.k)
+            metrics["proposed_depth"] += len(items)
+            children.append([t for t in items if consider(t, node, "depth")])
+        broad = self._ask(BREADTH, [{"parent": n["task"], "siblings": "\n".join(f"- {c}" for c in ch) or "(none yet)"}
+                                    for n, ch in zip(frontier, children)], "breadth", round, 24, self.temperature)
+        for node, comp in zip(frontier, broad):
+            items = parse_items(comp.text if comp.error is None else None, 1)
+            metrics["proposed_breadth"] += len(items)
+            for t in items:
+                consider(t, node, "breadth")
+        made = metrics["proposed_depth"] + metrics["proposed_breadth"]
+        if kept and self.instructions:
+            for row, comp in zip(kept, self._ask(INSTRUCT, kept, "instruct", round, self.instruction_tokens, 0.7)):
+                row["instruction"] = _clean(comp.text) if comp.error is None else None
+            metrics["failed_instructions"] = sum(r["instruction"] is None for r in kept)
+        metrics = {**dict(sorted(metrics.items())), **self.coverage(state["nodes"] + kept)}
+        return kept, {"frontier": [n["path"] for n in frontier]}, made, metrics
+
+    def __repr__(self) -> str:
+        return f"ExploreInstruct({self.llm!r}, k={self.k}, max_rounds={self.max_rounds})"
