@@ -64,16 +64,53 @@ def run_seed(rows, x, seed, noise):
             "noise_estimate": ns.describe().get("estimated_noise_rate"), "thresholds": rl_thr}
 
 
+def run_llm(rows, x, n, noise):
+    """The LLM's own label distribution (embedded SmolLM2-135M, zero-shot scoring of the label
+    verbalizations, generate.Annotator) as a third signal, on the first ``n`` rows (flip seed 0)."""
+    from datasets import Dataset
+
+    from bench_annotate import VERBALIZERS, template
+    from synth_datasets import LLM, Annotator, curate
+
+    rows, x = rows[:n], x[:n]
+    clean = np.array([r["label"] for r in rows], dtype=object)
+    flipped = (np.random.default_rng(0).random(len(_ALL_ROWS)) < noise)[:n]
+    noisy = np.where(flipped, np.where(clean == "fresh", "rotten", "fresh"), clean)
+    llm = LLM(batch_size=32, cache=False)
+    ann = Annotator(llm, ["fresh", "rotten"], template(None), verbalizers=VERBALIZERS, output="llm")
+    ds = Dataset.from_dict({"text": [r["text"] for r in rows], "label": noisy.tolist(), "emb": x.tolist()})
+    ds = ds.map(ann, batched=True, batch_size=32)
+    llm_acc = float(np.mean(np.array(ds["llm"], dtype=object) == clean))
+    out = {"rows": n, "llm_accuracy_vs_clean_labels": round(llm_acc, 4)}
+    kw = {"embedding_column": "emb", "labels": ["fresh", "rotten"], "k": min(50, n // 10)}
+    out["embedding signals (NoiseScore)"] = _f1(~curate.NoiseScore(**kw).fit(ds).keep_mask, flipped)
+    out["+ LLM label probability"] = _f1(~curate.NoiseScore(**kw, probs_columns=["llm_probs"]).fit(ds).keep_mask,
+                                         flipped)
+    q = np.asarray(ds["llm_probs"])
+    yi = (noisy == "rotten").astype(int)
+    out["LLM alone (confident learning)"] = _f1(curate.confidence.confident_flags(q, yi), flipped)
+    return out
+
+
+_ALL_ROWS = []
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--rows", type=int, default=2000)
     ap.add_argument("--noise", type=float, default=0.2)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--llm-rows", type=int, default=0, help="also score the first N rows with the embedded LLM")
     a = ap.parse_args()
     from realdata import rotten_tomatoes_embeddings
 
     rows, x = rotten_tomatoes_embeddings(4866, seed=0)
     rows, x = rows[:a.rows], x[:a.rows]
+    _ALL_ROWS[:] = rows
+    if a.llm_rows:
+        res = run_llm(rows, x, a.llm_rows, a.noise)
+        _common.write_result("bench_noise_llm", res)
+        return
     per_seed = {s: run_seed(rows, x, s, a.noise) for s in a.seeds}
     summary = {}
     for k in per_seed[a.seeds[0]]["flip_detection"]:
