@@ -2,7 +2,7 @@
 LLM-made conditions, random words, demonstrations or template rotation make synthetic movie reviews
 more diverse, more faithful to their labels and more useful for training (TSTR on real data)?
 
-    SYNTH_DATASETS_CACHE=/tmp/bench-prompting-cache python benchmarks/bench_prompting.py --rows 120
+    SYNTH_DATASETS_CACHE=/tmp/bench-prompting-cache python benchmarks/bench_prompting.py --rows 100
 
 Variants, all with the same model (embedded SmolLM2-135M-Instruct), rows, labels (alternating
 fresh/rotten, so exactly balanced), styles and lengths asked, sampling (T=0.8, top_p=0.95, seed) and
@@ -278,6 +278,13 @@ def main() -> None:
         labels = np.array([ds["label"][i] for i in ok])
         x = embed_texts(kept).astype(np.float32) if kept else np.zeros((0, 384), np.float32)
         m = measure(kept, labels, x, real=real, seed=args.seed, boot=args.boot, trtr_draws=args.trtr_draws)
+        # the same measures on every generated row (cut ones included): equal n across variants, so
+        # diversity and TSTR compare at the same size (the kept counts differ widely)
+        alls = [i for i in range(len(ds)) if errors[i] is None and texts[i] and texts[i].strip()]
+        all_texts = [texts[i].strip() for i in alls]
+        m["all_rows"] = measure(all_texts, np.array([ds["label"][i] for i in alls]),
+                                embed_texts(all_texts).astype(np.float32), real=real, seed=args.seed,
+                                boot=args.boot, trtr_draws=args.trtr_draws)
         m.update({"rows": len(ds), "truncated_share": sum(f == "length" for f in fr) / len(ds),
                   "failed": sum(e is not None for e in errors),
                   "exact_duplicates": len(kept) - len(set(kept)),
@@ -292,8 +299,7 @@ def main() -> None:
         result["variants"][name] = m
         print({k: m.get(k) for k in ("rows_kept", "truncated_share", "faithfulness_real_clf", "tstr", "tstr_over_trtr")},
               flush=True)
-    n_ref = max(10, int(np.median([v["rows_kept"] for v in result["variants"].values()])))
-    result["real"]["reference_diversity"] = real_reference(real, n_ref, args.seed)
+    result["real"]["reference_diversity"] = real_reference(real, args.rows, args.seed)
     result["total_s"] = round(time.perf_counter() - t_start, 1)
     path = _common.write_result(args.out, result)
     print(markdown_table(result))
@@ -301,32 +307,39 @@ def main() -> None:
 
 
 def markdown_table(result: dict) -> str:
-    """The BENCHMARKS.md table of one results file (``python benchmarks/bench_prompting.py --table FILE``)."""
+    """The BENCHMARKS.md tables of one results file (``python benchmarks/bench_prompting.py --table FILE``):
+    diversity and faithfulness on every generated row (equal n), then usefulness on all rows and on kept rows."""
     ref, real = result["real"]["reference_diversity"], result["real"]
-    head = ("| variant | kept / rows | cut at limit | words (real {rl:.0f}) | distinct-1 | distinct-2 | distinct-2, "
-            "first 15 words | bigram entropy | self-BLEU | emb. mean dist. | Vendi | faithful (real clf) | "
-            "faithful (OOF) | TSTR [95% boot.] | TRTR same n (sd) | TSTR/TRTR | PRDC precision / recall | "
-            "prompt tok. | gen. s |").format(rl=ref["length_words_mean"]["mean"])
-    lines = [head, "|" + " --- |" * head.count(" | ") + " --- |"]
-    for name, v in result["variants"].items():
-        if "skipped" in v:
-            lines.append(f"| {name} | {v['rows_kept']} / {v['rows']} | {v['truncated_share']:.2f} | skipped |")
-            continue
-        d, b, p = v["diversity"], v["tstr_boot"], v["prdc_vs_real_test"]
-        lines.append(
-            f"| {name} | {v['rows_kept']} / {v['rows']} | {v['truncated_share']:.2f} | {v['length_words_mean']:.0f} | "
-            f"{d['distinct_1']:.3f} | {d['distinct_2']:.3f} | {d['distinct_2_first15']:.3f} | {d['ngram_entropy_2']:.2f} | "
-            f"{d['self_bleu']:.3f} | {d['embedding_mean_pairwise_distance']:.3f} | {d['vendi_score']:.1f} | "
-            f"{v['faithfulness_real_clf']:.2f} | {v['faithfulness_oof']:.2f} | "
-            f"{v['tstr']:.3f} [{b['p2.5']:.3f}, {b['p97.5']:.3f}] | {v['trtr']['mean']:.3f} ({v['trtr']['sd']:.3f}) | "
-            f"**{v['tstr_over_trtr']:.2f}** | {p['precision']:.2f} / {p['recall']:.2f} | {v['prompt_tokens_mean']:.0f} | "
-            f"{v['generate_s']:.0f} |")
     r = {k: ref[k]["mean"] for k in ref if isinstance(ref[k], dict)}
+    head = ("| variant (all generated rows) | cut at limit | words (real {rl:.0f}) | distinct-1 | distinct-2 | "
+            "distinct-2, first 15 words | bigram entropy | self-BLEU | emb. mean dist. | Vendi | faithful (real clf) | "
+            "faithful (OOF) | PRDC precision / recall | prompt tok. |").format(rl=r["length_words_mean"])
+    lines = [head, "|" + " --- |" * (head.count(" | ") + 1)]
+    for name, v in result["variants"].items():
+        a = v["all_rows"]
+        d, p = a["diversity"], a["prdc_vs_real_test"]
+        lines.append(
+            f"| {name} | {v['truncated_share']:.2f} | {a['length_words_mean']:.0f} | {d['distinct_1']:.3f} | "
+            f"{d['distinct_2']:.3f} | {d['distinct_2_first15']:.3f} | {d['ngram_entropy_2']:.2f} | {d['self_bleu']:.3f} | "
+            f"{d['embedding_mean_pairwise_distance']:.3f} | {d['vendi_score']:.1f} | {a['faithfulness_real_clf']:.2f} | "
+            f"{a['faithfulness_oof']:.2f} | {p['precision']:.2f} / {p['recall']:.2f} | {v['prompt_tokens_mean']:.0f} |")
     lines.append(
-        f"| real RT snippets ({ref['rows']} rows, mean of {ref['draws']} draws) | - | - | {r['length_words_mean']:.0f} | "
+        f"| real RT snippets ({ref['rows']} rows, mean of {ref['draws']} draws) | - | {r['length_words_mean']:.0f} | "
         f"{r['distinct_1']:.3f} | {r['distinct_2']:.3f} | {r['distinct_2_first15']:.3f} | {r['ngram_entropy_2']:.2f} | "
         f"{r['self_bleu']:.3f} | {r['embedding_mean_pairwise_distance']:.3f} | {r['vendi_score']:.1f} | "
-        f"{real['judge_accuracy_on_real_test']:.2f} (on real test) | - | - | - | - | - | - | - |")
+        f"{real['judge_accuracy_on_real_test']:.2f} (accuracy on real test) | - | - | - |")
+    lines += ["", "| variant | TSTR, all rows [95% boot.] | TRTR, as many real rows (sd) | **TSTR/TRTR** | kept rows | "
+              "TSTR, kept rows [95% boot.] | TRTR, as many (sd) | TSTR/TRTR, kept |", "|" + " --- |" * 8]
+    for name, v in result["variants"].items():
+        cells = []
+        for m in (v["all_rows"], v):
+            if "skipped" in m:
+                cells.append("skipped | - | -")
+                continue
+            b = m["tstr_boot"]
+            cells.append(f"{m['tstr']:.3f} [{b['p2.5']:.3f}, {b['p97.5']:.3f}] | {m['trtr']['mean']:.3f} "
+                         f"({m['trtr']['sd']:.3f}) | {m['tstr_over_trtr']:.2f}")
+        lines.append(f"| {name} | {cells[0]} | {v['rows_kept']} | {cells[1]} |")
     return "\n".join(lines)
 
 
