@@ -160,12 +160,23 @@ def test_llama_server_with_response_format(llama_server, tmp_path):
     llm = LLM(llama_server, model="smollm2", cache=tmp_path / "c.sqlite")
     gen = StructuredGenerator(llm, TEMPLATE, schema=Movie, temperature=0.8, max_new_tokens=160, seed=5)
     ds = Dataset.from_dict({"mood": MOODS[:4]}).map(gen, batched=True)
-    # llama-cpp-python's server refuses the OpenAI form (422) and takes {"type": "json_object", "schema": ...}
+    # llama-cpp-python's server refuses the OpenAI form (HTTP 500 naming response_format) and takes
+    # {"type": "json_object", "schema": ...}; its grammar ignores integer bounds, so validation still matters
     assert gen.describe()["response_format_used"] == "json_object"
     assert ds["record_error"] == [None] * 4, ds["record_error"]
     for row in ds:
         _valid(row)
     assert ds.features["characters"].feature["role"].dtype == "string"
+
+
+def test_decoding_schema_is_closed_but_validation_is_not():
+    from synth_datasets.generate.structured import closed
+
+    c = closed(Movie.model_json_schema())
+    assert c["additionalProperties"] is False and c["$defs"]["Character"]["additionalProperties"] is False
+    assert closed({"type": "object", "properties": {"a": {}}, "additionalProperties": True})["additionalProperties"]
+    extra = {"title": "Dusk", "genre": "drama", "rating": 7, "characters": [{"name": "A", "role": "lead", "x": 1}]}
+    assert Schema(Movie).validate(json.dumps(extra))[1] is None  # extras are still valid when they come back
 
 
 def test_optional_fields_are_null_not_missing():

@@ -35,19 +35,43 @@ FEEDBACK = ("That reply is not valid: {error}. Reply again with one JSON object 
             "follows the schema.")
 
 
+def closed(schema: Any) -> Any:
+    """``schema`` with ``additionalProperties: false`` on every object that does not say otherwise: what
+    the decoder may write (a closed record is valid under the open schema too; OpenAI's strict mode asks
+    for the same). Without it a small model may keep adding properties until ``max_new_tokens``."""
+    if not isinstance(schema, dict):
+        return schema
+    out = dict(schema)
+    if isinstance(out.get("properties"), dict):
+        out["properties"] = {k: closed(v) for k, v in out["properties"].items()}
+        out.setdefault("additionalProperties", False)
+    for key in ("items", "additionalProperties", "not", "if", "then", "else"):
+        if isinstance(out.get(key), dict):
+            out[key] = closed(out[key])
+    for key in ("anyOf", "oneOf", "allOf", "prefixItems"):
+        if isinstance(out.get(key), list):
+            out[key] = [closed(x) for x in out[key]]
+    for key in ("$defs", "definitions"):
+        if isinstance(out.get(key), dict):
+            out[key] = {k: closed(v) for k, v in out[key].items()}
+    return out
+
+
 def _response_format(style: str | None, schema: Schema, name: str) -> str | None:
+    decode = closed(schema.json)
     if style == "json_schema":
-        return json.dumps({"type": "json_schema", "json_schema": {"name": name, "schema": schema.json, "strict": True}},
+        return json.dumps({"type": "json_schema", "json_schema": {"name": name, "schema": decode, "strict": True}},
                           ensure_ascii=False, separators=(",", ":"))
     if style == "json_object":
-        return json.dumps({"type": "json_object", "schema": schema.json}, ensure_ascii=False, separators=(",", ":"))
+        return json.dumps({"type": "json_object", "schema": decode}, ensure_ascii=False, separators=(",", ":"))
     return None
 
 
 def _format_refused(c: Completion) -> bool:
-    """The server refused the request because of ``response_format`` (HTTP 400/422)."""
+    """The server refused the request because of ``response_format``: an HTTP error whose body names it
+    (OpenAI-style servers answer 400/422; llama-cpp-python's server answers 500 with its validation error)."""
     e = c.error or ""
-    return c.text is None and ("HTTP 400" in e or "HTTP 422" in e) and ("response_format" in e or "json" in e.lower())
+    return c.text is None and e.startswith("HTTP ") and "response_format" in e
 
 
 class _Attempts:
@@ -160,7 +184,7 @@ class StructuredGenerator(TextGenerator):
         from ..llm.grammar import compile_schema
 
         try:
-            compile_schema(self.schema.json)
+            compile_schema(closed(self.schema.json))
         except ImportError:
             if self.response_format != "auto":
                 raise
