@@ -22,8 +22,6 @@ from ..errors import InvalidParameterError, MissingDependencyError
 
 _LOCK = threading.Lock()
 _GRAMMARS: dict[str, str] = {}  # schema text -> compiled llguidance grammar (process-wide, small)
-_EXECUTOR = None
-_TABLE = None  # byte -> its 8 bits as booleans, to unpack bitmasks
 
 
 def schema_of(response_format: str | dict | None) -> dict[str, Any] | None:
@@ -110,16 +108,11 @@ def backend_processor(backend, response_format: str, batch: int):
 
 def grammar_processor(lltok, grammar: str, batch: int, eos_token_id: int):
     """A ``LogitsProcessor`` that keeps each of ``batch`` rows inside ``grammar``."""
+    import numpy as np
     import torch
     from transformers import LogitsProcessor
 
-    global _EXECUTOR, _TABLE
     llg = _llguidance()
-    with _LOCK:
-        if _EXECUTOR is None:
-            _EXECUTOR = llg.LLExecutor()
-            _TABLE = ((torch.arange(256).unsqueeze(-1) >> torch.arange(8)) & 1).bool()
-    executor, table = _EXECUTOR, _TABLE
 
     class GrammarMask(LogitsProcessor):
         def __init__(self):
@@ -142,13 +135,25 @@ def grammar_processor(lltok, grammar: str, batch: int, eos_token_id: int):
                 return scores
             vocab = scores.shape[-1]
             if self.mask is None:
-                self.mask = torch.zeros((batch, (vocab + 31) // 32), dtype=torch.int32)
-            executor.unsafe_compute_mask_ptr([(self.matchers[b], b) for b in rows], self.mask.data_ptr(),
-                                             self.mask.shape[1] * 4, batch)
-            idx = torch.tensor(rows)
-            allowed = table[self.mask[idx].view(torch.uint8).long()].reshape(len(rows), -1)[:, :vocab]
-            scores = scores.clone() if scores.requires_grad else scores
-            scores[idx] = scores[idx].masked_fill(~allowed, float("-inf"))
+                self.mask = np.zeros((batch, (vocab + 31) // 32), dtype=np.int32)
+            width = self.mask.shape[1] * 4
+            for b in rows:  # one row at a time: ~0.01 ms each here, and no thread pool beside torch's
+                self.matchers[b].unsafe_compute_mask_ptr(self.mask[b].ctypes.data, width)
+            # numpy unpacks and applies the bits ~20x faster than the equivalent torch ops on the CPU
+            allowed = np.unpackbits(self.mask[rows].view(np.uint8), axis=1, bitorder="little")[:, :vocab]
+            if scores.device.type == "cpu" and scores.dtype == torch.float32 and scores.is_contiguous():
+                view = scores.numpy()
+                if len(rows) == batch:
+                    np.copyto(view, -np.inf, where=allowed == 0)
+                else:
+                    part = view[rows]
+                    np.copyto(part, -np.inf, where=allowed == 0)
+                    view[rows] = part
+                return scores
+            keep = torch.from_numpy(allowed.astype(bool)).to(scores.device)
+            idx = torch.tensor(rows, device=scores.device)
+            scores = scores.clone()
+            scores[idx] = scores[idx].masked_fill(~keep, float("-inf"))
             return scores
 
         def errors(self) -> list[str | None]:
