@@ -16,6 +16,24 @@ import pytest
 
 # Isolate every cache before any HF library is imported (they read these at import time).
 _SESSION_TMP = Path(tempfile.mkdtemp(prefix="synth-datasets-tests-"))
+(_SESSION_TMP / "pid").write_text(str(os.getpid()))
+
+
+def _remove_dead_sessions() -> None:
+    """Session folders of killed runs (no pytest_sessionfinish) whose process is gone; live ones stay."""
+    import shutil
+
+    for d in Path(tempfile.gettempdir()).glob("synth-datasets-tests-*"):
+        try:
+            pid = int((d / "pid").read_text())
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            shutil.rmtree(d, ignore_errors=True)
+        except (OSError, ValueError):  # no pid file (an older run, or being created), or not ours to signal
+            pass
+
+
+_remove_dead_sessions()
 os.environ["SYNTH_DATASETS_CACHE"] = str(_SESSION_TMP / "responses")
 os.environ["HF_HOME"] = str(_SESSION_TMP / "hf")
 # (HF_HUB_OFFLINE is not set: huggingface_hub would refuse even loopback inference calls. Nothing here
