@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import argparse
-import random
 import time
 
 from _common import write_result

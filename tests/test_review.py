@@ -8,7 +8,6 @@ import json
 import urllib.error
 import urllib.request
 import warnings
-from pathlib import Path
 
 import pytest
 from datasets import Dataset

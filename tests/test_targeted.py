@@ -6,7 +6,6 @@ Tiny sizes (2 rounds x 6 rows, 24 new tokens): the machine's two cores are share
 
 import json
 
-import numpy as np
 import pytest
 from datasets import Dataset
 from sklearn.linear_model import LogisticRegression

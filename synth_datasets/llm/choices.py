@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Sequence
 
 from ..errors import InvalidParameterError
 from .base import ChatRequest, Completion
+from .scoring import cached_scores
 
 if TYPE_CHECKING:
     from .llm import LLM
@@ -51,20 +52,5 @@ def choice_logprobs(llm: "LLM", requests: Sequence[ChatRequest], choices: Sequen
     requests = list(requests)
     identity = llm.identity()
     keys = [_key(identity, r, choices, prefix) for r in requests]
-    cache = llm.response_cache
-    found = cache.get_many(keys) if cache is not None else {}
-    todo = list(dict.fromkeys(k for k in keys if k not in found))
-    first = {k: keys.index(k) for k in todo}
-    fresh = llm.backend.choice_logprobs([requests[first[k]] for k in todo], choices, prefix=prefix) if todo else []
-    done = dict(zip(todo, fresh))
-    if cache is not None:
-        ok = {k: c for k, c in done.items() if c.error is None}
-        if ok:
-            cache.put_many(ok)
-    stats = llm.stats
-    stats["requests"] += len(todo)
-    stats["cache_hits"] += sum(k in found for k in keys)
-    for c in done.values():
-        stats["prompt_tokens"] += c.usage.get("prompt_tokens", 0)
-        stats["errors"] += c.error is not None
-    return [found.get(k) or done[k] for k in keys]
+    return cached_scores(llm, keys, requests,
+                         lambda todo: llm.backend.choice_logprobs(todo, choices, prefix=prefix))

@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 from ..errors import InvalidParameterError
 from .base import ChatRequest, Completion
@@ -35,6 +35,30 @@ def _key(identity: dict, request: ChatRequest, continuations: Sequence[str]) -> 
     return hashlib.sha256(raw.encode()).hexdigest()
 
 
+def cached_scores(llm: "LLM", keys: list[str], requests: list[ChatRequest],
+                  score: Callable[[list[ChatRequest]], list[Completion]]) -> list[Completion]:
+    """The scoring loop shared by :func:`continuation_logprobs` and ``choices.choice_logprobs``: cache
+    lookups by ``keys``, ``score`` once per distinct miss, successful results written back, ``llm.stats``
+    counted (``requests``, ``cache_hits``, ``prompt_tokens``, ``errors``)."""
+    cache = llm.response_cache
+    found = cache.get_many(keys) if cache is not None else {}
+    todo = list(dict.fromkeys(k for k in keys if k not in found))
+    first = {k: keys.index(k) for k in todo}
+    fresh = score([requests[first[k]] for k in todo]) if todo else []
+    done = dict(zip(todo, fresh))
+    if cache is not None:
+        ok = {k: c for k, c in done.items() if c.error is None}
+        if ok:
+            cache.put_many(ok)
+    stats = llm.stats
+    stats["requests"] += len(todo)
+    stats["cache_hits"] += sum(k in found for k in keys)
+    for c in done.values():
+        stats["prompt_tokens"] += c.usage.get("prompt_tokens", 0)
+        stats["errors"] += c.error is not None
+    return [found.get(k) or done[k] for k in keys]
+
+
 def continuation_logprobs(llm: "LLM", requests: Sequence[ChatRequest], continuations: Sequence[str]) -> list[Completion]:
     """One completion per request whose ``logprobs`` hold the total log-probability of each continuation
     as the start of the reply (in order; under the full vocabulary, so they need not sum to 1), and whose
@@ -49,23 +73,7 @@ def continuation_logprobs(llm: "LLM", requests: Sequence[ChatRequest], continuat
     requests = list(requests)
     identity = llm.identity()
     keys = [_key(identity, r, continuations) for r in requests]
-    cache = llm.response_cache
-    found = cache.get_many(keys) if cache is not None else {}
-    todo = list(dict.fromkeys(k for k in keys if k not in found))
-    first = {k: keys.index(k) for k in todo}
-    fresh = _score(llm.backend, [requests[first[k]] for k in todo], continuations) if todo else []
-    done = dict(zip(todo, fresh))
-    if cache is not None:
-        ok = {k: c for k, c in done.items() if c.error is None}
-        if ok:
-            cache.put_many(ok)
-    stats = llm.stats
-    stats["requests"] += len(todo)
-    stats["cache_hits"] += sum(k in found for k in keys)
-    for c in done.values():
-        stats["prompt_tokens"] += c.usage.get("prompt_tokens", 0)
-        stats["errors"] += c.error is not None
-    return [found.get(k) or done[k] for k in keys]
+    return cached_scores(llm, keys, requests, lambda todo: _score(llm.backend, todo, continuations))
 
 
 def _score(backend, requests: list[ChatRequest], continuations: list[str]) -> list[Completion]:

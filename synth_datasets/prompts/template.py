@@ -267,7 +267,7 @@ class Template:
             except UndefinedError as e:
                 raise MissingVariableError(f"{e.message} in {where}. Fix the template or the data.",
                                            variable=str(e.message), row=row_index) from e
-            except _NoneValue as e:
+            except _NoneValue:
                 nested = {k: p for k in sorted(ctx) if (p := _none_path(ctx[k])) is not None}
                 paths = ", ".join(f"{k}{p}" for k, p in nested.items()) or "a value the template computed"
                 raise MissingVariableError(
