@@ -27,7 +27,8 @@ def built(tmp_path_factory):
                             "review_finish_reason": ["stop", "stop", "stop", "stop", "length", "stop"],
                             "review_logprobs": [[-0.1], [-0.1], [-3.0], [-0.2], [-0.5], [-0.4]]})
     publish(ds, folder, text_column="review", report=False)
-    return load_dataset(str(folder), split="train")
+    # own cache_dir: another test's "movie-reviews" folder can share this one's cache key in datasets
+    return load_dataset(str(folder), split="train", cache_dir=str(tmp_path_factory.mktemp("hf-cache")))
 
 
 def test_built_dataset_declares_its_text_column(built):
