@@ -18,7 +18,6 @@ import json
 import logging
 from typing import Any, Sequence
 
-from .._versions import library_versions
 from ..errors import InvalidParameterError
 from ..llm import LLM, ChatRequest, Completion, SamplingParams
 from ..prompts import Template
