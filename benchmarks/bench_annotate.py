@@ -35,7 +35,11 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=200)
     ap.add_argument("--calibrate", type=int, default=50)
     ap.add_argument("--timing-rows", type=int, default=64)
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (1 on a shared machine)")
     a = ap.parse_args()
+    import torch
+
+    torch.set_num_threads(a.threads)
     from datasets import Dataset
 
     llm = LLM(batch_size=32, cache=False)

@@ -21,7 +21,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from _common import write_result
+from _common import start_llama_server, write_result
 
 from synth_datasets import LLM, StructuredGenerator, Template
 from synth_datasets.llm import ChatRequest, SamplingParams
@@ -146,19 +146,40 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--max-new-tokens", type=int, default=160)
     ap.add_argument("--reps", type=int, default=2, help="batches of 32 for the per-token cost")
+    ap.add_argument("--per-token-max-new-tokens", type=int, default=64,
+                    help="equal step counts with and without the grammar (both batches run to the limit)")
     ap.add_argument("--skip-records", action="store_true")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (1 on a shared machine)")
+    ap.add_argument("--llama-rows", type=int, default=0,
+                    help="also make this many records through llama.cpp's server (response_format vs retry)")
     a = ap.parse_args()
+    import torch
+
+    torch.set_num_threads(a.threads)
     llm = LLM(batch_size=a.batch, cache=False)
     llm.backend._load()
     result = {"schema": Movie.model_json_schema(), "batch": a.batch, "max_new_tokens": a.max_new_tokens}
     result["engines"] = engines(llm, a.batch)
     print(json.dumps(result["engines"]), flush=True)
-    result["per_token_batch32"] = per_token(llm, a.batch, a.max_new_tokens, a.reps)
+    result["per_token_batch32"] = per_token(llm, a.batch, a.per_token_max_new_tokens, a.reps)
     print(json.dumps(result["per_token_batch32"]), flush=True)
     if not a.skip_records:
         result["constrained"] = records(llm, a.rows, "auto", a.batch, a.max_new_tokens)
         print(json.dumps(result["constrained"]), flush=True)
         result["unconstrained_retry"] = records(llm, a.rows, None, a.batch, a.max_new_tokens)
+        print(json.dumps(result["unconstrained_retry"]), flush=True)
+    if a.llama_rows:
+        from synth_datasets.llm.identity import embedded_model_path
+
+        server, url = start_llama_server(str(embedded_model_path()), threads=a.threads)
+        try:
+            remote = LLM(url, model="smollm2", cache=False, concurrency=1)
+            result["llama_cpp_server"] = {
+                "constrained": records(remote, a.llama_rows, "auto", a.batch, a.max_new_tokens),
+                "unconstrained_retry": records(remote, a.llama_rows, None, a.batch, a.max_new_tokens)}
+            print(json.dumps(result["llama_cpp_server"]), flush=True)
+        finally:
+            server.stop()
     write_result("structured", result)
 
 

@@ -42,7 +42,11 @@ def test_bad_configuration_is_refused_before_any_call():
     with pytest.raises(InvalidParameterError, match="distinct"):
         Annotator(llm, ["a", "a"], RT_TEMPLATE)
     ann = Annotator(llm, ["fresh", "rotten"], RT_TEMPLATE)
-    assert ann.method == "vote"  # an endpoint votes
+    assert ann.method == "logprobs"  # an endpoint: first-token logprobs (votes where there are none)
+    with pytest.raises(InvalidParameterError, match="top_logprobs=30"):
+        Annotator(llm, ["a", "b"], RT_TEMPLATE, top_logprobs=30)
+    with pytest.raises(InvalidParameterError, match="method='logprobs' reads an endpoint"):
+        Annotator(LLM(), ["a", "b"], RT_TEMPLATE, method="logprobs")
     with pytest.raises(InvalidParameterError, match="Output column 'label' already exists"):
         ann({"text": ["x"], "label": ["y"]})
 
@@ -171,7 +175,8 @@ def test_annotator_on_real_reviews_with_calibration(embedded_llm):
 @pytest.mark.slow
 def test_votes_through_llama_server(llama_server, tmp_path):
     llm = LLM(llama_server, model="smollm2", cache=tmp_path / "c.sqlite")
-    ann = Annotator(llm, ["fresh", "rotten"], RT_TEMPLATE, verbalizers=RT_VERBALIZERS, votes=3, max_new_tokens=6)
+    ann = Annotator(llm, ["fresh", "rotten"], RT_TEMPLATE, verbalizers=RT_VERBALIZERS, votes=3, max_new_tokens=6,
+                    method="vote")
     rows = rotten_tomatoes(4, seed=5)
     out = Dataset.from_dict({"text": [r["text"] for r in rows]}).map(ann, batched=True)
     assert llm.stats["requests"] == 12  # 3 sampled replies per row
@@ -183,3 +188,44 @@ def test_votes_through_llama_server(llama_server, tmp_path):
         else:
             assert label is None and "no label named in 3 replies" in err
     assert sum(e is None for e in out["label_error"]) >= 2
+
+
+# -- an endpoint: the first token's top_logprobs ---------------------------------------------------------
+@pytest.mark.slow
+def test_logprobs_through_llama_server(llama_server, tmp_path):
+    import json
+    import urllib.request
+
+    llm = LLM(llama_server, model="smollm2", cache=tmp_path / "c.sqlite")
+    template = RT_TEMPLATE + "\nAnswer:"
+    ann = Annotator(llm, ["fresh", "rotten"], template, verbalizers=RT_VERBALIZERS, votes=3, max_new_tokens=6)
+    assert ann.method == "logprobs"
+    rows = rotten_tomatoes(6, seed=5)
+    out = Dataset.from_dict({"text": [r["text"] for r in rows]}).map(ann, batched=True)
+    by = ann.describe()["scored_by"]
+    assert by.get("logprobs", 0) >= 4, by  # the embedded model starts most replies with a label word
+    assert llm.stats["requests"] == 6 + 3 * by.get("vote", 0)  # one request per row, votes only where needed
+    # recompute the logprob rows from the server's raw answer: every spelling of the label's first token
+    spellings = {lab: {w[:i] for i in range(1, len(w) + 1)} for lab, w in RT_VERBALIZERS.items()}
+    checked = 0
+    for r, probs in zip(rows, out["label_probs"]):
+        body = {"model": "smollm2", "messages": [{"role": "user", "content": template.replace(
+            "{{ text }}", r["text"])}], "max_tokens": 1, "temperature": 0.0, "logprobs": True, "top_logprobs": 20,
+            "seed": 0}
+        req = urllib.request.Request(llama_server + "/chat/completions", data=json.dumps(body).encode(),
+                                     headers={"Content-Type": "application/json"})
+        top = json.loads(urllib.request.urlopen(req, timeout=120).read())["choices"][0]["logprobs"]["content"][0]
+        alts = {a["token"]: a["logprob"] for a in top["top_logprobs"]}
+        mass = {lab: sum(np.exp(v) for t, v in alts.items() if t.strip().lower() in sp) for lab, sp in spellings.items()}
+        if all(m > 0 for m in mass.values()):
+            total = mass["fresh"] + mass["rotten"]
+            assert probs == pytest.approx([mass["fresh"] / total, mass["rotten"] / total], abs=1e-4)
+            checked += 1
+    assert checked >= 3
+
+    # one verbalizer begins the other: no first token names one label alone, so every row is voted on
+    llm2 = LLM(llama_server, model="smollm2", cache=tmp_path / "c2.sqlite")
+    ann2 = Annotator(llm2, ["fresh", "rotten"], template, verbalizers={"fresh": "goodreview", "rotten": "goodreviews"},
+                     votes=3, max_new_tokens=6)
+    Dataset.from_dict({"text": [r["text"] for r in rows[:2]]}).map(ann2, batched=True)
+    assert ann2.describe()["scored_by"] == {"vote": 2} and llm2.stats["requests"] == 2 + 6

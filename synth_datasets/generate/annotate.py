@@ -1,8 +1,10 @@
 """``Annotator``: the LLM labels real unlabelled text (survey §3.1, App. A; LLMAAA), with a confidence.
 
 On a local model the label comes from one scoring pass: the log-probability of each label's
-verbalization as the reply, normalised over the label set (nothing sampled). On an endpoint, from
-``votes`` sampled replies (the share of replies naming each label). A temperature fitted on a few
+verbalization as the reply, normalised over the label set (nothing sampled). On an endpoint, from the
+log-probabilities the server returns for the reply's first token (one greedy token with
+``top_logprobs``; llama.cpp's server, vLLM, TGI and OpenAI give them), and where a server gives none, or
+no label's first token is among them, from ``votes`` sampled replies (the share naming each label). A temperature fitted on a few
 labelled rows (:meth:`Annotator.calibrate`) rescales the distribution; the fitted temperature and
 the expected calibration error before and after are recorded in :meth:`describe` (and so in the card).
 """
@@ -24,7 +26,7 @@ from ..seeding import batch_size_of, check_batched, derive_seed, row_keys
 from .text import input_columns
 
 _FORMAT_VERSION = 1
-METHODS = ("auto", "score", "vote")
+METHODS = ("auto", "score", "logprobs", "vote")
 
 
 def expected_calibration_error(confidence: Sequence[float], correct: Sequence[bool], *, bins: int = 10) -> float:
@@ -69,7 +71,10 @@ class Annotator:
             label itself), e.g. ``{"fresh": "positive", "rotten": "negative"}``.
         output (`str`, defaults to ``"label"``): the label column.
         method (`str`, defaults to ``"auto"``): ``"score"`` (local models: one scoring pass),
-            ``"vote"`` (``votes`` sampled replies), ``"auto"`` (score where it can, else vote).
+            ``"logprobs"`` (endpoints: the first reply token's ``top_logprobs``; a row whose reply
+            starts with no label is voted on instead), ``"vote"`` (``votes`` sampled replies),
+            ``"auto"`` (``"score"`` on local models, ``"logprobs"`` on endpoints).
+        top_logprobs (`int`, defaults to 20): alternatives asked for with ``"logprobs"`` (OpenAI allows 20).
         votes (`int`, defaults to 5), temperature (`float`, defaults to 0.7), max_new_tokens (`int`,
             defaults to 8), seed (`int`, defaults to 0): for voting.
         key_column (`str`, *optional*): seeds votes by this column instead of the row content.
@@ -84,7 +89,7 @@ class Annotator:
     def __init__(self, llm: LLM, labels: Sequence[str], template: Template | str, *,
                  verbalizers: dict[str, str] | None = None, output: str = "label", method: str = "auto",
                  votes: int = 5, temperature: float = 0.7, max_new_tokens: int = 8, seed: int = 0,
-                 key_column: str | None = None):
+                 key_column: str | None = None, top_logprobs: int = 20):
         if not isinstance(llm, LLM):
             raise InvalidParameterError(f"llm must be an LLM, got {type(llm).__name__}.")
         labels = [str(x) for x in labels]
@@ -102,14 +107,22 @@ class Annotator:
         if method == "score" and llm.kind == "endpoint":
             raise InvalidParameterError("method='score' needs a local model (endpoints do not expose the next-token "
                                         "distribution here): use method='vote' or 'auto'.")
+        if method == "logprobs" and llm.kind != "endpoint":
+            raise InvalidParameterError("method='logprobs' reads an endpoint's top_logprobs; a local model scores "
+                                        "the labels directly: use method='score' or 'auto'.")
+        if not isinstance(top_logprobs, int) or not 1 <= top_logprobs <= 20:
+            raise InvalidParameterError(f"top_logprobs={top_logprobs!r} must be an integer from 1 to 20.")
         if not isinstance(votes, int) or votes < 1:
             raise InvalidParameterError(f"votes={votes!r} must be an integer >= 1.")
         if isinstance(template, str):
             template = Template(user=template)
         self.llm, self.labels, self.words, self.template, self.output = llm, labels, words, template, output
-        self.method = method if method != "auto" else ("vote" if llm.kind == "endpoint" else "score")
+        self.method = method if method != "auto" else ("logprobs" if llm.kind == "endpoint" else "score")
         self.votes, self.seed, self.key_column = votes, seed, key_column
         self.vote_params = SamplingParams.make(temperature=temperature, max_new_tokens=max_new_tokens, seed=seed)
+        self.logprob_params = SamplingParams.make(temperature=0.0, max_new_tokens=1, seed=seed,
+                                                  top_logprobs=top_logprobs)
+        self.scored_by_: dict[str, int] = {}  # rows labelled per way (logprobs / vote), this process
         self.temperature_ = 1.0  # calibration (1.0 = none)
         self.calibration_: dict[str, Any] | None = None
 
@@ -118,13 +131,18 @@ class Annotator:
         return {"format": _FORMAT_VERSION, "llm": self.llm, "labels": self.labels, "words": self.words,
                 "template": self.template, "output": self.output, "method": self.method, "votes": self.votes,
                 "seed": self.seed, "key_column": self.key_column, "vote_params": self.vote_params.model_dump(),
+                "logprob_params": self.logprob_params.model_dump(),
                 "temperature_": self.temperature_, "calibration_": self.calibration_}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         state = dict(state)
         state.pop("format", None)
         state["vote_params"] = SamplingParams(**state["vote_params"])
+        lp = state.get("logprob_params")
+        state["logprob_params"] = SamplingParams(**lp) if lp else SamplingParams.make(
+            temperature=0.0, max_new_tokens=1, seed=state.get("seed", 0), top_logprobs=20)
         self.__dict__.update(state)
+        self.scored_by_ = {}
 
     @property
     def output_columns(self) -> list[str]:
@@ -150,6 +168,52 @@ class Annotator:
             comps = continuation_logprobs(self.llm, requests, self.words)
             z = np.array([c.logprobs if c.error is None else [0.0] * len(self.words) for c in comps], dtype=float)
             return z, [c.error for c in comps]
+        if self.method == "logprobs":
+            comps = self.llm.generate(requests, self.logprob_params)
+            z = np.zeros((len(requests), len(self.words)))
+            errors = [None] * len(requests)
+            need = []
+            for i, c in enumerate(comps):
+                s = self._first_token_scores(c)
+                if s is None:
+                    need.append(i)
+                else:
+                    z[i] = s
+            if need:  # no logprobs from the server, or the reply starts with no label: vote on these rows
+                zv, ev = self._vote([requests[i] for i in need])
+                for j, i in enumerate(need):
+                    z[i], errors[i] = zv[j], ev[j]
+            self._count("logprobs", len(requests) - len(need))
+            self._count("vote", len(need))
+            return z, errors
+        return self._vote(requests)
+
+    def _count(self, way: str, n: int) -> None:
+        if n:
+            self.scored_by_[way] = self.scored_by_.get(way, 0) + n
+
+    def _first_token_scores(self, c: Completion) -> np.ndarray | None:
+        """Per label, the log-probability (summed over spellings) of the first reply token that begins
+        exactly one label's verbalization (case and surrounding spaces ignored); a label missing from
+        the returned alternatives gets the smallest returned value (an upper bound). None when the
+        server returned no alternatives or none begins a label."""
+        if c.error is not None or not c.top_logprobs:
+            return None
+        top = c.top_logprobs[0]
+        words = [w.lower() for w in self.words]
+        z = np.full(len(words), -np.inf)
+        for tok, lp in top.items():
+            t = tok.strip().strip("\"'*").lower()
+            hits = [j for j, w in enumerate(words) if t and w.startswith(t)]
+            if len(hits) == 1:
+                z[hits[0]] = np.logaddexp(z[hits[0]], lp)
+        if not np.isfinite(z).any():
+            return None
+        return np.where(np.isfinite(z), z, min(top.values()))
+
+    def _vote(self, requests: list[ChatRequest]) -> tuple[np.ndarray, list[str | None]]:
+        if not requests:
+            return np.zeros((0, len(self.words))), []
         k = self.votes
         asked = [ChatRequest(r.messages, derive_seed(r.seed, j)) for r in requests for j in range(k)]
         comps = self.llm.generate(asked, self.vote_params)
@@ -244,8 +308,10 @@ class Annotator:
              "verbalizers": dict(zip(self.labels, self.words)), "method": self.method,
              "template": self.template.describe(), "llm": self.llm.describe(), "seed": self.seed,
              "key_column": self.key_column, "calibration": self.calibration_, "library": library_versions()}
-        if self.method == "vote":
+        if self.method in ("vote", "logprobs"):  # logprobs falls back to votes row by row
             d.update(votes=self.votes, sampling=self.vote_params.model_dump(mode="json"))
+        if self.method == "logprobs":
+            d.update(top_logprobs=self.logprob_params.top_logprobs, scored_by=dict(self.scored_by_))
         return d
 
     def __repr__(self) -> str:

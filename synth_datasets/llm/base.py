@@ -26,6 +26,9 @@ class SamplingParams(BaseModel):
         seed (`int`, defaults to 0): base seed; each request derives its own seed from it.
         stop (`list[str]`, *optional*): strings that end generation (not included in the text).
         logprobs (`bool`, defaults to False): return the log-probability of each generated token.
+        top_logprobs (`int`, defaults to 0): endpoints: also return the ``top_logprobs`` likeliest
+            alternatives at each generated token (OpenAI's field, at most 20; ``Completion.top_logprobs``).
+            Left out of dumps (so of cache keys) when 0.
         response_format (`str`, *optional*): an OpenAI-style ``response_format`` as JSON text (a dict is
             accepted), e.g. ``{"type": "json_schema", "json_schema": {"name": "x", "schema": {...}}}``:
             endpoints receive it as is; the local backend decodes under that schema's grammar. Left out
@@ -44,6 +47,7 @@ class SamplingParams(BaseModel):
     seed: int = Field(0, ge=0, lt=2**63)
     stop: tuple[str, ...] = ()
     logprobs: bool = False
+    top_logprobs: int = Field(0, ge=0, le=20)
     response_format: str | None = None
 
     @field_validator("response_format", mode="before")
@@ -60,6 +64,8 @@ class SamplingParams(BaseModel):
         d = handler(self)
         if d.get("response_format") is None:  # parameters from before the field existed keep their keys
             d.pop("response_format", None)
+        if not d.get("top_logprobs"):
+            d.pop("top_logprobs", None)
         return d
 
     @field_validator("stop", mode="before")
@@ -108,7 +114,8 @@ class Completion:
 
     ``text`` is None and ``error`` is set when the request failed after its retries.
     ``usage`` holds ``prompt_tokens`` and ``completion_tokens``; ``logprobs`` one float per generated
-    token when asked for. ``attempts`` counts HTTP attempts (1 = no retry); ``cached`` tells whether it
+    token when asked for; ``top_logprobs`` (endpoints, when asked for and the server returns them) one
+    ``{token: logprob}`` of the likeliest alternatives per generated token. ``attempts`` counts HTTP attempts (1 = no retry); ``cached`` tells whether it
     came from the response cache.
     """
 
@@ -116,6 +123,7 @@ class Completion:
     finish_reason: str
     usage: dict[str, int] = dataclasses.field(default_factory=dict)
     logprobs: list[float] | None = None
+    top_logprobs: list[dict[str, float]] | None = None
     error: str | None = None
     latency_s: float = 0.0
     attempts: int = 1

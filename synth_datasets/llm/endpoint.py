@@ -114,9 +114,9 @@ def _payload(model: str | None, req: ChatRequest, params: SamplingParams) -> dic
         body["model"] = model
     if params.stop:
         body["stop"] = list(params.stop)
-    if params.logprobs:
+    if params.logprobs or params.top_logprobs:
         body["logprobs"] = True
-        body["top_logprobs"] = 1  # llama.cpp returns no logprobs without it
+        body["top_logprobs"] = max(1, params.top_logprobs)  # llama.cpp returns no logprobs without it
     if params.response_format:
         body["response_format"] = json.loads(params.response_format)
     return body
@@ -130,9 +130,11 @@ def _parse_response(data: Any) -> Completion:
         usage = data.get("usage") or {}
         lp = choice.get("logprobs")
         logprobs = [t["logprob"] for t in lp["content"]] if lp and lp.get("content") else None
+        top = [{str(a["token"]): float(a["logprob"]) for a in t.get("top_logprobs") or []} for t in lp["content"]] \
+            if lp and lp.get("content") else None
     except (KeyError, IndexError, TypeError, AttributeError) as e:
         raise EndpointError(f"Malformed completion response: {str(data)[:BODY_CHARS]}", retryable=True) from e
-    return Completion(text=text, finish_reason=finish, logprobs=logprobs,
+    return Completion(text=text, finish_reason=finish, logprobs=logprobs, top_logprobs=top if top and any(top) else None,
                       usage={"prompt_tokens": int(usage.get("prompt_tokens") or 0),
                              "completion_tokens": int(usage.get("completion_tokens") or 0)})
 
