@@ -50,3 +50,7 @@ __all__ += ["declare_text_column", "declared_text_column", "texts_of"]
 from .generate import Annotator, Selector, StructuredGenerator, schema_features  # noqa: E402
 
 __all__ += ["StructuredGenerator", "schema_features", "Annotator", "Selector"]
+
+from .comparison import CompareResult, compare  # noqa: E402  (techniques x seeds, measured: synth-datasets compare)
+
+__all__ += ["compare", "CompareResult"]

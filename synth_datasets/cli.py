@@ -8,6 +8,7 @@
     synth-datasets generate --n 50 --out out/reviews                          # = build movie-reviews
     synth-datasets cache info|clear|repair                                    # the response cache
     synth-datasets review out/movie-reviews                                   # review rows in the browser
+    synth-datasets compare movie-reviews --n 400 --curators none NearDuplicates --real-test rt.parquet ...  # techniques
 
 Builder parameters become options (--n, --seed, --max-new-tokens, ...): see
 `synth-datasets build NAME --help`. The Hub token comes from HF_TOKEN or `hf auth login`; there is
@@ -336,6 +337,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub.add_parser("build", help="run a builder (name or script) and publish its dataset", add_help=False)
     sub.add_parser("push", help="push a built folder to the Hub in one commit", add_help=False)
     sub.add_parser("generate", help="alias of `build movie-reviews`", add_help=False)
+    sub.add_parser("compare", help="a builder's output x curators x seeds, measured (TSTR, faithfulness, diversity)",
+                   add_help=False)
     sub.add_parser("review", help="review rows in the browser (synth-datasets review DIR_OR_REPO), or --merge",
                    add_help=False)
     cache = sub.add_parser("cache", help="inspect, check, clear or repair the response cache",
@@ -349,6 +352,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             if argv[0] == "push":
                 return _push(argv[1:])
             return _build(argv[1:] if argv[0] == "build" else ["movie-reviews", *argv[1:]])
+        if argv and argv[0] == "compare":
+            from .comparison.cli import main as _compare
+
+            return _compare(argv[1:])
         if argv and argv[0] == "review":
             from .review.cli import main as _review
 
