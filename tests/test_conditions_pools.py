@@ -172,3 +172,97 @@ def test_random_words_bad_input_and_fingerprint():
         Conditions(words=RandomWords(noun=1), label=["a"]).combinations()
     assert Hasher.hash(RandomWords(noun=1, verb=1)) == Hasher.hash(pickle.loads(pickle.dumps(RandomWords(noun=1, verb=1))))
     assert Hasher.hash(RandomWords(noun=1, verb=1)) != Hasher.hash(RandomWords(noun=2, verb=1))
+
+
+# -- combinations: exclusions, weights, balanced and latin designs (no model) ---------------------
+STYLES = ["enthusiastic", "sarcastic", "calm", "intense"]
+NO_GUSH = [{"label": "negative", "style": "enthusiastic"}, {"label": "positive", "style": ["sarcastic", "intense"]}]
+
+
+def _rows(c, n, batch_size=1000, indices=True):
+    ds = Dataset.from_dict({"id": list(range(n))}).map(c, batched=True, batch_size=batch_size, with_indices=indices)
+    return list(zip(ds["label"], ds["style"]))
+
+
+def test_exclusions_sample_the_allowed_combinations_with_weights_per_row():
+    base = Conditions(label=["positive", "negative"], style=STYLES, weights={"style": [4, 2, 1, 1]}, seed=3)
+    c = Conditions(label=["positive", "negative"], style=STYLES, weights={"style": [4, 2, 1, 1]}, seed=3,
+                   exclude=NO_GUSH)
+    n = 4000
+    rows, free = _rows(c, n), _rows(base, n)
+    assert not any(c.excluded({"label": a, "style": b}) for a, b in rows)
+    # a row whose first draw is allowed keeps it: the rules change only the rows they hit
+    assert all(r == f for r, f in zip(rows, free) if not c.excluded(dict(zip(("label", "style"), f))))
+    # redrawing is sampling from the allowed combinations with the weights: P(combo) ~ w_label * w_style
+    allowed = {("positive", "enthusiastic"): 4, ("positive", "calm"): 1, ("negative", "sarcastic"): 2,
+               ("negative", "calm"): 1, ("negative", "intense"): 1}
+    total = sum(allowed.values())
+    counts = Counter(rows)
+    assert set(counts) == set(allowed)
+    for combo, w in allowed.items():
+        assert abs(counts[combo] / n - w / total) < 0.03, (combo, counts[combo] / n, w / total)
+    # per row: another batch size and no indices (content key) draw the same values
+    assert _rows(c, 300, batch_size=7) == rows[:300]
+    assert _rows(c, 50, indices=False) == _rows(c, 50, batch_size=3, indices=False)
+    assert c.combinations() == [{"label": a, "style": b} for a, b in sorted(allowed, key=lambda k: (
+        ["positive", "negative"].index(k[0]), STYLES.index(k[1])))]
+
+
+def test_balanced_design_covers_every_allowed_combination_before_repeats():
+    c = Conditions(label=["positive", "negative"], style=STYLES, length=["short", "long"], exclude=NO_GUSH,
+                   design="balanced", seed=1)
+    m = len(c.combinations())
+    assert m == 2 * 4 * 2 - 2 * 3  # 16 combinations, 6 excluded
+    ds = Dataset.from_dict({"id": list(range(3 * m + 4))}).map(c, batched=True, batch_size=5, with_indices=True)
+    rows = list(zip(ds["label"], ds["style"], ds["length"]))
+    allowed = {tuple(x.values()) for x in c.combinations()}
+    for b in range(3):
+        assert set(rows[b * m:(b + 1) * m]) == allowed  # each block of m rows: every combination once
+    assert rows[:m] != rows[m:2 * m]  # a new permutation per cycle
+    cov = c.coverage(ds.select(range(m - 1)))
+    assert (cov["combinations"], cov["covered"], cov["excluded_rows"]) == (m, m - 1, 0)
+    again = Dataset.from_dict({"id": list(range(m))}).map(c, batched=True, batch_size=1000, with_indices=True)
+    assert list(zip(again["label"], again["style"], again["length"])) == rows[:m]  # independent of the batch
+    other = Conditions(label=["positive", "negative"], style=STYLES, length=["short", "long"], exclude=NO_GUSH,
+                       design="balanced", seed=2)
+    assert _rows(other, m) != [r[:2] for r in rows[:m]]
+
+
+def test_latin_design_balances_every_attribute_of_a_large_grid():
+    pools = {f"a{j}": [f"v{j}_{i}" for i in range(10)] for j in range(7)}  # 10^7 combinations
+    with pytest.raises(InvalidParameterError, match="design='latin'"):
+        Dataset.from_dict({"id": [0]}).map(Conditions(design="balanced", **pools), batched=True, with_indices=True)
+    c = Conditions(design="latin", seed=5, exclude=[{"a1": "v1_0"}, {"a2": "v2_3", "a3": "v3_3"}], **pools)
+    ds = Dataset.from_dict({"id": list(range(40))}).map(c, batched=True, batch_size=6, with_indices=True)
+    assert "v1_0" not in ds["a1"] and Counter(ds["a1"]).most_common(1)[0][1] <= 8
+    assert not any(a == "v2_3" and b == "v3_3" for a, b in zip(ds["a2"], ds["a3"]))
+    for j in (0, 4, 5, 6):  # attributes no rule names: every value once per block of 10 rows
+        for block in range(4):
+            assert sorted(ds[f"a{j}"][block * 10:(block + 1) * 10]) == pools[f"a{j}"]
+    assert len(set(zip(*(ds[f"a{j}"] for j in range(7))))) == 40
+    assert Dataset.from_dict({"id": list(range(40))}).map(c, batched=True, batch_size=40,
+                                                           with_indices=True)["a1"] == ds["a1"]
+
+
+def test_combination_options_bad_input_and_fingerprint():
+    two = {"label": ["positive", "negative"], "style": STYLES}
+    with pytest.raises(InvalidParameterError, match="'mood', which is not an attribute"):
+        Conditions(exclude=[{"mood": "x"}], **two)
+    with pytest.raises(InvalidParameterError, match="'angry' is not a value of 'style'"):
+        Conditions(exclude=[{"style": "angry"}], **two)
+    with pytest.raises(InvalidParameterError, match="rules out every combination"):
+        Conditions(exclude=[{"label": "positive"}, {"label": "negative"}], **two)
+    with pytest.raises(InvalidParameterError, match="weights= apply to design='random'"):
+        Conditions(design="balanced", weights={"label": [1, 2]}, **two)
+    with pytest.raises(InvalidParameterError, match="use one of"):
+        Conditions(design="grid", **two)
+    with pytest.raises(InvalidParameterError, match="with_indices=True"):
+        Dataset.from_dict({"id": [0, 1]}).map(Conditions(design="balanced", **two), batched=True)
+    plain = Conditions(seed=1, **two)
+    assert "exclude" not in plain.__getstate__()  # configurations made before these options hash as before
+    hashes = {Hasher.hash(x) for x in (plain, Conditions(seed=1, exclude=NO_GUSH, **two),
+                                       Conditions(seed=1, design="latin", **two))}
+    assert len(hashes) == 3
+    c = pickle.loads(pickle.dumps(Conditions(seed=1, exclude=NO_GUSH, design="balanced", **two)))
+    assert c.describe()["exclude"] == [{k: v if isinstance(v, list) else [v] for k, v in r.items()} for r in NO_GUSH]
+    assert _rows(c, 8) == _rows(Conditions(seed=1, exclude=NO_GUSH, design="balanced", **two), 8)
