@@ -104,7 +104,11 @@ def test_evaluate_module():
 
 
 @pytest.mark.slow
-def test_judge_on_the_embedded_model(embedded_llm):
+def test_the_embedded_judge_ranks_a_truncated_generator_lower(embedded_llm):
+    """Full answers against the same answers cut to one word, 4 prompts, both orders (8 forward passes,
+    no sampling). The 135M judge nearly always answers "A" (the first slot), so reading letters leaves
+    mostly ties; its letter probabilities, averaged over both orders, prefer the full answer on every
+    prompt (measured: expected score of the full answer 0.507 to 0.564)."""
     prompts = ["Describe a calm morning at the beach.", "Explain why people enjoy music.",
                "Give advice for a first job interview.", "Describe your favourite season."]
     full = ["The sun rises slowly over the quiet water, gulls call, and the sand is cool and soft underfoot.",
@@ -112,10 +116,45 @@ def test_judge_on_the_embedded_model(embedded_llm):
             "Prepare by researching the company, practise your answers and arrive a few minutes early.",
             "Autumn is my favourite: crisp air, golden leaves and warm evenings with a good book."]
     cut = [t.split()[0] for t in full]  # deliberately degraded: truncated to one word
-    judge = PreferenceJudge(embedded_llm)
-    table = judge.compare(prompts, {"full": full, "truncated": cut})
-    assert len(table["winner"]) == 4 and all(v in ("A", "B", "C") for v in table["verdict_ab"] + table["verdict_ba"])
-    r = rank(table, bootstrap=100)
-    assert set(r["models"]) == {"full", "truncated"} and "position_bias" in r
-    levels = judge.rate_levels(prompts[:2], {"full": full[:2]})
+    table = PreferenceJudge(embedded_llm, decision="probabilities").compare(prompts, {"full": full, "truncated": cut})
+    assert table["model_a"] == ["full"] * 4 and all(s > 0.5 for s in table["score_a"]), table["score_a"]
+    for pab, pba, s in zip(table["probs_ab"], table["probs_ba"], table["score_a"]):  # the score is the probabilities'
+        assert sum(pab) == pytest.approx(1, abs=1e-5) and s == pytest.approx((pab[0] + pab[2] / 2 + pba[1] + pba[2] / 2) / 2)
+    r = rank(table, bootstrap=200)
+    assert r["bradley_terry"]["full"] > r["bradley_terry"]["truncated"]
+    assert r["bradley_terry_ci"]["full"][0] > r["bradley_terry_ci"]["truncated"][1]  # intervals separate
+    # the same verdicts read as letters: the winner is the order-cancelled letter pair (cached: no new pass)
+    letters = PreferenceJudge(embedded_llm).compare(prompts, {"full": full, "truncated": cut})
+    assert letters["verdict_ab"] == table["verdict_ab"]
+    assert letters["winner"] == [combine(a, b) for a, b in zip(letters["verdict_ab"], letters["verdict_ba"])]
+    assert "b" not in letters["winner"]  # the truncated answer never wins in both orders
+    levels = PreferenceJudge(embedded_llm).rate_levels(prompts[:2], {"full": full[:2]})
     assert all(x in ("A", "B", "C", "D") for x in levels["level"])
+    for lv, p, score in zip(levels["level"], levels["level_probs"], levels["level_score"]):
+        assert lv == "ABCD"[int(np.argmax(p))] and score == pytest.approx(4 * p[0] + 3 * p[1] + 2 * p[2] + p[3], abs=1e-5)
+
+def test_a_ranking_passed_to_publish_is_plotted_in_the_report_and_kept_as_json(tmp_path):
+    import json
+
+    from datasets import Dataset
+
+    from synth_datasets import publish
+
+    a, b, w = ["normal"] * 30 + ["normal"] * 30, ["cut"] * 30 + ["hot"] * 30, ["a"] * 24 + ["b"] * 6 + ["a"] * 27 + ["tie"] * 3
+    r = rank({"model_a": a, "model_b": b, "winner": w, "verdict_ab": ["A"] * 60, "verdict_ba": ["A"] * 60}, bootstrap=100)
+    ds = Dataset.from_dict({"text": ["a short text", "another short text"]})
+    res = publish(ds, tmp_path / "out", metrics=[{"ranking": r}])
+    folder = tmp_path / "out"
+    png = folder / "report" / "ranking_ranking.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    report = (folder / "report" / "report.md").read_text()
+    assert "![ranking](ranking_ranking.png)" in report and "## Ranking: ranking" in report
+    best = max(r["bradley_terry_elo_scale"], key=r["bradley_terry_elo_scale"].get)
+    first_row = next(line for line in report.splitlines() if line.startswith("| normal") or line.startswith("| hot")
+                     or line.startswith("| cut"))
+    assert best == "normal" and first_row.startswith(f"| normal | {r['bradley_terry_elo_scale']['normal']:.0f} |")
+    assert "first slot in 100%" in report
+    assert "report/ranking_ranking.png" in (folder / "README.md").read_text()  # the card shows the plot
+    prov = json.loads((folder / "provenance.json").read_text())
+    assert prov["metrics"]["ranking"]["bradley_terry"] == r["bradley_terry"]  # JSON, not a repr string
+    assert res.provenance["metrics"]["ranking"]["bradley_terry_ci"]["normal"] == r["bradley_terry_ci"]["normal"]

@@ -296,6 +296,10 @@ def _clean(v: Any) -> Any:
         return None
     if hasattr(v, "item") and not isinstance(v, (list, dict, str)):
         return _clean(v.item())
+    if isinstance(v, Mapping):  # nested results (e.g. a ranking's per-system scores) stay JSON, not a repr
+        return {str(k): _clean(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_clean(x) for x in v]
     return v if isinstance(v, (int, float, str, bool, type(None))) else str(v)
 
 

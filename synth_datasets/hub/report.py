@@ -1,7 +1,7 @@
 """A small report a person would rather look at than read: PNG plots (matplotlib, Agg) + report.md.
 
 Plots: words per text (histogram), the distribution of each label/condition column, rows kept after
-every recipe step. ``render_report`` returns the numbers it plotted, so they can be checked.
+every recipe step, and the scores with intervals of a preference ranking passed as a metric. ``render_report`` returns the numbers it plotted, so they can be checked.
 """
 
 from __future__ import annotations
@@ -153,6 +153,39 @@ def _fmt(v: Any) -> str:
     return f"{v + 0.0:.4g}" if isinstance(v, float) else str(v)  # + 0.0: no "-0"
 
 
+def is_ranking(values: Mapping[str, Any]) -> bool:
+    """Whether a metric result is a preference ranking (what ``metrics/preference`` returns)."""
+    return isinstance(values.get("models"), list) and isinstance(values.get("bradley_terry_elo_scale"), Mapping)
+
+
+def ranking_section(name: str, values: Mapping[str, Any], path: Path) -> list[str]:
+    """The report's lines for a ranking: the plot (written to ``path``), a table per system, position bias."""
+    from ..metrics.preference import plot_scores
+
+    plot_scores(values, path, title=f"{name}: {values.get('matches')} matches")
+    scores = values["bradley_terry_elo_scale"]
+    ci, elo, elo_ci = (values.get(k) or {} for k in ("bradley_terry_elo_scale_ci", "elo", "elo_ci"))
+    win = values.get("win_rate") or {}
+
+    def span(pair):
+        return "-" if not pair or pair[0] is None else f"{pair[0]:.0f} to {pair[1]:.0f}"
+
+    rows = [(m, f"{scores[m]:.0f}", span(ci.get(m)), _fmt(elo.get(m, "-")), span(elo_ci.get(m)), _fmt(win.get(m, "-")))
+            for m in sorted(scores, key=scores.get, reverse=True)]
+    conf = f"{float(values.get('confidence') or 0.95):.0%}"
+    md = [f"## Ranking: {name}", "", f"![{name}]({path.name})", "",
+          _md_table(["system", "Bradley-Terry (Elo scale)", f"{conf} interval", "Elo", f"{conf} interval", "win rate"],
+                    rows), "",
+          f"{values.get('matches')} judged matches, {values.get('ties')} ties, {values.get('no_verdict')} without a "
+          f"verdict; intervals from {values.get('bootstrap')} bootstrap resamples."]
+    bias = values.get("position_bias")
+    if isinstance(bias, Mapping) and bias.get("first_position_rate") is not None:
+        md += [f"Position bias: the judge chose the first slot in {bias['first_position_rate']:.0%} of its decisive "
+               f"verdicts; its two orders agreed on {bias['order_consistency']:.0%} of the pairs (every pair was "
+               "judged in both orders, which cancels the bias)."]
+    return md + [""]
+
+
 def render_report(ds, folder: str | Path, *, record=None, text_column: str | None = None,
                   label_columns: Sequence[str] | None = None, metrics: Mapping[str, Mapping] | None = None,
                   title: str = "dataset") -> dict[str, Any]:
@@ -160,7 +193,8 @@ def render_report(ds, folder: str | Path, *, record=None, text_column: str | Non
 
     Returns:
         ``{"files": [names], "text_column", "lengths": {"counts", "edges"}, "labels": {column: {value:
-        count}}, "steps": [(name, rows)]}``.
+        count}}, "steps": [(name, rows)]}``, plus ``"rankings": {metric: {system: score}}`` when a metric
+        is a preference ranking (``metrics/preference``), whose scores and intervals are plotted.
 
     Example:
         >>> from datasets import Dataset
@@ -204,6 +238,12 @@ def render_report(ds, folder: str | Path, *, record=None, text_column: str | Non
                          [(s.name, s.kind, s.rows_in, s.rows_out, f"{s.rows_out / max(1, s.rows_in):.1%}")
                           for s in record.steps]), ""]
     for name, values in (metrics or {}).items():
+        if is_ranking(values):  # a preference ranking (metrics/preference): its scores plotted with intervals
+            png = f"ranking_{''.join(ch if ch.isalnum() else '_' for ch in name)}.png"
+            md += ranking_section(name, values, folder / png)
+            out.setdefault("rankings", {})[name] = values["bradley_terry_elo_scale"]
+            out["files"].append(png)
+            continue
         md += [f"## Metric: {name}", "", _md_table(["measure", "value"], [(k, _fmt(v)) for k, v in values.items()]), ""]
     (folder / "report.md").write_text("\n".join(md), encoding="utf-8")
     out["files"].append("report.md")

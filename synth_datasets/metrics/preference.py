@@ -26,7 +26,7 @@ import numpy as np
 from ..errors import InvalidParameterError
 
 __all__ = ["PAIRWISE_TEMPLATE", "LEVELS_TEMPLATE", "PreferenceJudge", "bradley_terry", "elo", "rank",
-           "outcome_table", "plot_scores", "level_shares"]
+           "outcome_table", "plot_scores", "level_shares", "soft_score", "combine", "position_bias"]
 
 PAIRWISE_SYSTEM = "You are a fair judge of answers written by AI assistants."
 PAIRWISE_USER = ("Instruction:\n{{ prompt }}\n\nResponse A:\n{{ first }}\n\nResponse B:\n{{ second }}\n\n"
@@ -37,6 +37,7 @@ LEVELS_USER = ("Instruction:\n{{ prompt }}\n\nResponse:\n{{ response }}\n\nRate 
                "C: responds to the instruction but has significant errors.\nD: irrelevant or completely invalid.\n"
                "Answer with one letter.")
 LEVELS = ("A", "B", "C", "D")
+DECISIONS = ("letters", "probabilities")
 
 
 def _template(user: str):
@@ -60,47 +61,73 @@ def _letter(text: str | None, letters: str) -> str | None:
 class PreferenceJudge:
     """Pairwise preferences (both orders) and four-level ratings from an LLM judge.
 
-    With a local model the verdict is the likeliest of the letters as the reply's next token (one
+    With a local model the verdict is read from the next-token distribution over the letters (one
     forward pass, no parsing); with an endpoint it is a greedy reply, parsed. Requests are cached.
 
     Args:
         llm (`LLM`): the judge.
+        decision (`str`, defaults to ``"letters"``): how a pair's two verdicts (one per order) become
+            its winner. ``"letters"``: each order's likeliest letter; the orders agree: a win, they
+            disagree: a tie. ``"probabilities"`` (local models): the expected score of ``model_a``
+            under the judge's letter probabilities (C counts half), averaged over both orders, so the
+            judge's lean towards a slot cancels (balanced position calibration, Wang et al. 2023); a
+            win when it is more than ``tie_margin`` from 0.5.
+        tie_margin (`float`, defaults to 0.02): with ``"probabilities"``, the band around 0.5 called a tie.
         max_new_tokens (`int`): reply length for endpoints (parsed for the first verdict letter).
         seed (`int`): the requests' seed.
 
     Example:
-        >>> judge = PreferenceJudge(LLM())                                                # doctest: +SKIP
+        >>> judge = PreferenceJudge(LLM(), decision="probabilities")                       # doctest: +SKIP
         >>> table = judge.compare(prompts, {"normal": normal, "truncated": short})           # doctest: +SKIP
         >>> rank(table)["bradley_terry"]                                                     # doctest: +SKIP
     """
 
-    def __init__(self, llm, *, max_new_tokens: int = 4, seed: int = 0):
+    def __init__(self, llm, *, decision: str = "letters", tie_margin: float = 0.02, max_new_tokens: int = 4,
+                 seed: int = 0):
         from ..llm import LLM
+        from ..llm.choices import supports_choice_logprobs
 
         if not isinstance(llm, LLM):
             raise InvalidParameterError(f"llm must be an LLM, got {type(llm).__name__}: use LLM() or LLM(url, model=...)")
-        self.llm, self.max_new_tokens, self.seed = llm, max_new_tokens, seed
+        if decision not in DECISIONS:
+            raise InvalidParameterError(f"decision={decision!r}: one of {DECISIONS}.")
+        if decision == "probabilities" and not supports_choice_logprobs(llm):
+            raise InvalidParameterError(f"decision='probabilities' needs the judge's next-token distribution, which "
+                                        f"{llm!r} does not expose: use decision='letters' with an endpoint.")
+        if not 0 <= tie_margin < 0.5:
+            raise InvalidParameterError(f"tie_margin={tie_margin!r} must be in [0, 0.5).")
+        self.llm, self.decision, self.tie_margin = llm, decision, tie_margin
+        self.max_new_tokens, self.seed = max_new_tokens, seed
 
-    def _ask(self, messages: list[list[dict]], letters: str) -> list[str | None]:
+    def describe(self) -> dict[str, Any]:
+        """The judge's identity, templates verbatim and decision rule (for provenance)."""
+        return {"kind": "PreferenceJudge", "model": self.llm.identity(), "decision": self.decision,
+                "tie_margin": self.tie_margin, "system": PAIRWISE_SYSTEM, "pairwise_template": PAIRWISE_USER,
+                "levels_template": LEVELS_USER, "seed": self.seed, "max_new_tokens": self.max_new_tokens}
+
+    def _ask(self, messages: list[list[dict]], letters: str) -> tuple[list[str | None], list[list[float] | None]]:
+        """The verdict letter of every request, and (local models) the letters' probabilities, normalized
+        over ``letters`` (None from an endpoint, whose reply is parsed)."""
         from ..llm import ChatRequest, SamplingParams
+        from ..llm.choices import choice_logprobs, supports_choice_logprobs
 
         requests = [ChatRequest.of(m, self.seed) for m in messages]
-        try:
-            from ..llm.choices import choice_logprobs, supports_choice_logprobs
-        except ImportError:  # pragma: no cover - older tree
-            supports_choice_logprobs = None
-        if supports_choice_logprobs is not None and supports_choice_logprobs(self.llm):
+        if supports_choice_logprobs(self.llm):
             done = choice_logprobs(self.llm, requests, list(letters), prefix="")
-            return [None if c.error else c.text for c in done]
+            probs = [None if c.error else _normalized(c.logprobs) for c in done]
+            return [None if c.error else c.text for c in done], probs
         done = self.llm.generate(requests, SamplingParams.make(temperature=0.0, max_new_tokens=self.max_new_tokens,
                                                                seed=self.seed))
-        return [None if c.error else _letter(c.text, letters) for c in done]
+        return [None if c.error else _letter(c.text, letters) for c in done], [None] * len(done)
 
     def compare(self, prompts: Sequence[str], responses: Mapping[str, Sequence[str]]) -> dict[str, list]:
-        """Judge every pair of systems on every prompt, in both orders. Returns a table (columns
-        ``prompt_index, model_a, model_b, first, verdict_ab, verdict_ba, winner``): ``verdict_ab`` is
-        the judge's letter with ``model_a`` shown first, ``verdict_ba`` with ``model_b`` first; ``winner``
-        is ``"a"``, ``"b"`` or ``"tie"`` after cancelling the order (None when a verdict is missing)."""
+        """Judge every pair of systems on every prompt, in both orders. Returns a table, one row per
+        pair and prompt: ``prompt_index, model_a, model_b, verdict_ab, verdict_ba, probs_ab, probs_ba,
+        score_a, winner``. ``verdict_ab`` is the judge's letter with ``model_a`` shown first,
+        ``verdict_ba`` with ``model_b`` first; ``probs_*`` the probabilities of A, B, C (None from an
+        endpoint); ``score_a`` the order-averaged expected score of ``model_a`` (None without
+        probabilities); ``winner`` is ``"a"``, ``"b"`` or ``"tie"`` by the judge's ``decision`` (None
+        when a verdict is missing)."""
         names = list(responses)
         if len(names) < 2:
             raise InvalidParameterError(f"responses= needs at least two systems, got {names}.")
@@ -115,26 +142,57 @@ class PreferenceJudge:
                 messages.append(template.render({"prompt": prompts[i], "first": responses[first][i] or "",
                                                  "second": responses[second][i] or ""}, row_index=i))
             rows.append((i, a, b))
-        verdicts = self._ask(messages, "ABC")
+        verdicts, probs = self._ask(messages, "ABC")
         table: dict[str, list] = {k: [] for k in ("prompt_index", "model_a", "model_b", "verdict_ab", "verdict_ba",
-                                                  "winner")}
+                                                  "probs_ab", "probs_ba", "score_a", "winner")}
         for k, (i, a, b) in enumerate(rows):
-            vab, vba = verdicts[2 * k], verdicts[2 * k + 1]
-            table["prompt_index"].append(i)
-            table["model_a"].append(a)
-            table["model_b"].append(b)
-            table["verdict_ab"].append(vab)
-            table["verdict_ba"].append(vba)
-            table["winner"].append(combine(vab, vba))
+            vab, vba, pab, pba = verdicts[2 * k], verdicts[2 * k + 1], probs[2 * k], probs[2 * k + 1]
+            score = soft_score(pab, pba)
+            if self.decision == "probabilities":
+                winner = None if score is None else ("a" if score > 0.5 + self.tie_margin else
+                                                     "b" if score < 0.5 - self.tie_margin else "tie")
+            else:
+                winner = combine(vab, vba)
+            for key, v in (("prompt_index", i), ("model_a", a), ("model_b", b), ("verdict_ab", vab),
+                           ("verdict_ba", vba), ("probs_ab", pab), ("probs_ba", pba),
+                           ("score_a", None if score is None else round(score, 6)), ("winner", winner)):
+                table[key].append(v)
         return table
 
     def rate_levels(self, prompts: Sequence[str], responses: Mapping[str, Sequence[str]]) -> dict[str, list]:
-        """Self-Instruct's four-level rating of every response: a table ``model, prompt_index, level``."""
+        """Self-Instruct's four-level rating of every response: a table ``model, prompt_index, level,
+        level_probs, level_score`` (the likeliest letter; the probabilities of A-D, None from an
+        endpoint; the expected rating with A=4 ... D=1, from the letter when there are no probabilities)."""
         template = _template(LEVELS_USER)
         keys = [(name, i) for name in responses for i in range(len(prompts))]
         msgs = [template.render({"prompt": prompts[i], "response": responses[n][i] or ""}, row_index=i) for n, i in keys]
-        levels = self._ask(msgs, "ABCD")
-        return {"model": [n for n, _ in keys], "prompt_index": [i for _, i in keys], "level": levels}
+        levels, probs = self._ask(msgs, "ABCD")
+        scores = [None if lv is None else round(sum((4 - j) * q for j, q in enumerate(p)), 6) if p is not None
+                  else 4 - LEVELS.index(lv) for lv, p in zip(levels, probs)]
+        return {"model": [n for n, _ in keys], "prompt_index": [i for _, i in keys], "level": levels,
+                "level_probs": probs, "level_score": scores}
+
+
+def _normalized(logprobs: Sequence[float]) -> list[float]:
+    """Probabilities renormalized over the choices (they were under the full vocabulary)."""
+    x = np.asarray(logprobs, dtype=np.float64)
+    p = np.exp(x - x.max())
+    return (p / p.sum()).round(6).tolist()
+
+
+def soft_score(probs_ab: Sequence[float] | None, probs_ba: Sequence[float] | None) -> float | None:
+    """The expected score of ``model_a`` (win 1, tie C 0.5) under the judge's A/B/C probabilities, averaged
+    over the two orders: a constant lean towards the first slot adds as much to one order as it takes
+    from the other, and cancels.
+
+    >>> round(soft_score([0.7, 0.2, 0.1], [0.6, 0.3, 0.1]), 4)   # leans to slot A; a is preferred once that cancels
+    0.55
+    """
+    if probs_ab is None or probs_ba is None:
+        return None
+    s_ab = probs_ab[0] + probs_ab[2] / 2
+    s_ba = probs_ba[1] + probs_ba[2] / 2
+    return float((s_ab + s_ba) / 2)
 
 
 def _score(verdict: str | None, shown_first: bool) -> float | None:
@@ -160,8 +218,9 @@ def combine(verdict_ab: str | None, verdict_ba: str | None) -> str | None:
 
 
 def position_bias(table: Mapping[str, Sequence]) -> dict[str, Any]:
-    """How often the judge picked the first slot (over decisive verdicts), and how often its two orders
-    agree on a pair (``consistency``)."""
+    """How often the judge picked the first slot (over decisive verdicts), how often its two orders agree
+    on a pair (``consistency``), and, with probabilities, the mean probability it gives the first slot
+    over the two (``first_position_probability``; 0.5 is no lean)."""
     firsts, decisive, agree, pairs = 0, 0, 0, 0
     for vab, vba in zip(table["verdict_ab"], table["verdict_ba"]):
         for v in (vab, vba):
@@ -171,8 +230,11 @@ def position_bias(table: Mapping[str, Sequence]) -> dict[str, Any]:
         if vab is not None and vba is not None:
             pairs += 1
             agree += _score(vab, True) == _score(vba, False)
+    leans = [p[0] / (p[0] + p[1]) for key in ("probs_ab", "probs_ba") for p in table.get(key) or []
+             if p is not None and p[0] + p[1] > 0]
     return {"first_position_rate": firsts / decisive if decisive else None,
-            "order_consistency": agree / pairs if pairs else None, "judged_pairs": pairs}
+            "order_consistency": agree / pairs if pairs else None, "judged_pairs": pairs,
+            "first_position_probability": round(float(np.mean(leans)), 4) if leans else None}
 
 
 def outcome_table(model_a: Sequence[str], model_b: Sequence[str], winner: Sequence[str | None],
@@ -311,6 +373,6 @@ def plot_scores(result: Mapping[str, Any], path, *, key: str = "bradley_terry_el
     ax.set_title(title or f"Preference ranking ({result.get('matches')} matches)")
     ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    fig.savefig(path, dpi=100, metadata={"Software": None})  # no version stamp: same scores, same bytes
     plt.close(fig)
     return path
