@@ -6,7 +6,7 @@
 - time per row of the scoring pass vs generating the label (greedy, ``max_new_tokens`` 2 and 8) on
   the same prompts, same batch size.
 
-    python benchmarks/bench_annotate.py --rows 200
+    python benchmarks/bench_annotate.py --rows 200 --few-rows 200 --cache /tmp/rt-scores.sqlite
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ from _common import write_result
 from realdata import rotten_tomatoes
 
 from synth_datasets import LLM, Annotator, Template
-from synth_datasets.generate.annotate import annotation_report
 from synth_datasets.llm import ChatRequest, SamplingParams
 
 VERBALIZERS = {"fresh": "positive", "rotten": "negative"}
@@ -30,49 +29,66 @@ def template(demos: list[dict] | None) -> Template:
     return Template(user=ASK + shots.replace("{", "{{ '{' }}") + "Review: {{ text }}\nAnswer:")
 
 
+def variant(llm: LLM, tmpl: Template, test: list[dict], cal: list[dict]) -> dict:
+    """Score the test rows once; fit a temperature on the calibration rows; both ECEs from the same scores."""
+    import numpy as np
+
+    from synth_datasets.generate.annotate import _softmax, expected_calibration_error
+
+    ann = Annotator(llm, ["fresh", "rotten"], tmpl, verbalizers=VERBALIZERS)
+    t0 = time.perf_counter()
+    z, errors = ann.logits({"text": [r["text"] for r in test]})
+    secs = time.perf_counter() - t0
+    fit = ann.calibrate({"text": [r["text"] for r in cal], "gold": [r["label"] for r in cal]}, "gold")
+    gold = np.array([ann.labels.index(r["label"]) for r in test])
+    out = {"rows": len(test), "errors": sum(e is not None for e in errors), "s_per_row": secs / len(test),
+           "temperature": fit["temperature"], "calibration_rows": fit["rows"]}
+    for name, t in (("", 1.0), ("_calibrated", fit["temperature"])):
+        p = _softmax(z, t)
+        correct = p.argmax(-1) == gold
+        out["accuracy"] = float(correct.mean())
+        out[f"ece{name}"] = expected_calibration_error(p.max(-1), correct)
+        out[f"mean_confidence{name}"] = float(p.max(-1).mean())
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--rows", type=int, default=200)
+    ap.add_argument("--rows", type=int, default=200, help="test rows, zero-shot")
+    ap.add_argument("--few-rows", type=int, default=200, help="test rows, few-shot (the first of the same rows)")
     ap.add_argument("--calibrate", type=int, default=50)
-    ap.add_argument("--timing-rows", type=int, default=64)
+    ap.add_argument("--timing-rows", type=int, default=32)
     ap.add_argument("--threads", type=int, default=1, help="torch threads (1 on a shared machine)")
+    ap.add_argument("--cache", default=None, help="response cache for the scores (bench_select.py shares it)")
     a = ap.parse_args()
     import torch
 
     torch.set_num_threads(a.threads)
-    from datasets import Dataset
-
-    llm = LLM(batch_size=32, cache=False)
+    llm = LLM(batch_size=32, cache=a.cache or False)
     llm.backend._load()
-    data = rotten_tomatoes(a.rows + a.calibrate + 4, seed=7)
-    test, cal, demos = data[:a.rows], data[a.rows:a.rows + a.calibrate], data[-4:]
-    ds = Dataset.from_dict({"text": [r["text"] for r in test], "gold": [r["label"] for r in test]})
-    cal_ds = Dataset.from_dict({"text": [r["text"] for r in cal], "gold": [r["label"] for r in cal]})
+    data = rotten_tomatoes(None, seed=7)  # the pool of bench_select.py starts with the same rows
+    test, cal, demos = data[:a.rows], data[-a.calibrate - 4:-4], data[-4:]
     result = {"rows": a.rows, "calibration_rows": a.calibrate, "majority_share":
               max(sum(r["label"] == x for r in test) for x in VERBALIZERS) / a.rows}
-    for name, tmpl in (("zero_shot", template(None)), ("few_shot_4_random", template(demos))):
-        ann = Annotator(llm, ["fresh", "rotten"], tmpl, verbalizers=VERBALIZERS)
-        t0 = time.perf_counter()
-        before = annotation_report(ds.map(ann, batched=True, batch_size=32), "label", "gold")
-        secs = time.perf_counter() - t0
-        fit = ann.calibrate(cal_ds, "gold")
-        after = annotation_report(ds.map(ann, batched=True, batch_size=32), "label", "gold")
-        result[name] = {"accuracy": before["accuracy"], "ece": before["ece"], "ece_calibrated": after["ece"],
-                        "temperature": fit["temperature"], "s_per_row": secs / a.rows}
-        print(name, result[name], flush=True)
-    # scoring pass vs generating the label on the same prompts
+    result["few_shot_4_random"] = variant(llm, template(demos), test[:a.few_rows], cal)
+    print("few_shot_4_random", result["few_shot_4_random"], flush=True)
+    result["zero_shot"] = variant(llm, template(None), test, cal)
+    print("zero_shot", result["zero_shot"], flush=True)
+    # scoring pass vs generating the label on the same prompts (no cache: both really computed)
+    llm = LLM(batch_size=32, cache=False)
     ann = Annotator(llm, ["fresh", "rotten"], template(None), verbalizers=VERBALIZERS)
-    sub = ds.select(range(min(a.timing_rows, a.rows)))
+    sub = {"text": [r["text"] for r in test[:a.timing_rows]]}
     t0 = time.perf_counter()
-    ann.logits(sub.to_dict())
-    score_s = (time.perf_counter() - t0) / sub.num_rows
+    ann.logits(sub)
+    score_s = (time.perf_counter() - t0) / len(sub["text"])
     reqs = [ChatRequest.of(template(None).render({"text": t}), 0) for t in sub["text"]]
-    timing = {"score_s_per_row": score_s}
+    timing = {"rows": len(reqs), "score_s_per_row": score_s}
     for m in (2, 8):
         t0 = time.perf_counter()
         llm.generate(reqs, SamplingParams(temperature=0.0, max_new_tokens=m))
-        timing[f"generate_{m}_s_per_row"] = (time.perf_counter() - t0) / sub.num_rows
+        timing[f"generate_{m}_s_per_row"] = (time.perf_counter() - t0) / len(reqs)
         timing[f"speedup_vs_generate_{m}"] = timing[f"generate_{m}_s_per_row"] / score_s
+    print("timing", timing, flush=True)
     result["timing"] = timing
     write_result("annotate", result)
 

@@ -47,9 +47,9 @@ from .columns import declare_text_column, declared_text_column, texts_of  # noqa
 
 __all__ += ["declare_text_column", "declared_text_column", "texts_of"]
 
-from .generate import Annotator, Selector, StructuredGenerator, schema_features  # noqa: E402
+from .generate import ActiveAnnotator, Annotator, Selector, StructuredGenerator, schema_features  # noqa: E402
 
-__all__ += ["StructuredGenerator", "schema_features", "Annotator", "Selector"]
+__all__ += ["StructuredGenerator", "schema_features", "Annotator", "Selector", "ActiveAnnotator"]
 
 from .comparison import CompareResult, compare  # noqa: E402  (techniques x seeds, measured: synth-datasets compare)
 

@@ -10,7 +10,8 @@ from .schema import Schema, schema_features  # noqa: E402
 from .structured import StructuredGenerator  # noqa: E402
 from .annotate import Annotator, annotation_report, expected_calibration_error  # noqa: E402
 from .select import Selector  # noqa: E402
+from .active import ActiveAnnotator  # noqa: E402
 from .targeted import S3, ExploreInstruct  # noqa: E402
 
 __all__ += ["StructuredGenerator", "Schema", "schema_features", "Annotator", "annotation_report",
-            "expected_calibration_error", "Selector", "S3", "ExploreInstruct"]
+            "expected_calibration_error", "Selector", "ActiveAnnotator", "S3", "ExploreInstruct"]
