@@ -89,6 +89,25 @@ def test_rank_intervals_and_plot(tmp_path):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+
+def test_intervals_resample_prompts_when_matches_on_a_prompt_are_correlated():
+    # 3 identical matches per prompt (as when a judge sees the same answers): resampling single matches
+    # pretends to 3x the evidence; resampling prompts does not
+    per_prompt = ["a"] * 14 + ["b"] * 6
+    table = {"prompt_index": [i for i in range(20) for _ in range(3)], "model_a": ["x"] * 60, "model_b": ["y"] * 60,
+             "winner": [w for w in per_prompt for _ in range(3)]}
+    by_prompt = rank(table, bootstrap=400, seed=0)
+    by_match = rank(table, bootstrap=400, seed=0, resample="matches")
+    assert by_prompt["resample"] == "prompts" and by_match["resample"] == "matches"
+    assert by_prompt["bradley_terry"] == by_match["bradley_terry"]  # the point estimate does not change
+    width = {k: np.diff(r["bradley_terry_ci"]["x"])[0] for k, r in (("p", by_prompt), ("m", by_match))}
+    assert width["p"] > 1.4 * width["m"]  # ~sqrt(3) wider
+    once = {k: table[k][::3] for k in table}  # the same evidence, one match per prompt
+    w_once = np.diff(rank(once, bootstrap=400, seed=0, resample="matches")["bradley_terry_ci"]["x"])[0]
+    assert w_once == pytest.approx(width["p"], rel=0.25)
+    with pytest.raises(InvalidParameterError, match="prompt_index"):
+        rank({k: table[k] for k in ("model_a", "model_b", "winner")}, resample="prompts")
+
 def test_evaluate_module():
     import evaluate
 

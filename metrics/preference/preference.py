@@ -46,6 +46,8 @@ Args (default config):
     model_a (`list` of `str`), model_b (`list` of `str`): the two systems of each match.
     winner (`list`): "a", "b", "tie", or None (no verdict: left out).
     verdict_ab, verdict_ba (`list`, optional): the judge's letters with model_a / model_b shown first.
+    prompt_index (`list`, optional): the prompt of each match; given, the bootstrap resamples prompts
+        (all matches of a prompt together), else single matches.
     prior (`float`, default 0.5): virtual ties added to every pair (keeps scores finite); 0 = pure MLE.
     bootstrap (`int`, default 1000), seed (`int`, default 0), confidence (`float`, default 0.95).
     elo_k (`float`, default 4.0): the Elo update size.
@@ -88,10 +90,12 @@ class Preference(evaluate.Metric):
         return super().compute(**kwargs)
 
     def _compute(self, model_a=None, model_b=None, winner=None, model=None, level=None, verdict_ab=None,
-                 verdict_ba=None, prior=0.5, bootstrap=1000, seed=0, confidence=0.95, elo_k=4.0):
+                 verdict_ba=None, prompt_index=None, prior=0.5, bootstrap=1000, seed=0, confidence=0.95, elo_k=4.0):
         if self.config_name == "levels":
             return level_shares({"model": list(model), "level": list(level)})
         table = {"model_a": list(model_a), "model_b": list(model_b), "winner": list(winner)}
         if verdict_ab is not None and verdict_ba is not None:
             table.update(verdict_ab=list(verdict_ab), verdict_ba=list(verdict_ba))
+        if prompt_index is not None:
+            table["prompt_index"] = list(prompt_index)
         return rank(table, prior=prior, bootstrap=bootstrap, seed=seed, confidence=confidence, elo_k=elo_k)

@@ -300,22 +300,34 @@ def elo(model_a: Sequence[str], model_b: Sequence[str], winner: Sequence[str | N
 
 
 def rank(table: Mapping[str, Sequence], *, prior: float = 0.5, bootstrap: int = 1000, seed: int = 0,
-         elo_k: float = 4.0, confidence: float = 0.95) -> dict[str, Any]:
+         elo_k: float = 4.0, confidence: float = 0.95, resample: str = "auto") -> dict[str, Any]:
     """Elo and Bradley–Terry scores with bootstrap intervals from a preference table (``model_a,
     model_b, winner``; what :meth:`PreferenceJudge.compare` returns). Bradley–Terry is also given on the
-    Elo scale (``400 log10(p) + 1000``). Intervals: percentiles of ``bootstrap`` resamples of the
-    matches (with replacement); Elo is computed on each resample in a freshly shuffled order."""
+    Elo scale (``400 log10(p) + 1000``). Intervals: percentiles of ``bootstrap`` resamples (with
+    replacement) of the prompts, each bringing all its matches (``resample="prompts"``: matches on one
+    prompt are correlated, so this is the honest interval; needs ``prompt_index``), or of the single
+    matches (``"matches"``); ``"auto"``: prompts when the table has ``prompt_index``. Elo is computed on
+    each resample in a freshly shuffled order."""
     a, b, w = list(table["model_a"]), list(table["model_b"]), list(table["winner"])
     models, wins = outcome_table(a, b, w)
     valid = [t for t in range(len(w)) if w[t] is not None]
     if not valid:
         raise InvalidParameterError("No match has a verdict (every winner is None): nothing to rank.")
+    if resample == "auto":
+        resample = "prompts" if "prompt_index" in table else "matches"
+    if resample not in ("prompts", "matches") or (resample == "prompts" and "prompt_index" not in table):
+        raise InvalidParameterError(f"resample={resample!r}: 'prompts' (needs a prompt_index column), 'matches' or "
+                                    "'auto'.")
+    groups: dict[Any, list[int]] = {}
+    for t in valid:
+        groups.setdefault(table["prompt_index"][t] if resample == "prompts" else t, []).append(t)
+    clusters = list(groups.values())
     rng = np.random.default_rng(seed)
     bt = bradley_terry(wins, prior=prior)
     el = elo(a, b, w, models, k=elo_k, order=rng.permutation(valid).tolist())
     bt_samples, elo_samples = [], []
     for _ in range(bootstrap):
-        pick = rng.choice(valid, size=len(valid), replace=True)
+        pick = [t for c in rng.integers(0, len(clusters), size=len(clusters)) for t in clusters[c]]
         _, wb = outcome_table([a[t] for t in pick], [b[t] for t in pick], [w[t] for t in pick], models)
         bt_samples.append(bradley_terry(wb, prior=prior))
         elo_samples.append(elo(a, b, w, models, k=elo_k, order=rng.permutation(pick).tolist()))
@@ -336,7 +348,7 @@ def rank(table: Mapping[str, Sequence], *, prior: float = 0.5, bootstrap: int = 
            "bradley_terry_elo_scale_ci": dict(zip(models, interval(bt_samples, to_elo, 1000))),
            "elo": dict(zip(models, el.round(1).tolist())), "elo_ci": dict(zip(models, interval(elo_samples))),
            "win_rate": dict(zip(models, (wins.sum(1) / (wins + wins.T).sum(1)).round(4).tolist())),
-           "prior": prior, "bootstrap": bootstrap, "confidence": confidence}
+           "prior": prior, "bootstrap": bootstrap, "resample": resample, "confidence": confidence}
     if "verdict_ab" in table:
         out["position_bias"] = position_bias(table)
     return out
