@@ -34,7 +34,7 @@ def test_bad_configuration_is_refused_before_any_call():
 
 
 @pytest.mark.slow
-def test_loop_on_real_reviews(embedded_llm):
+def test_loop_on_real_reviews(embedded_llm, tmp_path):
     rows, x = rotten_tomatoes_embeddings(40, seed=11)
     ds = Dataset.from_dict({"text": [r["text"] for r in rows], "emb": x.astype(np.float32).tolist()})
     ann = Annotator(embedded_llm, ["fresh", "rotten"], TEMPLATE, verbalizers=VERBALIZERS)
@@ -75,3 +75,16 @@ def test_loop_on_real_reviews(embedded_llm):
     assert len(pickle.dumps(active)) < 200_000  # no live model inside (the model alone is ~500 MB in fp32)
     with pytest.raises(InvalidParameterError, match="with_indices=True"):
         active(ds[:2])
+
+    # the card records the loop: strategy, per-round counts, labels + verbalizers, the prompt verbatim
+    import json
+
+    from synth_datasets import publish
+
+    publish(out.remove_columns(["emb"]), tmp_path / "pub", steps=[active], report=False)
+    card = (tmp_path / "pub" / "README.md").read_text()
+    assert "Review: {{ text }}" in card and '"verbalizers": {' in card and '"calibration": null' in card
+    prov = json.loads((tmp_path / "pub" / "provenance.json").read_text())
+    (step,) = prov["steps"]
+    assert step["describe"]["strategy"] == "entropy" and step["describe"]["per_round"] == recs
+    assert '"per_round": [' in card and f'"annotated_total": {recs[-1]["annotated_total"]}' in card
