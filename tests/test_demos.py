@@ -101,13 +101,33 @@ def test_diverse_is_mmr_and_more_diverse_than_nearest(pool, rows):
     def spread(idss):
         return np.mean([float(emb[a] @ emb[b]) for ids in idss for a, b in itertools.combinations(ids, 2)])
     assert spread(out["demos_ids"]) < spread(near["demos_ids"])
-    # no query: a seeded first demo, then farthest-first
-    free = Demonstrations(k=3, strategy="diverse", seed=4).fit(pool)
+    # no query: a seeded first demo, then farthest-first (over the whole pool: candidates >= its 120 rows)
+    free = Demonstrations(k=3, strategy="diverse", seed=4, candidates=120).fit(pool)
     a = rows.map(free, batched=True, batch_size=4)["demos_ids"]
     assert a == rows.map(free, batched=True, batch_size=20)["demos_ids"] and len({x[0] for x in a}) > 5
     for ids in a:
         second = int(np.argmin(emb[ids[0]] @ emb.T))
         assert ids[1] == second
+
+
+def test_diverse_over_top_candidates_is_mmr_restricted_to_them(pool, rows):
+    """MMR runs over each row's `candidates` most relevant allowed pool rows: the same picks as the
+    brute-force MMR over exactly those rows, vectorized over the batch, with same_label applied."""
+    d = Demonstrations(k=3, strategy="diverse", query="{{ query }}", candidates=12, label_column="label",
+                       same_label="label", label_map={"positive": "fresh", "negative": "rotten"}).fit(pool)
+    out = rows.map(d, batched=True, batch_size=6)
+    emb = embed_texts(pool["text"])
+    rel = embed_texts(out["query"]) @ emb.T
+    labels = np.array(pool["label"])
+    for ids, r, want in zip(out["demos_ids"], rel, out["label"]):
+        ok = np.flatnonzero(labels == {"positive": "fresh", "negative": "rotten"}[want])
+        top = np.sort(ok[np.argsort(-r[ok], kind="stable")[:12]])
+        assert ids == [int(top[j]) for j in reference_mmr(r[top], emb[top], 3, 0.5)]
+    full = Demonstrations(k=3, strategy="diverse", query="{{ query }}", candidates=120).fit(pool)
+    small = Demonstrations(k=3, strategy="diverse", query="{{ query }}", candidates=30).fit(pool)
+    assert Hasher.hash(full) != Hasher.hash(small) and "candidates" not in Demonstrations().__getstate__()
+    with pytest.raises(InvalidParameterError, match="candidates=0"):
+        Demonstrations(strategy="diverse", candidates=0)
 
 
 def test_fingerprint_and_map_cache(pool, tmp_path):

@@ -76,6 +76,10 @@ class Demonstrations:
         separator (`str`, defaults to two newlines); output (`str`, defaults to ``"demos"``);
         seed (`int`, defaults to 0); mmr_lambda (`float`, defaults to 0.5): relevance vs. novelty in ``diverse``;
         key_column (`str`, *optional*): column that identifies a row for seeding.
+        candidates (`int`, defaults to 100): ``diverse`` runs MMR over each row's ``candidates`` most
+            relevant pool rows (a seeded sample of them without a query), so picking for 100,000 rows
+            from a 10,000-row pool takes seconds; the result equals MMR over the whole pool whenever the
+            pool has at most ``candidates`` rows (or the demos MMR would pick lie among them).
 
     Example:
         >>> from datasets import Dataset
@@ -91,7 +95,8 @@ class Demonstrations:
     def __init__(self, k: int = 3, *, strategy: str = "random", text_column: str = "text",
                  label_column: str | None = None, query: str | None = None, same_label: str | None = None,
                  label_map: Mapping[Any, Any] | None = None, item: str = "{{ text }}", separator: str = "\n\n",
-                 output: str = "demos", seed: int = 0, mmr_lambda: float = 0.5, key_column: str | None = None):
+                 output: str = "demos", seed: int = 0, mmr_lambda: float = 0.5, key_column: str | None = None,
+                 candidates: int = 100):
         if not isinstance(k, int) or isinstance(k, bool) or k < 1:
             raise InvalidParameterError(f"k={k!r} must be an integer >= 1 (demos per row).")
         if strategy not in STRATEGIES:
@@ -107,28 +112,34 @@ class Demonstrations:
             raise InvalidParameterError("strategy='balanced' mixes labels; same_label= keeps one. Choose one of them.")
         if not isinstance(seed, int) or seed < 0:
             raise InvalidParameterError(f"seed={seed!r} must be a non-negative integer.")
+        if not isinstance(candidates, int) or candidates < 1:
+            raise InvalidParameterError(f"candidates={candidates!r} must be an integer >= 1 (pool rows MMR considers).")
         if not 0 <= mmr_lambda <= 1:
             raise InvalidParameterError(f"mmr_lambda={mmr_lambda!r} must be in [0, 1].")
         self.k, self.strategy, self.text_column, self.label_column = k, strategy, text_column, label_column
         self.query, self.same_label, self.item, self.separator = query, same_label, item, separator
         self.label_map = None if label_map is None else dict(label_map)
         self.output, self.seed, self.mmr_lambda, self.key_column = output, seed, float(mmr_lambda), key_column
+        self.candidates = candidates
         self._item_t = Template(user=item)
         self._query_t = Template(user=query) if query else None
         self.pool: dict[str, Any] | None = None  # fitted: items, labels, embeddings, fingerprint, source
 
     # -- contract 2: configuration + fitted pool, no model ----------------------------------------
     _CONFIG = ("k", "strategy", "text_column", "label_column", "query", "same_label", "label_map", "item",
-               "separator", "output", "seed", "mmr_lambda", "key_column")
+               "separator", "output", "seed", "mmr_lambda", "key_column", "candidates")
 
     def config(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in self._CONFIG}
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"format": _FORMAT_VERSION, **self.config(), "pool": self.pool}
+        state = {"format": _FORMAT_VERSION, **self.config(), "pool": self.pool}
+        if state["candidates"] == 100:  # the default: configurations made before the option hash as before
+            del state["candidates"]
+        return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(**{name: state[name] for name in self._CONFIG})
+        self.__init__(**{name: state.get(name, 100) if name == "candidates" else state[name] for name in self._CONFIG})
         self.pool = state["pool"]
 
     @property
@@ -233,50 +244,73 @@ class Demonstrations:
             self._rt_groups = (self.pool["sha256"], groups)
         return self._rt_groups[1]
 
-    def _candidates(self, rows: list[dict], where: list[int]) -> list[list[int]] | None:
+    def _label_codes(self) -> tuple[dict[str, int], np.ndarray]:
+        """(JSON label -> code, code of every pool row), once per fitted pool."""
+        if getattr(self, "_rt_codes", (None,))[0] != self.pool["sha256"]:
+            codes = {g: c for c, g in enumerate(sorted(self._groups()))}
+            pool_codes = np.array([codes[json.dumps(lab, default=str)] for lab in self.pool["labels"]], dtype=np.int64)
+            self._rt_codes = (self.pool["sha256"], codes, pool_codes)
+        return self._rt_codes[1], self._rt_codes[2]
+
+    def _wanted(self, rows: list[dict], where: list[int]) -> list[str] | None:
+        """The JSON of the pool label each row asks for (``same_label``), checked against the pool."""
         if not self.same_label:
             return None
-        by_label, labels = self._groups(), self.pool["labels"]
-        out = []
+        by_label, out = self._groups(), []
         for r, w in zip(rows, where):
             want = r[self.same_label]
             want = self.label_map.get(want, want) if self.label_map else want
-            got = by_label.get(json.dumps(want, default=str))
-            if not got:
+            key = json.dumps(want, default=str)
+            if key not in by_label:
                 raise InvalidParameterError(
                     f"Row {w}: no demo in the pool has label {want!r} (column {self.same_label!r}); pool labels: "
-                    f"{sorted({str(x) for x in labels})}. Map it with label_map= or add such demos.")
-            out.append(got)
+                    f"{sorted({str(x) for x in self.pool['labels']})}. Map it with label_map= or add such demos.")
+            out.append(key)
         return out
 
     def select(self, rows: list[dict], keys: list[str], where: list[int] | None = None) -> list[list[int]]:
         """Pool indices of the demos for each row (in the order they are shown)."""
         where = where if where is not None else list(range(len(rows)))
         n, k = self.pool["size"], self.k
-        cands = self._candidates(rows, where)
-        rngs = [random.Random(derive_seed(self.seed, key, "demos")) for key in keys]
+        wanted = self._wanted(rows, where)
+        rngs = [random.Random(derive_seed(self.seed, key, "demos")) for key in keys] \
+            if self.strategy != "nearest" else [None] * len(keys)  # nearest draws nothing
         if self.strategy == "random":
-            if cands is None:
+            if wanted is None:
                 return [rng.sample(range(n), min(k, n)) for rng in rngs]
-            return [rng.sample(c, min(k, len(c))) for rng, c in zip(rngs, cands)]
+            groups = self._groups()
+            return [rng.sample(groups[g], min(k, len(groups[g]))) for rng, g in zip(rngs, wanted)]
         if self.strategy == "balanced":
             return [self._balanced(rng) for rng in rngs]
-        emb = self.pool["embeddings"]
         mask = None
-        if cands is not None:
-            mask = np.zeros((len(rows), n), dtype=bool)
-            for i, c in enumerate(cands):
-                mask[i, c] = True
+        if wanted is not None:  # one comparison of label codes, no loop over the pool
+            codes, pool_codes = self._label_codes()
+            mask = np.array([codes[g] for g in wanted], dtype=np.int64)[:, None] == pool_codes[None, :]
+        q = None
         if self._query_t is not None:
             from ..embeddings import embed_texts
 
-            q = [self._query_t.render(r, row_index=w)[0]["content"] for r, w in zip(rows, where)]
-            rel = embed_texts(q).astype(np.float32) @ emb.T
-        else:
-            rel = np.zeros((len(rows), n), dtype=np.float32)
+            texts = [self._query_t.render(r, row_index=w)[0]["content"] for r, w in zip(rows, where)]
+            unique = list(dict.fromkeys(texts))  # rows often share a query ("a {{ genre }} film")
+            at = {t: i for i, t in enumerate(unique)}
+            q = embed_texts(unique).astype(np.float32)[[at[t] for t in texts]]
+        return self.choose(q, mask, rngs)
+
+    def choose(self, queries: np.ndarray | None, mask: np.ndarray | None, rngs) -> list[list[int]]:
+        """``nearest``/``diverse`` picks from query embeddings (rows x d, or None: no query) and an
+        allowed-pool mask (rows x pool, or None). Vectorized over the batch: one matrix product, a top-k
+        by ``k`` argmax passes; MMR runs over each row's ``candidates`` most relevant pool rows only."""
+        emb = self.pool["embeddings"]
+        b, n = len(rngs), self.pool["size"]
+        rel = queries @ emb.T if queries is not None else np.zeros((b, n), dtype=np.float32)
+        score = np.where(mask, rel, np.float32(-np.inf)) if mask is not None else rel  # a fresh array either way
         if self.strategy == "nearest":
-            return self._top_k(rel, mask)
-        return self._mmr(rel, mask, emb, rngs)
+            return self._top_k(score)
+        out: list[list[int]] = []
+        for lo in range(0, b, 256):  # chunks keep the gathered candidates small (256 x c x d)
+            hi = lo + 256
+            out += self._mmr(score[lo:hi], None if mask is None else mask[lo:hi], emb, rngs[lo:hi])
+        return out
 
     def _balanced(self, rng: random.Random) -> list[int]:
         groups = self._groups()
@@ -288,38 +322,66 @@ class Demonstrations:
             out += [take[g][t] for g in order if t < len(take[g])]
         return out[:self.k]
 
-    def _top_k(self, rel: np.ndarray, mask: np.ndarray | None) -> list[list[int]]:
-        s = np.where(mask, rel, -np.inf) if mask is not None else rel
-        k = min(self.k, s.shape[1])
-        part = np.argpartition(-s, k - 1, axis=1)[:, :k]
-        out = []
-        for i, idx in enumerate(part):
-            idx = idx[np.isfinite(s[i, idx])]
-            idx = idx[np.lexsort((idx, -s[i, idx]))]  # most similar first, ties by pool order
-            out.append([int(j) for j in idx[::-1]])  # shown most similar last, next to the task (KATE)
-        return out
+    def _top_k(self, s: np.ndarray) -> list[list[int]]:
+        """The k highest scores of each row (ties to the lower pool index), shown least similar first so
+        the most similar sits next to the task (KATE). ``s`` is overwritten."""
+        b, n = s.shape
+        rows = np.arange(b)
+        picks, vals = [], []
+        for _ in range(min(self.k, n)):  # k argmax passes: cheaper than a partition for a small k
+            j = s.argmax(1)
+            picks.append(j)
+            vals.append(s[rows, j].copy())
+            s[rows, j] = -np.inf
+        idx, val = np.stack(picks, 1)[:, ::-1], np.stack(vals, 1)[:, ::-1]
+        if np.isfinite(val).all():
+            return idx.tolist()
+        return [[int(j) for j, v in zip(r, vr) if np.isfinite(v)] for r, vr in zip(idx, val)]
 
-    def _mmr(self, rel: np.ndarray, mask: np.ndarray | None, emb: np.ndarray, rngs) -> list[list[int]]:
-        b, n = rel.shape
-        allowed = mask.copy() if mask is not None else np.ones((b, n), dtype=bool)
-        count = allowed.sum(1)
-        steps = int(min(self.k, count.max()))
-        closest = np.full((b, n), -np.inf, dtype=np.float32)  # max similarity to the demos chosen so far
+    def _mmr(self, score: np.ndarray, mask: np.ndarray | None, emb: np.ndarray, rngs) -> list[list[int]]:
+        """MMR on one chunk of rows; ``score`` is the relevance with disallowed pool rows at -inf."""
+        b, n = score.shape
+        c = min(n, max(self.candidates, self.k))
+        if c >= n:
+            cand = np.tile(np.arange(n), (b, 1))
+        elif self._query_t is not None:  # the c most relevant allowed pool rows of each row
+            cand = np.argpartition(-score, c - 1, axis=1)[:, :c]
+        else:  # no query: a seeded sample of c allowed pool rows
+            cand = np.zeros((b, c), dtype=np.int64)
+            for i, rng in enumerate(rngs):
+                ok = np.flatnonzero(mask[i]) if mask is not None else None
+                m = n if ok is None else len(ok)
+                pick = rng.sample(range(m), min(c, m))
+                pick += [pick[0]] * (c - len(pick))  # a repeat is never chosen twice (it is marked chosen)
+                cand[i] = pick if ok is None else ok[pick]
+        cand.sort(axis=1)  # pool order, so ties go to the lower pool index as over the full pool
+        r = np.take_along_axis(score, cand, 1) if c < n else score.copy()
+        allowed = np.isfinite(r) if (mask is not None or self._query_t is None) else np.ones(r.shape, dtype=bool)
+        if self._query_t is None:
+            r = np.zeros(r.shape, dtype=np.float32)
+        else:
+            r = np.where(allowed, r, 0.0)
+        ce = emb[cand] if c < n else None  # rows x c x d (the whole pool: one matrix product per step)
+        steps = int(min(self.k, allowed.sum(1).max())) if b else 0
+        closest = np.full((b, c), -np.inf, dtype=np.float32)  # max similarity to the demos chosen so far
         chosen = np.full((b, steps), -1, dtype=np.int64)
         rows = np.arange(b)
         lam = self.mmr_lambda
         for t in range(steps):
             if t == 0 and self._query_t is None:  # no query: a seeded first demo, then farthest-first
-                first = [rng.choice(np.flatnonzero(a)) for rng, a in zip(rngs, allowed)]
-                pick = np.asarray(first, dtype=np.int64)
+                pick = np.asarray([rng.choice(np.flatnonzero(a)) for rng, a in zip(rngs, allowed)], dtype=np.int64)
             else:
                 red = np.where(np.isfinite(closest), closest, 0.0) if t else 0.0
-                score = np.where(allowed, lam * rel - (1 - lam) * red, -np.inf)
-                pick = score.argmax(1)
-            live = count > t
-            chosen[live, t] = pick[live]
-            allowed[rows[live], pick[live]] = False
-            closest = np.maximum(closest, emb[pick] @ emb.T)
+                pick = np.where(allowed, lam * r - (1 - lam) * red, -np.inf).argmax(1)
+            live = allowed[rows, pick]
+            chosen[live, t] = cand[rows[live], pick[live]]
+            if c < n:
+                allowed[cand == cand[rows, pick][:, None]] = False  # the pick (and any repeat of it) is used
+            else:
+                allowed[rows, pick] = False
+            if t + 1 < steps:
+                sims = np.matmul(ce, ce[rows, pick][:, :, None])[:, :, 0] if ce is not None else emb[pick] @ emb.T
+                closest = np.maximum(closest, sims)
         return [[int(j) for j in r if j >= 0] for r in chosen]
 
     # -- contract 4 ----------------------------------------------------------------------------------
