@@ -188,3 +188,36 @@ def test_self_prompting_synthetic_pool_then_demos_in_a_spec(embedded_llm, tmp_pa
     rows = rows.map(d, batched=True)
     msg = with_demos.render(rows[0])[-1]["content"]
     assert "Here are some examples:\n(" in msg and rows[0]["demos"] in msg
+
+
+def test_demos_with_explanations_written_once_by_the_model(embedded_llm, tmp_path):
+    """He et al. 2023: the model explains each demo's label once (cached), the explanation is shown."""
+    llm = LLM(batch_size=32, cache=tmp_path / "c.sqlite")
+    llm._backend, llm._backend_pid = embedded_llm.backend, embedded_llm._backend_pid
+    pool = rotten_tomatoes(4, seed=11)
+    item = "{{ text }}\nWhy: {{ explanation }}\nLabel: {{ label }}"
+    d = Demonstrations(k=2, strategy="balanced", label_column="label", item=item)
+    d.fit(pool, explain=llm, explain_tokens=24)
+    assert llm.stats["requests"] == 4
+    rec = d.describe()["pool"]["explanations"]
+    assert rec["explained"] + rec["failed"] == 4 and rec["explained"] == d.pool["size"] >= 3
+    assert rec["template"]["user"].startswith("Text: {{ text }}") and rec["llm"]["type"] == "LLM"
+    whys = [it.split("\nWhy: ")[1].split("\nLabel: ")[0] for it in d.pool["items"]]
+    assert all(w and "\n" not in w for w in whys) and len(set(whys)) == len(whys)
+    texts = {r["text"] for r in pool}
+    assert all(it.split("\nWhy: ")[0] in texts for it in d.pool["items"])
+    out = Dataset.from_dict({"id": [0, 1]}).map(d, batched=True)
+    assert all(out[i]["demos"].count("\nWhy: ") == 2 for i in range(2))
+    again = Demonstrations(k=2, strategy="balanced", label_column="label", item=item)
+    again.fit(pool, explain=llm, explain_tokens=24)
+    assert llm.stats["requests"] == 4 and again.pool == d.pool  # explained once: the refit is served by the cache
+    plain = Demonstrations(k=2, strategy="balanced", label_column="label").fit(pool)
+    assert Hasher.hash(plain) != Hasher.hash(d)
+    with pytest.raises(InvalidParameterError, match="item= does not show it"):
+        Demonstrations(label_column="label").fit(pool, explain=llm)
+    with pytest.raises(InvalidParameterError, match="set label_column="):
+        Demonstrations(item=item).fit(pool, explain=llm)
+    with pytest.raises(MissingColumnError, match="explain=llm"):
+        Demonstrations(label_column="label", item=item).fit(pool)
+    with pytest.raises(InvalidParameterError, match="needs an LLM"):
+        Demonstrations(label_column="label", item=item).fit(pool, explain="gpt")

@@ -3,7 +3,9 @@
 Strategies: ``random`` (Self-Instruct), ``balanced`` (round-robin over labels), ``nearest`` to the
 row's query by sentence embedding (KATE, Liu et al. 2022), ``diverse`` (maximal marginal relevance:
 relevant to the query and unlike each other); and synthetic demos when no labelled pool exists
-(Self-Prompting, Li et al. 2022: :meth:`Demonstrations.fit_synthetic` has the model write the pool).
+(Self-Prompting, Li et al. 2022: :meth:`Demonstrations.fit_synthetic` has the model write the pool);
+and demos with explanations (He et al. 2023, explain-then-annotate: ``fit(pool, explain=llm)`` has the
+model explain each demo's label once, through the response cache, shown by ``{{ explanation }}``).
 """
 
 from __future__ import annotations
@@ -21,6 +23,10 @@ from .template import Template
 
 _FORMAT_VERSION = 1
 STRATEGIES = ("random", "balanced", "nearest", "diverse")
+EXPLAIN = Template(
+    system="You explain labelled examples briefly and precisely.",
+    user="Text: {{ text }}\nLabel: {{ label }}\n\nIn one or two sentences, explain why this text has this label. "
+         "Output only the explanation.")
 
 
 def _rows_of(pool: Any) -> tuple[list[str], dict[str, list]]:
@@ -147,8 +153,18 @@ class Demonstrations:
         return self.strategy in ("nearest", "diverse")
 
     # -- contract 3: fit -----------------------------------------------------------------------
-    def fit(self, pool: Any, *, progress: bool = False, source: dict[str, Any] | None = None) -> "Demonstrations":
-        """Index the pool: render each row with ``item``, keep labels, embed texts (``nearest``/``diverse``)."""
+    def fit(self, pool: Any, *, progress: bool = False, source: dict[str, Any] | None = None,
+            explain: Any = None, explain_template: Template | None = None, explain_tokens: int = 64,
+            explain_seed: int = 0) -> "Demonstrations":
+        """Index the pool: render each row with ``item``, keep labels, embed texts (``nearest``/``diverse``).
+
+        With ``explain=llm`` (He et al. 2023), the model first explains each pool row's label once
+        (``explain_template``, default :data:`EXPLAIN`, reading ``{{ text }}`` and ``{{ label }}``; greedy,
+        ``explain_tokens`` new tokens, through the response cache, so a refit costs no model call); the
+        explanation is the ``explanation`` column ``item`` shows (``"{{ text }}\\nWhy: {{ explanation }}\\n
+        Label: {{ label }}"``). Rows whose explanation failed are left out of the pool; ``describe()``
+        records the model, the prompt and the counts.
+        """
         cols, data = _rows_of(pool)
         n = len(data[cols[0]]) if cols else 0
         if n == 0:
@@ -162,6 +178,14 @@ class Demonstrations:
             if not isinstance(t, str) or not t.strip():
                 raise InvalidParameterError(f"Demo pool row {i} has no text in {self.text_column!r} ({t!r}). "
                                             "Drop empty rows from the pool first.")
+        if explain is not None:
+            cols, data, record = self._explain(explain, explain_template or EXPLAIN, cols, data, explain_tokens,
+                                               explain_seed, progress)
+            source = {**(source or {"source": "pool"}), "explanations": record}
+            n, texts = len(data[cols[0]]), data[self.text_column]
+        elif "explanation" in self._item_t.variables and "explanation" not in data:
+            raise MissingColumnError("item= shows {{ explanation }} but the pool has no 'explanation' column. Pass "
+                                     "fit(pool, explain=llm) to have the model explain each demo, or add the column.")
         labels = list(data[self.label_column]) if self.label_column else None
         items = [self._item_t.render({c: data[c][i] for c in cols}, row_index=i)[0]["content"] for i in range(n)]
         blob = json.dumps([items, texts, labels], default=str, ensure_ascii=False).encode()
@@ -172,6 +196,43 @@ class Demonstrations:
             fitted["embeddings"] = _embed_pool(list(texts), progress)
         self.pool = fitted
         return self
+
+    def _explain(self, llm: Any, template: Template, cols: list[str], data: dict[str, list], tokens: int, seed: int,
+                 progress: bool) -> tuple[list[str], dict[str, list], dict[str, Any]]:
+        """The pool with an ``explanation`` column written by ``llm`` (failed rows dropped) and its record."""
+        from ..llm import LLM, ChatRequest, SamplingParams
+
+        if not isinstance(llm, LLM):
+            raise InvalidParameterError(f"explain= needs an LLM, got {type(llm).__name__}. Use explain=LLM().")
+        if not self.label_column:
+            raise InvalidParameterError("explain= explains each demo's label: set label_column= to the pool's labels.")
+        if "explanation" not in self._item_t.variables:
+            raise InvalidParameterError("explain= writes an 'explanation' per demo, but item= does not show it. Add "
+                                        "{{ explanation }} to item=, e.g. item='{{ text }}\\nWhy: {{ explanation }}'.")
+        if "explanation" in data:
+            raise InvalidParameterError("The pool already has an 'explanation' column. Drop it, or fit without explain=.")
+        if not template.variables <= {"text", "label"}:
+            raise InvalidParameterError(f"explain_template may read only {{{{ text }}}} and {{{{ label }}}}, it reads "
+                                        f"{sorted(template.variables)}.")
+        if not isinstance(tokens, int) or tokens < 1:
+            raise InvalidParameterError(f"explain_tokens={tokens!r} must be an integer >= 1.")
+        n = len(data[cols[0]])
+        params = SamplingParams(temperature=0.0, max_new_tokens=tokens, seed=seed)
+        reqs = [ChatRequest.of(template.render({"text": data[self.text_column][i], "label": data[self.label_column][i]},
+                                               row_index=i), derive_seed(seed, "explain", i)) for i in range(n)]
+        done = llm.generate(reqs, params, progress=progress)
+        why = [" ".join(c.text.strip().split("\n\n")[0].split()) if c.error is None and c.text and c.text.strip()
+               else None for c in done]
+        keep = [i for i, w in enumerate(why) if w]
+        if not keep:
+            raise EmptyDatasetError("The model explained no demonstration (all failed or empty). Check "
+                                    "explain_template= and explain_tokens=, or fit without explain=.")
+        data = {c: [data[c][i] for i in keep] for c in cols}
+        data["explanation"] = [why[i] for i in keep]
+        blob = json.dumps(data["explanation"], ensure_ascii=False).encode()
+        record = {"llm": llm.describe(), "template": template.describe(), "max_new_tokens": tokens, "seed": seed,
+                  "explained": len(keep), "failed": n - len(keep), "sha256": hashlib.sha256(blob).hexdigest()}
+        return cols + ["explanation"], data, record
 
     def fit_synthetic(self, llm: Any, template: Template | str, rows: Any, *, n: int = 2, seed: int = 0,
                       temperature: float = 0.8, top_p: float = 0.95, max_new_tokens: int = 128,
