@@ -43,52 +43,96 @@ def run_seed(rows, x, seed, noise):
     nc = curate.NeighbourConsistency(embedding_column="emb", k=50).fit(ds)
     out["neighbours k=50 (confident learning)"] = _f1(~nc.keep_mask, flipped)
     ns = curate.NoiseScore(embedding_column="emb", k=50).fit(ds)
-    out["combined (NoiseScore)"] = _f1(~ns.keep_mask, flipped)
-    own, dist, yi = ns.signals(ds)
+    out["combined, learned (NoiseScore default)"] = _f1(~ns.keep_mask, flipped)
     one = curate.NoiseScore(embedding_column="emb", k=50, rounds=1).fit(ds)
-    out["combined, one round (NoiseScore rounds=1)"] = _f1(~one.keep_mask, flipped)
+    out["combined, learned, one round (rounds=1)"] = _f1(~one.keep_mask, flipped)
+    rank = curate.NoiseScore(embedding_column="emb", k=50, combine="rank").fit(ds)
+    out["combined, rank average (combine='rank')"] = _f1(~rank.keep_mask, flipped)
+    rank1 = curate.NoiseScore(embedding_column="emb", k=50, combine="rank", rounds=1).fit(ds)
+    out["combined, rank average, one round"] = _f1(~rank1.keep_mask, flipped)
+    own, dist, yi = ns.signals(ds)
     issues = find_label_issues(yi, dist["classifier"])
     out["cleanlab find_label_issues"] = _f1(issues, flipped)
     out["cleanlab on averaged classifier+neighbour probabilities"] = _f1(
         find_label_issues(yi, np.mean(list(dist.values()), axis=0)), flipped)
     score = ns._fitted["columns"][f"{ns.name}_score"]
     auroc = {k: round(float(roc_auc_score(flipped, 1 - v)), 4) for k, v in own.items()}
-    auroc["combined"] = round(float(roc_auc_score(flipped, np.asarray(score))), 4)
+    auroc["combined, learned"] = round(float(roc_auc_score(flipped, np.asarray(score))), 4)
+    auroc["combined, rank"] = round(float(roc_auc_score(flipped, np.asarray(rank._fitted["columns"][f"{rank.name}_score"]))), 4)
     acc = {"no curation": round(float(np.mean(noisy == clean)), 4)}
     for label, kw in (("StudentRelabel default", {}), ("StudentRelabel min_confidence=0.55", {"min_confidence": 0.55})):
         rl = curate.StudentRelabel(embedding_column="emb", **kw).fit(ds)
         acc[label] = round(float(np.mean(np.array(rl.new_labels, dtype=object) == clean)), 4)
     acc["StudentRelabel default thresholds"] = rl_thr = curate.StudentRelabel(embedding_column="emb").fit(ds) \
         .describe().get("thresholds")
-    return {"flip_detection": out, "auroc": auroc, "label_accuracy": acc,
+    return {"flip_detection": out, "auroc": auroc, "label_accuracy": acc, "combiner": ns.describe().get("combiner"),
             "noise_estimate": ns.describe().get("estimated_noise_rate"), "thresholds": rl_thr}
 
 
-def run_llm(rows, x, n, noise):
-    """The LLM's own label distribution (embedded SmolLM2-135M, zero-shot scoring of the label
-    verbalizations, generate.Annotator) as a third signal, on the first ``n`` rows (flip seed 0)."""
+def llm_probs(rows, n):
+    """The embedded SmolLM2-135M's zero-shot label distribution (scoring the label verbalizations,
+    generate.Annotator) for the first ``n`` rows, cached next to the test data (it does not depend on
+    the flips, so every flip seed reuses one scoring pass; ~1 s a row on the shared 2-core machine)."""
     from datasets import Dataset
+    from realdata import CACHE
 
     from bench_annotate import VERBALIZERS, template
-    from synth_datasets import LLM, Annotator, curate
+    from synth_datasets import LLM, Annotator
+
+    path = CACHE / "rotten_tomatoes_n4866_seed0_smollm2_zero_shot_probs.npy"
+    q = np.load(path) if path.exists() else np.zeros((0, 2))
+    if len(q) < n:
+        llm = LLM(batch_size=32, cache=False)
+        ann = Annotator(llm, ["fresh", "rotten"], template(None), verbalizers=VERBALIZERS, output="llm")
+        for s in range(len(q), n, 64):
+            ds = Dataset.from_dict({"text": [r["text"] for r in rows[s:min(s + 64, n)]]})
+            q = np.r_[q, np.asarray(ds.map(ann, batched=True, batch_size=32)["llm_probs"])]
+            np.save(path, q)
+    return q[:n]
+
+
+def run_llm(rows, x, n, noise, seeds):
+    """The LLM's own label distribution as a third signal, on the first ``n`` rows, per flip seed."""
+    from cleanlab.filter import find_label_issues
+    from datasets import Dataset
+    from sklearn.metrics import roc_auc_score
+
+    from synth_datasets import curate
 
     rows, x = rows[:n], x[:n]
+    q = llm_probs(rows, n)
     clean = np.array([r["label"] for r in rows], dtype=object)
-    flipped = (np.random.default_rng(0).random(len(_ALL_ROWS)) < noise)[:n]
-    noisy = np.where(flipped, np.where(clean == "fresh", "rotten", "fresh"), clean)
-    llm = LLM(batch_size=32, cache=False)
-    ann = Annotator(llm, ["fresh", "rotten"], template(None), verbalizers=VERBALIZERS, output="llm")
-    ds = Dataset.from_dict({"text": [r["text"] for r in rows], "label": noisy.tolist(), "emb": x.tolist()})
-    ds = ds.map(ann, batched=True, batch_size=32)
-    llm_acc = float(np.mean(np.array(ds["llm"], dtype=object) == clean))
-    out = {"rows": n, "llm_accuracy_vs_clean_labels": round(llm_acc, 4)}
+    out = {"rows": n, "llm_accuracy_vs_clean_labels": round(float(np.mean(
+        np.where(q[:, 1] > q[:, 0], "rotten", "fresh") == clean)), 4), "per_seed": {}}
     kw = {"embedding_column": "emb", "labels": ["fresh", "rotten"], "k": min(50, n // 10)}
-    out["embedding signals (NoiseScore)"] = _f1(~curate.NoiseScore(**kw).fit(ds).keep_mask, flipped)
-    out["+ LLM label probability"] = _f1(~curate.NoiseScore(**kw, probs_columns=["llm_probs"]).fit(ds).keep_mask,
-                                         flipped)
-    q = np.asarray(ds["llm_probs"])
-    yi = (noisy == "rotten").astype(int)
-    out["LLM alone (confident learning)"] = _f1(curate.confidence.confident_flags(q, yi), flipped)
+    for seed in seeds:
+        flipped = np.random.default_rng(seed).random(len(_ALL_ROWS))[:n] < noise
+        noisy = np.where(flipped, np.where(clean == "fresh", "rotten", "fresh"), clean)
+        ds = Dataset.from_dict({"label": noisy.tolist(), "emb": x.tolist(), "llm_probs": q.tolist()})
+        yi = (noisy == "rotten").astype(int)
+        r = {"flipped": int(flipped.sum())}
+        emb = curate.NoiseScore(**kw).fit(ds)
+        r["embedding signals, learned (NoiseScore)"] = _f1(~emb.keep_mask, flipped)
+        both = curate.NoiseScore(**kw, probs_columns=["llm_probs"]).fit(ds)
+        r["+ LLM, learned (NoiseScore default)"] = _f1(~both.keep_mask, flipped)
+        r["+ LLM, rank average (combine='rank')"] = _f1(
+            ~curate.NoiseScore(**kw, probs_columns=["llm_probs"], combine="rank").fit(ds).keep_mask, flipped)
+        r["LLM alone (confident learning)"] = _f1(curate.confidence.confident_flags(q, yi), flipped)
+        r["LLM alone (cleanlab find_label_issues)"] = _f1(find_label_issues(yi, q), flipped)
+        own, dist, _ = both.signals(ds)
+        r["cleanlab find_label_issues (classifier probabilities)"] = _f1(find_label_issues(yi, dist["classifier"]),
+                                                                          flipped)
+        r["cleanlab on averaged classifier+neighbour+LLM probabilities"] = _f1(
+            find_label_issues(yi, np.mean(list(dist.values()), axis=0)), flipped)
+        r["auroc"] = {k: round(float(roc_auc_score(flipped, 1 - v)), 4) for k, v in own.items()}
+        r["auroc"]["combined, learned"] = round(float(roc_auc_score(
+            flipped, np.asarray(both._fitted["columns"]["noise_score"]))), 4)
+        r["combiner"] = both.describe().get("combiner")
+        out["per_seed"][str(seed)] = r
+    keys = [k for k, v in out["per_seed"][str(seeds[0])].items() if isinstance(v, dict) and "f1" in v]
+    out["summary"] = {k: {"f1_mean": round(float(np.mean([out["per_seed"][str(s)][k]["f1"] for s in seeds])), 4),
+                          "f1_min": min(out["per_seed"][str(s)][k]["f1"] for s in seeds),
+                          "f1_max": max(out["per_seed"][str(s)][k]["f1"] for s in seeds)} for k in keys}
     return out
 
 
@@ -108,7 +152,7 @@ def main():
     rows, x = rows[:a.rows], x[:a.rows]
     _ALL_ROWS[:] = rows
     if a.llm_rows:
-        res = run_llm(rows, x, a.llm_rows, a.noise)
+        res = run_llm(rows, x, a.llm_rows, a.noise, a.seeds)
         _common.write_result("bench_noise_llm", res)
         return
     per_seed = {s: run_seed(rows, x, s, a.noise) for s in a.seeds}

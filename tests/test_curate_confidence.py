@@ -11,8 +11,10 @@ precision 0.434 / recall 0.621 / AUROC 0.768 (0.377 / 0.692 at min_confidence=0.
 neighbours (k=50) precision 0.387 / recall 0.668 / AUROC 0.751 at min_agreement 0.5 (0.414 / 0.585 with
 the default confident-learning thresholds); student relabelling at min_confidence 0.55 restores 0.60 of
 the flipped labels but also changes 319 clean ones (label accuracy 0.790 -> 0.757), the default
-self-chosen thresholds relabel 268 rows, 59% correctly (0.790 -> 0.816); NoiseScore F1 0.524 vs
-cleanlab's find_label_issues 0.487 on the same out-of-fold probabilities.
+self-chosen thresholds relabel 268 rows, 59% correctly (0.790 -> 0.816); NoiseScore F1 0.544 (learned
+combiner; 0.524 rank-averaged) vs cleanlab's find_label_issues 0.487 on the same out-of-fold
+probabilities; SunGenWeights: a model trained with them is 0.728 accurate on real held-out snippets
+(0.696 unweighted, 0.706 with ConfidenceWeights).
 """
 
 from __future__ import annotations
@@ -339,9 +341,10 @@ def test_ivf_neighbours_against_exact_on_real_embeddings(rt_noisy):
 
 
 def test_noise_score_combines_signals_and_beats_cleanlab(rt_noisy):
-    """Combined evidence (classifier + neighbours, rank-averaged, prune-and-retrain second round) against
-    cleanlab's find_label_issues on the same first-round out-of-fold probabilities. Measured (2,000
-    rows, 20% flips, seed 0): F1 0.524 vs cleanlab 0.487 vs classifier alone 0.511."""
+    """Combined evidence (classifier + neighbours; default: a logistic-regression combiner fitted on flips
+    simulated on the data, prune-and-retrain second round) against cleanlab's find_label_issues on the
+    same first-round out-of-fold probabilities, and against rank averaging. Measured (2,000 rows, 20%
+    flips, seed 0): learned 0.545, rank average 0.524, cleanlab 0.487, classifier alone 0.511."""
     from cleanlab.filter import find_label_issues
     from synth_datasets.curate.combined import rank_average
 
@@ -360,33 +363,50 @@ def test_noise_score_combines_signals_and_beats_cleanlab(rt_noisy):
     assert np.allclose(dist["classifier"], p)
     ref = f1(find_label_issues(yi, p))
     alone = f1(~curate.ClassifierConsistency(embedding_column="emb").fit(ds).keep_mask)
+    rank = curate.NoiseScore(embedding_column="emb", combine="rank").fit(ds)
     d = ns.describe()
-    print(f"noise score: F1 {f1(flag):.3f} (precision/recall {_pr(flag, flipped)}), cleanlab {ref:.3f}, classifier "
-          f"alone {alone:.3f}; estimated noise rate {d['estimated_noise_rate']} (true {flipped.mean():.3f})")
-    assert f1(flag) >= ref + 0.02 and f1(flag) > alone
+    print(f"noise score: F1 {f1(flag):.3f} (precision/recall {_pr(flag, flipped)}), rank average "
+          f"{f1(~rank.keep_mask):.3f}, cleanlab {ref:.3f}, classifier alone {alone:.3f}; estimated noise rate "
+          f"{d['estimated_noise_rate']} (true {flipped.mean():.3f}); combiner {d['combiner']}")
+    assert f1(flag) >= ref + 0.04 and f1(flag) > alone and f1(flag) > f1(~rank.keep_mask) + 0.01
+    assert _auroc(np.array(m["noise_score"]), flipped) > _auroc(1 - p[np.arange(N), yi], flipped) + 0.01
     assert d["flagged"] == int(flag.sum()) and d["estimated_noise_rate"] == pytest.approx(flag.mean(), abs=1e-6)
     assert 0.1 <= d["estimated_noise_rate"] <= 0.4
     assert d["counts"]["dropped_noisy_label"] == int(flag.sum())
     score = np.array(m["noise_score"])
     assert score[flag].min() >= score[~flag].max()       # the flagged rows are the top scores
-    # one round: the score is the rank average of the two signals, recomputed directly
-    one = curate.NoiseScore(embedding_column="emb", rounds=1).fit(ds)
+    # the combiner recorded in the card is the score: a logistic function of the signals' log-odds
+    c = d["combiner"]
+    assert c["features"] == ["logit p(classifier)", "logit p(neighbours)", "label=1"]
+    assert c["coef"][0] < 0 and c["coef"][1] < 0       # a likelier own label = less likely flipped
+    feats = [np.log(np.clip(v, 1e-3, 1 - 1e-3) / np.clip(1 - v, 1e-3, 1 - 1e-3))
+             for v in (np.array(m["noise_classifier"]), np.array(m["noise_neighbours"]))] + [yi]
+    z = np.column_stack(feats) @ np.array(c["coef"]) + c["intercept"]
+    assert np.allclose(score, 1 / (1 + np.exp(-z)), atol=1e-3)
+    # rank averaging, one round: the rank average of the two signals, recomputed directly
+    one = curate.NoiseScore(embedding_column="emb", rounds=1, combine="rank").fit(ds)
     nc = curate.NeighbourConsistency(embedding_column="emb", k=50).fit(ds)
     agree = np.array(ds.map(nc.mark, batched=True, batch_size=500, with_indices=True)["knn_consistency_agreement"])
     expect = rank_average(1 - p[np.arange(N), yi], 1 - agree)
     got = np.array(ds.map(one.mark, batched=True, batch_size=500, with_indices=True)["noise_score"])
     assert np.allclose(got, expect)
+    assert "combiner" not in one.describe() and one.describe()["combine"] == "rank average"
 
 
 def test_noise_score_bad_input_and_fingerprint(rt_noisy):
     ds = rt_noisy[0]
-    for kw in ({"rounds": 3}, {"k": 0}, {"folds": 1}, {"method": "lsh"}):
+    for kw in ({"rounds": 3}, {"k": 0}, {"folds": 1}, {"method": "lsh"}, {"combine": "mean"}, {"inject": 0.9},
+               {"simulate": 0}, {"head": "svm"}):
         with pytest.raises(InvalidParameterError):
             curate.NoiseScore(embedding_column="emb", **kw)
     with pytest.raises(MissingColumnError):
         curate.NoiseScore(embedding_column="nope").fit(ds)
     a, b = curate.NoiseScore(embedding_column="emb"), curate.NoiseScore(embedding_column="emb")
     assert Hasher.hash(a) == Hasher.hash(b) != Hasher.hash(curate.NoiseScore(embedding_column="emb", rounds=1))
+    assert Hasher.hash(a) != Hasher.hash(curate.NoiseScore(embedding_column="emb", combine="rank"))
+    with pytest.raises(InvalidParameterError, match="smallest class"):
+        curate.NoiseScore(embedding_column="emb", folds=5).fit(ds.select(range(N - 20, N)).map(
+            lambda b: {"label": ["fresh"] * 17 + ["rotten"] * 3}, batched=True))
 
 
 def test_noise_score_takes_a_label_probability_column(rt_noisy):
@@ -408,6 +428,24 @@ def test_noise_score_takes_a_label_probability_column(rt_noisy):
 
     print(f"noise score with a 90%-right probability column: F1 {f1(~ns.keep_mask):.3f} vs {f1(~base.keep_mask):.3f}")
     assert f1(~ns.keep_mask) >= f1(~base.keep_mask) + 0.1
+    # a weak soft opinion, as accurate as the embedded SmolLM2's zero-shot label probability on these
+    # snippets (0.73): log-odds of the clean label ~ N(0.6, 1), independent of the flips. The learned
+    # combiner must beat cleanlab on the classifier's probabilities by the issue's +0.10 and beat rank
+    # averaging of the same three signals (measured: 0.610 vs cleanlab 0.487 vs rank 0.596).
+    from cleanlab.filter import find_label_issues
+
+    z = np.random.default_rng(2).normal(0.6, 1.0, N)
+    pc = 1 / (1 + np.exp(-z))
+    weak = np.where(clean == "fresh", pc, 1 - pc)
+    dsw = ds.add_column("llm_probs", np.column_stack([weak, 1 - weak]).tolist())
+    kw = {"embedding_column": "emb", "labels": ["fresh", "rotten"], "probs_columns": ["llm_probs"]}
+    learned = curate.NoiseScore(**kw).fit(dsw)
+    rank = curate.NoiseScore(**kw, combine="rank").fit(dsw)
+    own, dist, yi = learned.signals(dsw)
+    ref = f1(find_label_issues(yi, dist["classifier"]))
+    print(f"weak column (accuracy {np.mean((weak > 0.5) == (clean == 'fresh')):.3f}): learned F1 "
+          f"{f1(~learned.keep_mask):.3f}, rank {f1(~rank.keep_mask):.3f}, cleanlab {ref:.3f}")
+    assert f1(~learned.keep_mask) >= ref + 0.10 and f1(~learned.keep_mask) > f1(~rank.keep_mask)
     assert ns.describe()["signals"] == ["classifier", "neighbours", "llm_probs"]
     # the label order of the column is the labels= order, not the sorted classes
     rev = ds.add_column("llm_probs", [p[::-1] for p in probs])
@@ -418,3 +456,72 @@ def test_noise_score_takes_a_label_probability_column(rt_noisy):
     with pytest.raises(InvalidParameterError, match="row 0 of column 'llm_probs'"):
         curate.NoiseScore(embedding_column="emb", labels=["fresh", "rotten"], probs_columns=["llm_probs"]).fit(
             ds.add_column("llm_probs", [[1.0]] * N))
+
+
+def test_mlp_head_is_an_option_of_the_student_curators(rt_noisy):
+    """head="mlp" (one hidden layer over frozen MiniLM) against the default logistic head, out-of-fold on
+    the noisy labels, scored on the clean ones: measured 0.697 vs 0.696 accuracy here (and ~30x the fit time, see
+    BENCHMARKS.md), which is why logistic stays the default. Both must beat chance by far."""
+    from sklearn.neural_network import MLPClassifier
+
+    ds, x, clean, noisy, flipped = rt_noisy
+    p_mlp, classes = out_of_fold_proba(x, list(noisy), folds=5, seed=0, head="mlp")
+    p_log, _ = out_of_fold_proba(x, list(noisy), folds=5, seed=0)
+    acc = {h: np.mean(np.array(classes, dtype=object)[p.argmax(1)] == clean) for h, p in (("mlp", p_mlp), ("log", p_log))}
+    print(f"out-of-fold accuracy on the clean labels: {acc}")
+    assert acc["mlp"] > 0.65 and acc["log"] > 0.65 and abs(acc["mlp"] - acc["log"]) < 0.05
+    # the same MLP the head describes, recomputed with scikit-learn on fold 0
+    from sklearn.model_selection import StratifiedKFold
+
+    yi = np.array([classes.index(v) for v in noisy])
+    train, test = next(StratifiedKFold(5, shuffle=True, random_state=0).split(x, yi))
+    ref = MLPClassifier((64,), alpha=0.1, max_iter=333, early_stopping=True, random_state=0).fit(x[train], yi[train]).predict_proba(x[test])
+    assert np.allclose(p_mlp[test], ref)
+    cc = curate.ClassifierConsistency(embedding_column="emb", head="mlp").fit(ds)
+    prec, rec = _pr(~cc.keep_mask, flipped)
+    assert prec > 0.33 and rec > 0.5 and cc.describe()["params"]["head"] == "mlp"
+    rl = curate.StudentRelabel(embedding_column="emb", head="mlp").fit(ds)
+    assert np.mean(np.array(rl.new_labels, dtype=object) == clean) > np.mean(noisy == clean)
+    assert Hasher.hash(curate.StudentRelabel(embedding_column="emb")) != Hasher.hash(
+        curate.StudentRelabel(embedding_column="emb", head="mlp"))
+    with pytest.raises(InvalidParameterError, match="head='svm'"):
+        curate.ConfidenceWeights(embedding_column="emb", head="svm")
+
+
+def test_sungen_weights_learned_beat_the_heuristic(rt_noisy):
+    """SunGenWeights (bilevel-lite: weighted cross-entropy inner model, robust loss on the other half as
+    judge) down-weights flipped rows, and a model trained with its weights is more accurate on real
+    held-out rows than one trained without weights. Measured (train on these 2,000 noisy rows, test on
+    the clean labels of 2,866 other snippets): uniform 0.696, ConfidenceWeights 0.706, SunGenWeights 0.728."""
+    from realdata import rotten_tomatoes_embeddings
+    from sklearn.linear_model import LogisticRegression
+
+    ds, x, clean, noisy, flipped = rt_noisy
+    sw = curate.SunGenWeights(embedding_column="emb")
+    assert Hasher.hash(sw) == Hasher.hash(curate.SunGenWeights(embedding_column="emb")) != Hasher.hash(
+        curate.SunGenWeights(embedding_column="emb", q=0.7))
+    out = ds.map(sw.fit(ds), batched=True, batch_size=500, with_indices=True)
+    w = np.array(out["weight"])
+    assert w.mean() == pytest.approx(1.0) and (w > 0).all() and np.allclose(w, sw.weights)
+    print(f"SunGen weights: mean on flipped {w[flipped].mean():.3f}, clean {w[~flipped].mean():.3f}, AUROC "
+          f"{_auroc(-w, flipped):.3f}")
+    assert w[flipped].mean() < 0.8 * w[~flipped].mean() and _auroc(-w, flipped) > 0.7
+    rows, xa = rotten_tomatoes_embeddings(4866, seed=0)
+    assert np.allclose(xa[:N], x, atol=1e-5)
+    xte, yte = xa[N:], np.array([r["label"] for r in rows[N:]], dtype=object)
+
+    def tstr(weight):
+        return np.mean(LogisticRegression(max_iter=1000).fit(x, noisy, sample_weight=weight).predict(xte) == yte)
+
+    cw = np.array(curate.ConfidenceWeights(embedding_column="emb").fit(ds)._fitted["weight"])
+    acc = {"uniform": tstr(None), "confidence": tstr(cw), "sungen": tstr(w)}
+    print(f"train on noisy, test on real: {acc}")
+    assert acc["sungen"] >= acc["uniform"] + 0.01 and acc["sungen"] >= acc["confidence"]
+    d = sw.describe()
+    assert d["counts"]["weight_mean"] == pytest.approx(1.0) and "bilevel" in d["method"]
+    for kw in ({"steps": 0}, {"q": 0.0}, {"lr": -1.0}, {"min_weight": 2.0}):
+        with pytest.raises(InvalidParameterError):
+            curate.SunGenWeights(embedding_column="emb", **kw)
+    with pytest.raises(InvalidParameterError, match="fitted on"):
+        ds.select(range(10)).map(lambda b: {"label": ["fresh" if v == "rotten" else "rotten" for v in b["label"]]},
+                                 batched=True).map(sw, batched=True, with_indices=True)

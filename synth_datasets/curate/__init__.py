@@ -17,9 +17,10 @@ from .judge import DEFAULT_RUBRIC, LABEL_RUBRIC, LLMJudge, parse_score
 from .novelty import Novelty, lcs_length, rouge_l, rouge_tokens
 from .review import ReviewedLabels, export_for_review
 from .student import ConfidenceWeights, StudentRelabel, weighted_sample
+from .weights import SunGenWeights
 
 __all__ = ["Curator", "Filter", "FittedFilter", "Mapper", "Length", "Format", "Repetition", "Script", "BannedStrings",
            "Refusals", "REFUSAL_PATTERNS", "Truncated", "ExactDuplicates", "NearDuplicates", "ClassifierConsistency",
-           "NeighbourConsistency", "knn", "NoiseScore", "ConfidenceWeights", "StudentRelabel", "weighted_sample",
+           "NeighbourConsistency", "knn", "NoiseScore", "ConfidenceWeights", "SunGenWeights", "StudentRelabel", "weighted_sample",
            "LLMJudge", "DEFAULT_RUBRIC", "LABEL_RUBRIC", "parse_score", "GenerationProbability", "SelfConsistency",
            "Novelty", "rouge_l", "rouge_tokens", "lcs_length", "export_for_review", "ReviewedLabels"]

@@ -38,6 +38,13 @@ class EmbeddingInputs(TextColumn):
     labels: list | None = None
     support: dict | None = None
     support_only: bool = False
+    head: str = "logistic"
+
+    def _init_head(self, head: str) -> None:
+        from ..embeddings import check_head
+
+        check_head(head)
+        self.head = head
 
     def _init_support(self, support, support_only: bool) -> None:
         """Keep a small real labelled set (``support``: a Dataset with the same text or embedding column
@@ -116,7 +123,7 @@ class EmbeddingInputs(TextColumn):
         x = self._read_embeddings(ds)
         sx, sy = self._support_arrays()
         p, classes = out_of_fold_proba(x, y, folds=self.folds, seed=self.seed, C=self.C, support_x=sx,
-                                       support_labels=sy, support_only=self.support_only)
+                                       support_labels=sy, support_only=self.support_only, head=self.head)
         return p, classes, y
 
     def _embedding_identity(self) -> dict[str, Any]:
@@ -156,16 +163,17 @@ class ClassifierConsistency(EmbeddingInputs, FittedFilter):
     """
 
     _PARAMS = ("column", "label_column", "embedding_column", "labels", "folds", "seed", "C", "min_confidence",
-               "support_only", "id_column")
+               "support_only", "id_column", "head")
     name = "clf_consistency"
 
     def __init__(self, *, column: str | None = None, label_column: str = "label", embedding_column: str | None = None,
                  labels: Sequence | None = None, folds: int = 5, seed: int = 0, C: float = 1.0,
                  min_confidence: float | None = None, support=None, support_only: bool = False,
-                 id_column: str | None = None, name: str | None = None):
+                 id_column: str | None = None, head: str = "logistic", name: str | None = None):
         check_range("folds", folds, 2, integer=True)
         check_range("min_confidence", min_confidence, 0.0, 1.0, allow_none=True)
         check_range("C", C, 1e-12)
+        self._init_head(head)
         self._init_inputs(column, label_column, embedding_column, labels)
         self._init_support(support, support_only)
         self.folds, self.seed, self.C, self.min_confidence, self.id_column = folds, seed, C, min_confidence, id_column

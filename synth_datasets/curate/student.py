@@ -32,9 +32,10 @@ class _Student(EmbeddingInputs, RowAligned, Mapper):
     :class:`~synth_datasets.curate.ClassifierConsistency`)."""
 
     def _init_student(self, column, label_column, embedding_column, labels, folds, seed, C, id_column,
-                      support=None, support_only=False):
+                      support=None, support_only=False, head="logistic"):
         check_range("folds", folds, 2, integer=True)
         check_range("C", C, 1e-12)
+        self._init_head(head)
         self._init_inputs(column, label_column, embedding_column, labels)
         self._init_support(support, support_only)
         self.folds, self.seed, self.C, self.id_column = folds, seed, C, id_column
@@ -77,17 +78,18 @@ class ConfidenceWeights(_Student):
     """
 
     _PARAMS = ("column", "label_column", "embedding_column", "labels", "folds", "seed", "C", "power",
-               "min_weight", "normalize", "weight_column", "support_only", "id_column")
+               "min_weight", "normalize", "weight_column", "support_only", "id_column", "head")
     name = "weights"
 
     def __init__(self, *, column: str | None = None, label_column: str = "label", embedding_column: str | None = None,
                  labels: Sequence | None = None, folds: int = 5, seed: int = 0, C: float = 1.0, power: float = 1.0,
                  min_weight: float = 0.05, normalize: bool = True, weight_column: str = "weight",
-                 support=None, support_only: bool = False, id_column: str | None = None, name: str | None = None):
+                 support=None, support_only: bool = False, id_column: str | None = None, head: str = "logistic",
+                 name: str | None = None):
         check_range("power", power, 0.0)
         check_range("min_weight", min_weight, 0.0, 1.0)
         self._init_student(column, label_column, embedding_column, labels, folds, seed, C, id_column,
-                           support, support_only)
+                           support, support_only, head)
         self.power, self.min_weight, self.normalize, self.weight_column = power, min_weight, normalize, weight_column
         super().__init__(name=name)
 
@@ -135,17 +137,17 @@ class StudentRelabel(_Student):
     """
 
     _PARAMS = ("column", "label_column", "embedding_column", "labels", "folds", "seed", "C", "min_confidence",
-               "support_only", "id_column")
+               "support_only", "id_column", "head")
     name = "relabel"
 
     def __init__(self, *, column: str | None = None, label_column: str = "label", embedding_column: str | None = None,
                  labels: Sequence | None = None, folds: int = 5, seed: int = 0, C: float = 1.0,
                  min_confidence: float | None = None, support=None, support_only: bool = False, id_column: str | None = None,
-                 name: str | None = None):
+                 head: str = "logistic", name: str | None = None):
         check_range("min_confidence", min_confidence, 0.0, 1.0, allow_none=True)
         self._thresholds: dict | None = None
         self._init_student(column, label_column, embedding_column, labels, folds, seed, C, id_column,
-                           support, support_only)
+                           support, support_only, head)
         self.min_confidence = min_confidence
         super().__init__(name=name)
 
