@@ -5,10 +5,11 @@ A builder is a plain Python file that defines ``recipe(*, ...) -> Recipe``. Its 
 ``provenance.json``; a parameter named ``llm`` is for Python callers only (pass a loaded ``LLM``).
 
     synth-datasets build movie-reviews --n 200 --out out/movie-reviews
+    synth-datasets build movie-reviews-v2 --n 200 --out out/movie-reviews-v2
     synth-datasets build path/to/my_builder.py --out out/mine
 
 >>> sorted(BUILDERS)
-['movie-reviews', 'qa-pairs', 'support-dialogues']
+['movie-reviews', 'movie-reviews-v2', 'qa-pairs', 'support-dialogues']
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ from typing import Any
 from synth_datasets.errors import BuilderError
 from synth_datasets.recipe import Recipe, bind_params
 
-BUILDERS = {"movie-reviews": "builders.movie_reviews", "qa-pairs": "builders.qa_pairs",
+BUILDERS = {"movie-reviews": "builders.movie_reviews", "movie-reviews-v2": "builders.movie_reviews_v2",
+            "qa-pairs": "builders.qa_pairs",
             "support-dialogues": "builders.support_dialogues"}
 _ROOT = Path(__file__).resolve().parent
 

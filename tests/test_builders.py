@@ -132,6 +132,51 @@ def builders_push(out, repo):
     return push_folder(out, repo, token=TOKEN)
 
 
+def test_movie_reviews_v2_rotation_covering_conditions_and_real_demos(embedded_llm, tmp_path):
+    """v2: rotated wordings, latin-covered conditions without the excluded pair, nearest real demos of the
+    row's label from a local pool file (fresh/rotten mapped), first-paragraph stop; checked before work."""
+    from datasets import Dataset
+    from realdata import rotten_tomatoes
+
+    from builders import movie_reviews_v2 as v2
+    from synth_datasets.errors import InvalidParameterError
+
+    pool = tmp_path / "rt.jsonl"
+    pool.write_text("".join(json.dumps(r) + "\n" for r in rotten_tomatoes(30, seed=5)))
+    b = builders.load("movie-reviews-v2")
+    out = tmp_path / "v2"
+    ds, _ = run_build(b, {"n": 6, "demos": 2, "demo_pool": str(pool), "max_new_tokens": 32}, out=str(out),
+                      llm=embedded_llm, command="synth-datasets build movie-reviews-v2 --n 6")
+    prov = json.loads((out / "provenance.json").read_text())
+    steps = {s["name"]: s for s in prov["steps"]}
+    assert list(steps) == ["conditions", "demos", "generate", "truncated", "length", "dedup"]
+    assert steps["generate"]["rows_out"] == 6 and steps["generate"]["describe"]["params"]["stop"] == ["\n\n"]
+    cond = steps["conditions"]["describe"]
+    assert cond["design"] == "latin" and cond["exclude"] == [{"label": ["negative"], "style": ["enthusiastic"]}]
+    assert steps["demos"]["describe"]["pool"]["size"] == 30 and steps["demos"]["describe"]["strategy"] == "nearest"
+    # the conditions and demos as the recipe made them (before generation): recomputed from the steps
+    r = b.recipe(n=6, demos=2, demo_pool=str(pool), max_new_tokens=32, llm=embedded_llm)
+    pre = r.steps[0].fn, r.steps[1].fn
+    base = Dataset.from_dict({"id": list(range(6))}).map(pre[0], batched=True, with_indices=True)
+    base = base.map(pre[1], batched=True, with_indices=True)
+    assert sorted(base["template_id"][:3]) == sorted(v2.WORDINGS)  # every wording before repeats
+    assert sorted(set(base["genre"])) == sorted(base["genre"])  # 6 distinct genres of 12
+    assert not any(lab == "negative" and st == "enthusiastic" for lab, st in zip(base["label"], base["style"]))
+    rt = {r_["text"]: r_["label"] for r_ in rotten_tomatoes(30, seed=5)}
+    want = {"positive": "fresh", "negative": "rotten"}
+    for lab, shown in zip(base["label"], base["demos"]):
+        texts = shown.split("\n\n")
+        assert len(texts) == 2 and all(rt[t] == want[lab] for t in texts)
+    prompt = v2.rotation(True).render(base[0])[-1]["content"]
+    assert prompt.startswith("Real reviews of this kind") and base[0]["genre"] in prompt
+    assert ds.num_rows == steps["dedup"]["rows_out"] and set(ds.column_names) >= {"review", "genre", "template_id"}
+    with pytest.raises(InvalidParameterError, match="--demos needs --demo-pool"):
+        b.recipe(n=2, demos=2, llm=embedded_llm)
+    with pytest.raises(InvalidParameterError, match="needs 'text' and 'label'"):
+        (tmp_path / "bad.csv").write_text("review,stars\nok,3\n")
+        b.recipe(n=2, demos=1, demo_pool=str(tmp_path / "bad.csv"), llm=embedded_llm)
+
+
 def test_qa_pairs_chain(embedded_llm, tmp_path):
     ds, res = run_build(builders.load("qa-pairs"), {"n": 2, "max_new_tokens": 20}, out=str(tmp_path / "qa"),
                         llm=embedded_llm)
@@ -216,7 +261,8 @@ def test_a_users_builder_script(tmp_path, hub_server, monkeypatch, capsys):
 
 @pytest.mark.parametrize("args, message", [
     (["build", "no-such-builder", "--out", "{tmp}/o"], "Unknown builder 'no-such-builder'. Known builders: "
-                                                      "['movie-reviews', 'qa-pairs', 'support-dialogues']"),
+                                                      "['movie-reviews', 'movie-reviews-v2', 'qa-pairs', "
+                                                      "'support-dialogues']"),
     (["build", "{tmp}/missing/builder.py", "--out", "{tmp}/o"], "does not exist"),
     (["build", "{tmp}/not_a_builder.py", "--out", "{tmp}/o"], "defines no recipe() function"),
     (["build", "{tmp}/broken.py", "--out", "{tmp}/o"], "has a syntax error on line 1"),
