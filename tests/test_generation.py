@@ -80,43 +80,41 @@ def test_describe_records_what_made_the_data(embedded_llm):
 
 
 @pytest.mark.parametrize("temperature", [0.0, 0.8])
-def test_shared_prefix_kv_gives_the_same_completions_as_full_prefill(embedded_llm, temperature, monkeypatch):
+def test_shared_prefix_kv_gives_the_same_completions_as_full_prefill(embedded_llm, temperature):
     backend = embedded_llm.backend
     system = {"role": "system", "content": "You are a film critic who writes short, vivid reviews."}
     requests = [ChatRequest.of([system, {"role": "user", "content": f"Review film number {i} in one sentence."}], 100 + i)
                 for i in range(5)]
     params = SamplingParams(temperature=temperature, top_p=0.95, max_new_tokens=20, logprobs=True)
-    encode, shared_calls = backend._encode_batch, []
-
-    def spy(ids):
-        enc = encode(ids)
-        shared_calls.append("cache" in enc)
-        return enc
-
-    monkeypatch.setattr(backend, "_encode_batch", spy)
     try:
         backend.share_prefix = True
         shared = backend.generate(requests, params)
+        shared_rows = backend.last_decode_stats["shared_prefix_rows"]
         backend.share_prefix = False
         full = backend.generate(requests, params)
+        full_rows = backend.last_decode_stats.get("shared_prefix_rows", 0)
     finally:
         backend.share_prefix = True
-    assert shared_calls == [True, False]  # the first run took the shared-prefix path, the second did not
+    assert (shared_rows, full_rows) == (5, 0)  # the first run took the shared-prefix path, the second did not
     assert [c.text for c in shared] == [c.text for c in full]
     assert [c.usage for c in shared] == [c.usage for c in full]
     for a, b in zip(shared, full):
         assert a.logprobs == pytest.approx(b.logprobs, abs=1e-4)
     assert len({c.text for c in shared}) >= 2  # real, varied completions
     # rows without a long enough common prefix are left-padded as before
+    from synth_datasets.llm.decode import Decoder
+
     other = ChatRequest.of([{"role": "user", "content": "Name a colour."}], 7)
-    ids = backend.tokenizer([backend._prompt_text(r.as_messages()) for r in (requests[0], other)],
+    ids = backend.tokenizer([backend._prompt_text(r.as_messages()) for r in (requests[0], requests[1], other)],
                             add_special_tokens=False)["input_ids"]
-    assert "cache" not in encode(ids) and "cache" not in encode(ids[:1])
+    dec = Decoder(backend._model, backend.tokenizer, min_shared_prefix=backend.min_shared_prefix)
+    assert dec.common_prefix(ids[:2]) >= 20 and dec.common_prefix([ids[0], ids[2]]) == 0
+    assert dec.common_prefix(ids[:1]) == 0
 
 
 def test_generation_emits_no_future_warning(embedded_llm):
-    """The shared-prefix KV cache goes to transformers as ``cache=`` (``past_key_values`` is deprecated
-    and warned about on every call); neither path (shared prefix or plain left padding) warns."""
+    """The decode loop hands transformers its cache as ``cache=`` (``past_key_values`` is deprecated and
+    warned about on every call); neither prefill (shared prefix or plain left padding) warns."""
     import warnings
 
     backend = embedded_llm.backend
@@ -125,15 +123,12 @@ def test_generation_emits_no_future_warning(embedded_llm):
     single = [ChatRequest.of([{"role": "user", "content": "Name a colour."}], 9)]
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        calls = []
-        encode = backend._encode_batch
-        backend._encode_batch = lambda ids: (lambda enc: (calls.append("cache" in enc), enc)[1])(encode(ids))
-        try:
-            params = SamplingParams(temperature=0.0, max_new_tokens=4)
-            out = backend.generate(shared, params) + backend.generate(single, params)
-        finally:
-            del backend._encode_batch
-    assert calls == [True, False]  # both paths ran: 3 rows sharing the system prompt, then 1 alone
+        params = SamplingParams(temperature=0.0, max_new_tokens=4)
+        out = backend.generate(shared, params)
+        calls = [backend.last_decode_stats.get("shared_prefix_rows", 0)]
+        out += backend.generate(single, params)
+        calls.append(backend.last_decode_stats.get("shared_prefix_rows", 0))
+    assert calls == [3, 0]  # both paths ran: 3 rows sharing the system prompt, then 1 alone
     assert all(c.text for c in out)
     future = [str(w.message) for w in caught if issubclass(w.category, (FutureWarning, DeprecationWarning))]
     assert future == [], future

@@ -1,6 +1,8 @@
-"""Local generation with transformers: batched ``generate`` with left padding.
+"""Local generation with transformers: continuous batching (llm/decode.py) with left padding.
 
-Requests are grouped by prompt length so a sub-batch wastes little padding. Sampling is seeded per
+Requests are admitted in order of prompt length, so a prefill group wastes little padding; a row that
+ends leaves the running batch and the next waiting prompt takes its slot. On the CPU in float32 the
+linear layers run through oneDNN with packed weights (llm/onednn.py). Sampling is seeded per
 request (Gumbel-max over the temperature/top-p distribution, one RNG per request), so a sample
 depends on its own seed and not on which other requests share its batch: a resumed run that
 regenerates only the missing rows gets the same text an uninterrupted run would have.
@@ -31,48 +33,22 @@ def _resolve_dtype(dtype: str, device: str) -> str:
 
 
 def _seeded_sampler_cls():
+    """A ``LogitsProcessor`` form of :func:`~synth_datasets.llm.decode.draw` (for ``model.generate``):
+    greedy decoding of its output picks the drawn token. One torch.Generator per row."""
     import torch
     from transformers import LogitsProcessor
 
+    from .decode import draw
+
     class SeededSampler(LogitsProcessor):
-        """Turns greedy decoding into sampling with one torch.Generator per row (Gumbel-max trick):
-        argmax(log p / T + Gumbel noise) is an exact draw from softmax(log p / T).
-
-        The nucleus (top-p) is found with ``topk`` on a growing candidate count instead of sorting the
-        whole vocabulary: the nucleus is complete as soon as the top-k mass reaches ``top_p``. Noise is
-        still drawn for the whole vocabulary per row (so a row's draw never depends on its
-        batch-mates), but transformed only for the candidates. The result equals the full-sort
-        version (``reference_sample`` in the tests) at a fraction of the cost (BENCHMARKS.md).
-        """
-
-        first_k = 64
-
         def __init__(self, seeds: list[int], temperature: float, top_p: float):
             self.generators = [torch.Generator().manual_seed(int(s) % (2**63)) for s in seeds]
             self.temperature = temperature
             self.top_p = top_p
 
-        @staticmethod
-        def _gumbel(u):
-            return -torch.log(-torch.log(u.clamp_(1e-20, 1.0 - 1e-7)))
-
         def __call__(self, input_ids, scores):
-            scores = scores.float() / self.temperature
-            vocab = scores.shape[-1]
-            u = torch.stack([torch.rand(vocab, generator=g) for g in self.generators])
-            if self.top_p >= 1.0:
-                return scores + self._gumbel(u)
-            probs = torch.softmax(scores, dim=-1)
-            k = min(vocab, self.first_k)
-            while True:
-                top, idx = torch.topk(probs, k, dim=-1)  # sorted, descending
-                if k == vocab or bool((top.sum(-1) >= self.top_p).all()):
-                    break
-                k = min(vocab, k * 8)
-            keep = top.cumsum(-1) - top < self.top_p  # mass before the token < top_p: keeps >= 1 token
-            cand = scores.gather(-1, idx).masked_fill_(~keep, float("-inf")) + self._gumbel(u.gather(-1, idx))
-            choice = idx.gather(-1, cand.argmax(-1, keepdim=True))
-            return torch.full_like(scores, float("-inf")).scatter_(-1, choice, 0.0)
+            choice = draw(scores, self.generators, self.temperature, self.top_p).unsqueeze(-1)
+            return torch.full_like(scores, float("-inf"), dtype=torch.float32).scatter_(-1, choice, 0.0)
 
     return SeededSampler
 
@@ -82,7 +58,7 @@ class TransformersBackend(Backend):
 
     Args:
         source: path of a ``.gguf`` file, a model folder, or a Hub id.
-        batch_size: most requests in one ``generate`` call.
+        batch_size: most rows decoded at once (the running batch of continuous batching).
         revision: Hub revision, for Hub ids.
         device: torch device, ``"cpu"`` by default.
         dtype: torch dtype name, or ``"auto"`` (default): float32 on CPU, bfloat16 on a GPU. On a CPU
@@ -143,6 +119,10 @@ class TransformersBackend(Backend):
         return Path(cached).parent.name  # snapshots/<commit>/config.json
 
     # -- loading ----------------------------------------------------------------------------
+    #: float32 on the CPU: run the linear layers through oneDNN with packed weights (llm/onednn.py; ~2x
+    #: MKL's speed on AMD CPUs, where MKL runs AVX2 code). Set to False before loading for plain PyTorch.
+    onednn = True
+
     def _load(self):
         if self._model is not None:
             return
@@ -169,6 +149,10 @@ class TransformersBackend(Backend):
         tok.padding_side = "left"
         if tok.pad_token_id is None:
             tok.pad_token = tok.eos_token
+        if self.onednn and self.dtype == "float32" and str(self.device).startswith("cpu"):
+            from .onednn import pack_linears
+
+            pack_linears(model)
         self._tokenizer, self._model = tok, model
         logger.info("loaded %s in %.1fs", self.source, time.perf_counter() - t0)
 
@@ -216,14 +200,55 @@ class TransformersBackend(Backend):
                 if on_result is not None:
                     on_result(i, out[i])
         order = sorted((i for i in range(len(requests)) if out[i] is None), key=lambda i: len(ids[i]))
-        for start in range(0, len(order), self.batch_size):
-            chunk = order[start:start + self.batch_size]
-            results = self._generate_chunk([ids[i] for i in chunk], [requests[i].seed for i in chunk], params)
-            for i, c in zip(chunk, results):
-                out[i] = c
-                if on_result is not None:
-                    on_result(i, c)
+        self._decode([ids[i] for i in order], [requests[i].seed for i in order], params,
+                     lambda j, c: (out.__setitem__(order[j], c), on_result and on_result(order[j], c)))
         return out  # type: ignore[return-value]
+
+    #: a finished row's slot is refilled once this many rows of the running batch have finished (None: an
+    #: eighth of ``batch_size``; 0: never, i.e. static batches that only shrink). See llm/decode.py.
+    refill_every: int | None = None
+
+    def _decode(self, ids: list[list[int]], seeds: list[int], params: SamplingParams,
+                done: Callable[[int, Completion], None]) -> None:
+        """Continuous batching over ``ids`` (in admission order); ``done(j, completion)`` per row as it ends."""
+        import torch
+
+        from .decode import Decoder, _Row
+
+        tok = self._tokenizer
+        grammar = None
+        if params.response_format:
+            from .grammar import backend_processor
+
+            grammar = lambda: backend_processor(self, params.response_format, 1)  # noqa: E731
+            grammar()  # a bad schema fails here, before any decoding
+        rows = [_Row(index=j, prompt=x,
+                     generator=torch.Generator().manual_seed(int(s) % (2**63)) if params.temperature > 0 else None,
+                     grammar=grammar() if grammar else None) for j, (x, s) in enumerate(zip(ids, seeds))]
+        eos = tok.eos_token_id
+
+        def finished(row: _Row) -> None:
+            toks = row.tokens
+            hit_eos = bool(toks) and toks[-1] == eos
+            n_tok = len(toks) - hit_eos
+            text = tok.decode(toks[:n_tok], skip_special_tokens=True)
+            finish = "stop" if hit_eos else row.finish
+            for s in params.stop:
+                k = text.find(s)
+                if k >= 0:
+                    text, finish = text[:k], "stop"
+            done(row.index, Completion(
+                text=text, finish_reason=finish,
+                usage={"prompt_tokens": len(row.prompt), "completion_tokens": len(toks)},
+                logprobs=row.logprobs[:n_tok] if params.logprobs else None, latency_s=row.seconds))
+            row.prompt = row.tokens = row.logprobs = row.grammar = None  # free them as rows end
+
+        dec = Decoder(self._model, tok, batch_size=self.batch_size, device=self.device,
+                      min_shared_prefix=self.min_shared_prefix if self.share_prefix else 0,
+                      refill_every=self.refill_every)
+        dec.run(rows, max_new_tokens=params.max_new_tokens, eos_token_id=eos, temperature=params.temperature,
+                top_p=params.top_p, logprobs=params.logprobs, stop=tuple(params.stop), on_done=finished)
+        self.last_decode_stats = dict(dec.stats)
 
     #: rows of a batch that start with the same tokens (the chat template's system prompt) share one
     #: computation of that prefix's KV cache; set to False to prefill every row in full.
@@ -258,55 +283,6 @@ class TransformersBackend(Backend):
         input_ids = torch.tensor([prefix + [pad] * (width - len(r)) + r for r in rest], device=self.device)
         mask = torch.tensor([[1] * shared + [0] * (width - len(r)) + [1] * len(r) for r in rest], device=self.device)
         return {"input_ids": input_ids, "attention_mask": mask, "cache": cache}  # `cache=`: past_key_values is deprecated
-
-    def _generate_chunk(self, ids: list[list[int]], seeds: list[int], params: SamplingParams) -> list[Completion]:
-        import torch
-        from transformers import GenerationConfig, LogitsProcessorList
-
-        tok, model = self._tokenizer, self._model
-        t0 = time.perf_counter()
-        enc = self._encode_batch(ids)
-        eos = tok.eos_token_id
-        gen_cfg = GenerationConfig(do_sample=False, max_new_tokens=params.max_new_tokens, num_beams=1,
-                                   pad_token_id=tok.pad_token_id, eos_token_id=eos,
-                                   stop_strings=list(params.stop) or None,
-                                   return_dict_in_generate=True, output_logits=params.logprobs)
-        processors = LogitsProcessorList()
-        if params.response_format:  # the grammar mask goes before the sampler: it samples among allowed tokens
-            from .grammar import backend_processor
-
-            processors.extend(p for p in [backend_processor(self, params.response_format, len(ids))] if p)
-        if params.temperature > 0:
-            processors.append(_seeded_sampler_cls()(seeds, params.temperature, params.top_p))
-        with torch.inference_mode():
-            res = model.generate(**enc, generation_config=gen_cfg, logits_processor=processors,
-                                 tokenizer=tok if params.stop else None)
-        enc.pop("cache", None)
-        prompt_len = enc["input_ids"].shape[1]
-        new = res.sequences[:, prompt_len:].tolist()
-        latency = (time.perf_counter() - t0) / max(1, len(ids))
-        lps = None
-        if params.logprobs:
-            logits = torch.stack(res.logits, dim=1).float()  # (B, T, V)
-            chosen = res.sequences[:, prompt_len:prompt_len + logits.shape[1]]
-            lps = torch.log_softmax(logits, dim=-1).gather(-1, chosen.unsqueeze(-1)).squeeze(-1).tolist()
-        completions = []
-        for b, toks in enumerate(new):
-            n_tok, finish, hit_eos = len(toks), "length", False
-            for j, t in enumerate(toks):
-                if t == eos:
-                    n_tok, finish, hit_eos = j, "stop", True
-                    break
-            text = tok.decode(toks[:n_tok], skip_special_tokens=True)
-            for s in params.stop:
-                k = text.find(s)
-                if k >= 0:
-                    text, finish = text[:k], "stop"
-            completions.append(Completion(
-                text=text, finish_reason=finish,
-                usage={"prompt_tokens": len(ids[b]), "completion_tokens": n_tok + hit_eos},
-                logprobs=lps[b][:n_tok] if lps is not None else None, latency_s=latency))
-        return completions
 
     # -- scoring fixed choices ----------------------------------------------------------------
     def choice_logprobs(self, requests: list[ChatRequest], choices: list[str], *, prefix: str = "") -> list[Completion]:
