@@ -60,7 +60,8 @@ def parse_curator(spec: Any) -> tuple[str, Any]:
     if not isinstance(spec, str):
         raise InvalidParameterError(f"curator {spec!r}: write 'none', 'Name' or 'Name:key=value,...'.")
     cls, _, opts = spec.partition(":")
-    kw = {k: _scalar(v) for k, v in _pairs([o for o in opts.split(",") if o.strip()], f"curator {spec!r} option").items()}
+    opts = [o for o in opts.split(",") if o.strip()]
+    kw = {k: _scalar(v) for k, v in _pairs(opts, f"curator {spec!r} option").items()}
     return spec.strip(), (cls.strip(), kw)
 
 
@@ -74,8 +75,9 @@ def make_curator(name: str, cls_name: str, kwargs: dict[str, Any], *, text_colum
 
     cls = getattr(curate, cls_name, None)
     if not isinstance(cls, type) or not issubclass(cls, curate.Curator):
+        bases = ("Curator", "Filter", "Mapper", "FittedFilter")
         known = sorted(n for n in curate.__all__ if isinstance(getattr(curate, n), type)
-                       and issubclass(getattr(curate, n), curate.Curator) and n not in ("Curator", "Filter", "Mapper", "FittedFilter"))
+                       and issubclass(getattr(curate, n), curate.Curator) and n not in bases)
         raise InvalidParameterError(f"curator {name!r}: {cls_name!r} is not a curator of synth_datasets.curate. "
                                     f"Known: {known}, or none.")
     params = inspect.signature(cls).parameters
@@ -122,6 +124,7 @@ def _read_config(path: str) -> dict[str, Any]:
 
 def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="synth-datasets compare", description=__doc__.split("\n\n")[0],
+                                 allow_abbrev=False,
                                  epilog=__doc__.split("\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("builder", help="a builder name or script, or a .yaml/.json file of these options")
     ap.add_argument("--seeds", type=int, nargs="+", help="one run per seed (default: 0 1 2)")
@@ -148,7 +151,8 @@ def _load_real(path: str):
     p = Path(path)
     kinds = {".parquet": "parquet", ".csv": "csv", ".json": "json", ".jsonl": "json"}
     if not p.is_file():
-        raise InvalidParameterError(f"--real-test {path}: no such file. Pass a parquet/csv/json file of real labelled rows.")
+        raise InvalidParameterError(f"--real-test {path}: no such file. Pass a parquet/csv/json file of real "
+                                    "labelled rows.")
     if p.suffix not in kinds:
         raise InvalidParameterError(f"--real-test {path}: use a {sorted(kinds)} file.")
     return load_dataset(kinds[p.suffix], data_files=str(p), split="train")
@@ -175,7 +179,7 @@ def main(argv: list[str]) -> int:
     bparams = builder.parameters()
     if "seed" not in bparams:
         raise InvalidParameterError(f"builder {builder.name} has no seed parameter: compare needs one to vary.")
-    bp = argparse.ArgumentParser(prog=f"synth-datasets compare {builder.name}", add_help=False)
+    bp = argparse.ArgumentParser(prog=f"synth-datasets compare {builder.name}", add_help=False, allow_abbrev=False)
     from ..cli import _type_of
 
     for name, p in bparams.items():
@@ -193,7 +197,8 @@ def main(argv: list[str]) -> int:
     generations = {"default": {}}
     if cfg.get("vary"):
         vary = cfg["vary"]
-        key, _, values = (vary.partition("=") if isinstance(vary, str) else (vary.get("param"), "=", vary.get("values")))
+        key, _, values = (vary.partition("=") if isinstance(vary, str)
+                          else (vary.get("param"), "=", vary.get("values")))
         if key not in bparams or key == "seed" or not values:
             raise InvalidParameterError(f"--vary {vary!r}: write PARAM=V1,V2 with PARAM one of "
                                         f"{sorted(set(bparams) - {'seed'})}.")

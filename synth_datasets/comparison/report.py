@@ -72,7 +72,8 @@ def summarize(rows: Sequence[Mapping[str, Any]], keys: Sequence[str], *, baselin
             else:
                 d = interval([r[key] - base[(r["generation"], r["seed"])][key] for r in rs
                               if (r["generation"], r["seed"]) in base])
-                row.update(delta_mean=d["mean"], delta_std=d["std"], delta_ci_low=d["ci_low"], delta_ci_high=d["ci_high"])
+                row.update(delta_mean=d["mean"], delta_std=d["std"], delta_ci_low=d["ci_low"],
+                           delta_ci_high=d["ci_high"])
             out.append(row)
     return out
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import copy
 import functools
 import inspect
-import json
 import math
 import sys
 import time
@@ -13,7 +12,7 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from ..errors import InvalidParameterError
 
@@ -81,7 +80,8 @@ def _check_curator_spec(name: str, spec: Any, seed: int) -> None:
 
 def _instance(spec: Any, seed: int) -> Any:
     """A fresh curator for one seed: a class, or ``functools.partial(cls, **options)``, is instantiated
-    (with ``seed=seed`` when it takes one and none was given); an instance is deep-copied, so fitted state never leaks from one seed or variant to the next."""
+    (with ``seed=seed`` when it takes one and none was given); an instance is deep-copied, so fitted
+    state never leaks from one seed or variant to the next."""
     if isinstance(spec, type) or (isinstance(spec, functools.partial) and isinstance(spec.func, type)):
         cls = spec if isinstance(spec, type) else spec.func
         given = spec.keywords if isinstance(spec, functools.partial) else {}
@@ -111,17 +111,18 @@ def _check_real(real_test, text_column: str, label_column: str, label_map) -> tu
                                     "data_files='test.parquet', split='train').")
     missing = [c for c in (text_column, label_column) if c not in real_test.column_names]
     if missing:
-        raise InvalidParameterError(f"real_test has no column {missing[0]!r}. Current columns: {real_test.column_names}. "
-                                    "Pass real_text_column= / real_label_column= (--real-text-column, --real-label-column).")
+        raise InvalidParameterError(f"real_test has no column {missing[0]!r}. Current columns: "
+                                    f"{real_test.column_names}. Pass real_text_column= / real_label_column= "
+                                    "(--real-text-column, --real-label-column).")
     texts, labels = list(real_test[text_column]), _label_names(real_test, label_column)
-    bad = next((i for i, (t, y) in enumerate(zip(texts, labels)) if not isinstance(t, str) or not t.strip() or y is None),
-               None)
+    bad = next((i for i, (t, y) in enumerate(zip(texts, labels))
+                if not isinstance(t, str) or not t.strip() or y is None), None)
     if bad is not None:
-        raise InvalidParameterError(f"real_test row {bad} has no text or no label ({texts[bad]!r}, {labels[bad]!r}): "
-                                    "drop incomplete rows first.")
+        raise InvalidParameterError(f"real_test row {bad} has no text or no label ({texts[bad]!r}, "
+                                    f"{labels[bad]!r}): drop incomplete rows first.")
     if len(set(labels)) < 2:
-        raise InvalidParameterError(f"real_test has {len(set(labels))} distinct label(s) {sorted(set(map(str, labels)))}: "
-                                    "TSTR needs a test set with at least two labels.")
+        raise InvalidParameterError(f"real_test has {len(set(labels))} distinct label(s) "
+                                    f"{sorted(set(map(str, labels)))}: TSTR needs a test set with at least two labels.")
     if label_map is not None:
         if not isinstance(label_map, Mapping) or not label_map:
             raise InvalidParameterError("label_map must be a non-empty dict synthetic label -> real label, "
@@ -151,8 +152,8 @@ def _check(generations, curators, seeds, metrics, judge_llm, baseline) -> None:
                                         "seed -> Recipe instead, e.g. lambda seed: my_recipe(seed=seed).")
     if not isinstance(curators, Mapping) or not curators:
         raise InvalidParameterError("curators must be a non-empty dict name -> curator (None = no curation).")
-    if not isinstance(seeds, Sequence) or isinstance(seeds, str) or not seeds or \
-            not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds) or len(set(seeds)) != len(seeds):
+    ok = isinstance(seeds, Sequence) and not isinstance(seeds, str) and len(seeds) > 0 and len(set(seeds)) == len(seeds)
+    if not ok or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds):
         raise InvalidParameterError(f"seeds={seeds!r} must be distinct non-negative integers, e.g. (0, 1, 2).")
     for name, spec in curators.items():
         _check_name("curator", name)
@@ -200,7 +201,7 @@ def apply_curators(ds, curator: Any, *, seed: int = 0) -> tuple[Any, list[dict[s
     >>> from datasets import Dataset
     >>> from synth_datasets.curate import ExactDuplicates
     >>> out, steps = apply_curators(Dataset.from_dict({"text": ["a", "b", "a"]}), ExactDuplicates(column="text"))
-    >>> out["text"], steps[0]["type"]
+    >>> list(out["text"]), steps[0]["type"]
     (['a', 'b'], 'ExactDuplicates')
     """
     from ..curate.base import Mapper
