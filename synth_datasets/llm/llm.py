@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import importlib.util
 import itertools
 import os
 import threading
@@ -12,7 +13,7 @@ from pathlib import Path
 from typing import Any, Iterable
 from urllib.parse import urlparse
 
-from ..errors import InvalidParameterError, ModelNotFoundError
+from ..errors import InvalidParameterError, MissingDependencyError, ModelNotFoundError
 from ..secrets import KEYS, URLS, env_key_for, register, split_url
 from .base import Backend, ChatRequest, Completion, SamplingParams
 from .cache import RequestKeyer, ResponseCache
@@ -26,7 +27,7 @@ _SECRETS = KEYS
 
 _ENDPOINT_OPTIONS = {"concurrency", "timeout", "max_retries", "backoff_base", "backoff_max",
                      "requests_per_minute", "transport", "identity", "fail_fast"}
-_LOCAL_OPTIONS = {"batch_size", "revision", "device", "dtype"}
+_LOCAL_OPTIONS = {"batch_size", "revision", "device", "dtype", "engine"}
 
 
 class _Done:
@@ -152,7 +153,8 @@ class LLM:
             parameters such as ``?api_key=``) are taken out of the recorded URL and used to authenticate.
         cache (`bool` or `str`, defaults to True): the response cache (True = default location,
             ``$SYNTH_DATASETS_CACHE`` or the HF cache home; a path; False = off).
-        **options: backend options: ``batch_size``, ``revision``, ``device``, ``dtype`` (local);
+        **options: backend options: ``batch_size``, ``revision``, ``device``, ``dtype``, ``engine``
+            (local; ``engine="vllm"`` runs vLLM's offline engine on a GPU, optional extra ``vllm``);
             ``concurrency``, ``timeout``, ``max_retries``, ``backoff_base``, ``backoff_max``,
             ``requests_per_minute``, ``transport``, ``fail_fast`` (stop on a 401/403/404 first
             answer or the same non-retryable failure on every request, default True) and ``identity``
@@ -225,6 +227,14 @@ class LLM:
         if "identity" in o and (not isinstance(o["identity"], str) or not o["identity"].strip()):
             raise InvalidParameterError(f"identity={o['identity']!r} must be a non-empty string naming the model "
                                         "behind the endpoint (e.g. 'SmolLM2-135M-Instruct-Q4_1').")
+        if "engine" in o:
+            if o["engine"] not in ("transformers", "vllm"):
+                raise InvalidParameterError(f"engine={o['engine']!r}: use 'transformers' (default, CPU or GPU) or "
+                                            "'vllm' (GPU, optional extra).")
+            if o["engine"] == "vllm" and importlib.util.find_spec("vllm") is None:
+                from .vllm_backend import PIP
+
+                raise MissingDependencyError(f"engine='vllm' needs vLLM (GPU machines): {PIP}.")
         if "fail_fast" in o and not isinstance(o["fail_fast"], bool):
             raise InvalidParameterError(f"fail_fast={o['fail_fast']!r} must be True or False.")
         for name in ("timeout", "requests_per_minute", "backoff_base", "backoff_max"):
@@ -271,10 +281,15 @@ class LLM:
             key = _SECRETS.get(self._secret_id) or split_url(url).credential or env_key_for(url)[0]
             register(key)
             return EndpointBackend(url, model=self.model, api_key=key, **self.options)
+        src = str(embedded_model_path()) if self.kind == "embedded" else self.source
+        options = dict(self.options)
+        if options.pop("engine", "transformers") == "vllm":
+            from .vllm_backend import VllmBackend
+
+            return VllmBackend(src, **options)
         from .transformers_backend import TransformersBackend
 
-        src = str(embedded_model_path()) if self.kind == "embedded" else self.source
-        return TransformersBackend(src, **self.options)
+        return TransformersBackend(src, **options)
 
     @property
     def response_cache(self) -> ResponseCache | None:

