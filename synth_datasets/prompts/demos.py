@@ -343,19 +343,29 @@ class Demonstrations:
             return [rng.sample(groups[g], min(k, len(groups[g]))) for rng, g in zip(rngs, wanted)]
         if self.strategy == "balanced":
             return [self._balanced(rng) for rng in rngs]
-        mask = None
-        if wanted is not None:  # one comparison of label codes, no loop over the pool
-            codes, pool_codes = self._label_codes()
-            mask = np.array([codes[g] for g in wanted], dtype=np.int64)[:, None] == pool_codes[None, :]
-        q = None
-        if self._query_t is not None:
-            from ..embeddings import embed_texts
+        if self._query_t is None:
+            return self.choose(None, self._mask(wanted), rngs)
+        texts = [self._query_t.render(r, row_index=w)[0]["content"] for r, w in zip(rows, where)]
+        return self.by_query(texts, wanted)
 
-            texts = [self._query_t.render(r, row_index=w)[0]["content"] for r, w in zip(rows, where)]
-            unique = list(dict.fromkeys(texts))  # rows often share a query ("a {{ genre }} film")
-            at = {t: i for i, t in enumerate(unique)}
-            q = embed_texts(unique).astype(np.float32)[[at[t] for t in texts]]
-        return self.choose(q, mask, rngs)
+    def _mask(self, wanted: list[str] | None) -> np.ndarray | None:
+        if wanted is None:
+            return None
+        codes, pool_codes = self._label_codes()  # one comparison of label codes, no loop over the pool
+        return np.array([codes[g] for g in wanted], dtype=np.int64)[:, None] == pool_codes[None, :]
+
+    def by_query(self, texts: list[str], wanted: list[str] | None = None, *, embed: Any = None) -> list[list[int]]:
+        """Picks for rows given their query texts (and wanted labels): with a query the picks depend on
+        (query, label) only, so each distinct pair is embedded and picked once (rows often share a query,
+        "a {{ genre }} film"). ``embed`` (default all-MiniLM-L6-v2) maps texts to normalized vectors."""
+        if embed is None:
+            from ..embeddings import embed_texts as embed
+        pairs = list(zip(texts, wanted if wanted is not None else [None] * len(texts)))
+        unique = list(dict.fromkeys(pairs))
+        at = {p: i for i, p in enumerate(unique)}
+        q = np.asarray(embed([t for t, _ in unique]), dtype=np.float32)
+        picks = self.choose(q, self._mask(None if wanted is None else [w for _, w in unique]), [None] * len(unique))
+        return [list(picks[at[p]]) for p in pairs]
 
     def choose(self, queries: np.ndarray | None, mask: np.ndarray | None, rngs) -> list[list[int]]:
         """``nearest``/``diverse`` picks from query embeddings (rows x d, or None: no query) and an
