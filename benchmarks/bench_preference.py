@@ -11,7 +11,8 @@ Prompts: Self-Instruct's seed tasks (instruction + the first instance's input), 
 Judge: ``PreferenceJudge`` on the same model, every pair on every prompt in both orders, read from the
 next-token distribution over A/B/C; two decision rules from the same verdicts (``letters``: each order's
 likeliest letter, disagreeing orders tie; ``probabilities``: the order-averaged expected score).
-Then Self-Instruct's four-level rating of every response. The response cache is on (a rerun only
+Then Self-Instruct's four-level rating of every response. ``--rubric``: the pairwise question with a
+rubric (``PAIRWISE_RUBRIC_TEMPLATE``) instead, no level rating (``results/preference_rubric.json``). The response cache is on (a rerun only
 re-aggregates); ``--cache`` picks its file. Writes ``benchmarks/results/preference.json`` and the
 plot of each decision rule (``preference_<decision>.png``).
 """
@@ -27,7 +28,8 @@ import _common
 from realdata import self_instruct_seeds
 
 from synth_datasets import LLM, Template, TextGenerator
-from synth_datasets.metrics.preference import PreferenceJudge, level_shares, plot_scores, rank
+from synth_datasets.metrics.preference import (PAIRWISE_RUBRIC_TEMPLATE, PAIRWISE_TEMPLATE, PreferenceJudge,
+                                               level_shares, plot_scores, rank)
 
 
 def prompts_of(n: int, seed: int = 0) -> list[str]:
@@ -54,6 +56,7 @@ def main() -> None:
     ap.add_argument("--bootstrap", type=int, default=1000)
     ap.add_argument("--threads", type=int, default=None, help="torch threads (1 on a shared machine)")
     ap.add_argument("--cache", default=None, help="response cache file (default: the library's)")
+    ap.add_argument("--rubric", action="store_true", help="judge with PAIRWISE_RUBRIC_TEMPLATE; no level rating")
     args = ap.parse_args()
     if args.threads:
         import torch
@@ -83,12 +86,13 @@ def main() -> None:
     out = Path(_common.ROOT / "benchmarks" / "results")
     out.mkdir(exist_ok=True)
     for decision in ("letters", "probabilities"):
-        judge = PreferenceJudge(llm, decision=decision)
+        judge = PreferenceJudge(llm, decision=decision,
+                                pairwise_template=PAIRWISE_RUBRIC_TEMPLATE if args.rubric else PAIRWISE_TEMPLATE)
         t0 = time.perf_counter()
         table = judge.compare(prompts, responses)
         seconds = time.perf_counter() - t0
         r = rank(table, bootstrap=args.bootstrap, seed=0)
-        plot_scores(r, out / f"preference_{decision}.png",
+        plot_scores(r, out / f"preference{'_rubric' * args.rubric}_{decision}.png",
                     title=f"Embedded judge, {decision}: {len(prompts)} prompts, both orders")
         result["decisions"][decision] = {
             "judge_seconds": round(seconds, 1), "judge_calls": 2 * len(table["winner"]),
@@ -98,6 +102,10 @@ def main() -> None:
             **{k: r[k] for k in ("matches", "ties", "no_verdict", "bradley_terry", "bradley_terry_ci",
                                  "bradley_terry_elo_scale", "bradley_terry_elo_scale_ci", "elo", "elo_ci",
                                  "win_rate", "position_bias")}}
+    result["template"] = "rubric" if args.rubric else "default"
+    if args.rubric:
+        _common.write_result("preference_rubric", {**result, "timing": timing})
+        return
     judge = PreferenceJudge(llm)
     t0 = time.perf_counter()
     levels = judge.rate_levels(prompts, responses)

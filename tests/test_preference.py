@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from synth_datasets.errors import InvalidParameterError
-from synth_datasets.metrics.preference import (PreferenceJudge, bradley_terry, combine, elo, outcome_table,
-                                               plot_scores, position_bias, rank)
+from synth_datasets.metrics.preference import (PAIRWISE_RUBRIC_TEMPLATE, PreferenceJudge, bradley_terry, combine,
+                                               elo, outcome_table, plot_scores, position_bias, rank)
 
 # wins[i, j]: matches system i won against j (a fixed table; ties counted as half a win each way)
 TABLE = np.array([[0, 7, 9, 5.5],
@@ -107,6 +107,26 @@ def test_intervals_resample_prompts_when_matches_on_a_prompt_are_correlated():
     assert w_once == pytest.approx(width["p"], rel=0.25)
     with pytest.raises(InvalidParameterError, match="prompt_index"):
         rank({k: table[k] for k in ("model_a", "model_b", "winner")}, resample="prompts")
+
+
+def test_judge_options_are_checked_before_any_model_call():
+    from synth_datasets import LLM
+
+    llm = LLM(cache=False)  # the model loads lazily: none of these reach it
+    with pytest.raises(InvalidParameterError, match="second"):
+        PreferenceJudge(llm, pairwise_template="Which is better, A: {{ first }}? Answer A, B or C. {{ prompt }}")
+    with pytest.raises(InvalidParameterError, match="decision"):
+        PreferenceJudge(llm, decision="vote")
+    with pytest.raises(InvalidParameterError, match="tie_margin"):
+        PreferenceJudge(llm, tie_margin=0.5)
+    judge = PreferenceJudge(llm, decision="probabilities", pairwise_template=PAIRWISE_RUBRIC_TEMPLATE)
+    d = judge.describe()
+    assert d["pairwise_template"] == PAIRWISE_RUBRIC_TEMPLATE and d["decision"] == "probabilities"
+    with pytest.raises(InvalidParameterError, match="two systems"):
+        judge.compare(["p"], {"only": ["x"]})
+    with pytest.raises(InvalidParameterError, match="one response per prompt"):
+        judge.compare(["p", "q"], {"x": ["a", "b"], "y": ["a"]})
+    assert llm.backend._model is None  # nothing was loaded
 
 def test_evaluate_module():
     import evaluate

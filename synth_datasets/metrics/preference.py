@@ -25,7 +25,7 @@ import numpy as np
 
 from ..errors import InvalidParameterError
 
-__all__ = ["PAIRWISE_TEMPLATE", "LEVELS_TEMPLATE", "PreferenceJudge", "bradley_terry", "elo", "rank",
+__all__ = ["PAIRWISE_TEMPLATE", "PAIRWISE_RUBRIC_TEMPLATE", "LEVELS_TEMPLATE", "PreferenceJudge", "bradley_terry", "elo", "rank",
            "outcome_table", "plot_scores", "level_shares", "soft_score", "combine", "position_bias"]
 
 PAIRWISE_SYSTEM = "You are a fair judge of answers written by AI assistants."
@@ -40,14 +40,25 @@ LEVELS = ("A", "B", "C", "D")
 DECISIONS = ("letters", "probabilities")
 
 
-def _template(user: str):
+def _template(user: str, system: str | None = PAIRWISE_SYSTEM, needs: Sequence[str] = ()):
     from ..prompts import Template
 
-    return Template(user, system=PAIRWISE_SYSTEM)
+    t = Template(user, system=system)
+    missing = sorted(set(needs) - t.variables)
+    if missing:
+        raise InvalidParameterError(f"The judge template does not use {missing}: it must show "
+                                    f"{', '.join('{{ ' + v + ' }}' for v in needs)} to the judge.")
+    return t
 
 
 PAIRWISE_TEMPLATE = PAIRWISE_USER
 LEVELS_TEMPLATE = LEVELS_USER
+# A rubric variant of the pairwise question (what a good and a bad answer look like), measured in BENCHMARKS.md
+PAIRWISE_RUBRIC_TEMPLATE = (
+    "Instruction:\n{{ prompt }}\n\nResponse A:\n{{ first }}\n\nResponse B:\n{{ second }}\n\n"
+    "A good response is fluent English, complete, and does what the instruction asks. A response made of "
+    "random words, broken sentences, or one that stops after a few words is bad. Which response is better? "
+    "Answer with one letter: A if Response A is better, B if Response B is better, C if they are equally good.")
 
 
 def _letter(text: str | None, letters: str) -> str | None:
@@ -73,6 +84,11 @@ class PreferenceJudge:
             judge's lean towards a slot cancels (balanced position calibration, Wang et al. 2023); a
             win when it is more than ``tie_margin`` from 0.5.
         tie_margin (`float`, defaults to 0.02): with ``"probabilities"``, the band around 0.5 called a tie.
+        pairwise_template (`str`, *optional*): the pairwise question (Jinja; uses ``prompt``, ``first``,
+            ``second``; must ask for A, B or C); default :data:`PAIRWISE_TEMPLATE`.
+        levels_template (`str`, *optional*): the four-level question (uses ``prompt``, ``response``; asks
+            for A-D); default :data:`LEVELS_TEMPLATE`.
+        system (`str`, *optional*): the judge's system message.
         max_new_tokens (`int`): reply length for endpoints (parsed for the first verdict letter).
         seed (`int`): the requests' seed.
 
@@ -82,8 +98,9 @@ class PreferenceJudge:
         >>> rank(table)["bradley_terry"]                                                     # doctest: +SKIP
     """
 
-    def __init__(self, llm, *, decision: str = "letters", tie_margin: float = 0.02, max_new_tokens: int = 4,
-                 seed: int = 0):
+    def __init__(self, llm, *, decision: str = "letters", tie_margin: float = 0.02,
+                 pairwise_template: str = PAIRWISE_USER, levels_template: str = LEVELS_USER,
+                 system: str | None = PAIRWISE_SYSTEM, max_new_tokens: int = 4, seed: int = 0):
         from ..llm import LLM
         from ..llm.choices import supports_choice_logprobs
 
@@ -97,13 +114,15 @@ class PreferenceJudge:
         if not 0 <= tie_margin < 0.5:
             raise InvalidParameterError(f"tie_margin={tie_margin!r} must be in [0, 0.5).")
         self.llm, self.decision, self.tie_margin = llm, decision, tie_margin
+        self.pairwise = _template(pairwise_template, system, ("prompt", "first", "second"))
+        self.levels = _template(levels_template, system, ("prompt", "response"))
         self.max_new_tokens, self.seed = max_new_tokens, seed
 
     def describe(self) -> dict[str, Any]:
         """The judge's identity, templates verbatim and decision rule (for provenance)."""
         return {"kind": "PreferenceJudge", "model": self.llm.identity(), "decision": self.decision,
-                "tie_margin": self.tie_margin, "system": PAIRWISE_SYSTEM, "pairwise_template": PAIRWISE_USER,
-                "levels_template": LEVELS_USER, "seed": self.seed, "max_new_tokens": self.max_new_tokens}
+                "tie_margin": self.tie_margin, "system": self.pairwise.system, "pairwise_template": self.pairwise.user,
+                "levels_template": self.levels.user, "seed": self.seed, "max_new_tokens": self.max_new_tokens}
 
     def _ask(self, messages: list[list[dict]], letters: str) -> tuple[list[str | None], list[list[float] | None]]:
         """The verdict letter of every request, and (local models) the letters' probabilities, normalized
@@ -135,7 +154,7 @@ class PreferenceJudge:
             if len(rs) != len(prompts):
                 raise InvalidParameterError(f"responses[{name!r}] has {len(rs)} texts for {len(prompts)} prompts: "
                                             "give one response per prompt, in the same order.")
-        template = _template(PAIRWISE_USER)
+        template = self.pairwise
         rows, messages = [], []
         for (a, b), i in itertools.product(itertools.combinations(names, 2), range(len(prompts))):
             for first, second in ((a, b), (b, a)):
@@ -163,7 +182,7 @@ class PreferenceJudge:
         """Self-Instruct's four-level rating of every response: a table ``model, prompt_index, level,
         level_probs, level_score`` (the likeliest letter; the probabilities of A-D, None from an
         endpoint; the expected rating with A=4 ... D=1, from the letter when there are no probabilities)."""
-        template = _template(LEVELS_USER)
+        template = self.levels
         keys = [(name, i) for name in responses for i in range(len(prompts))]
         msgs = [template.render({"prompt": prompts[i], "response": responses[n][i] or ""}, row_index=i) for n, i in keys]
         levels, probs = self._ask(msgs, "ABCD")
