@@ -133,6 +133,9 @@ def test_scoring_equals_a_full_forward_per_label(embedded_llm):
             for t in ("a dull, lifeless film", "pure joy from start to finish", "ok")]
     labels = ["positive", "negative", "somewhat mixed feelings"]
     got = [c.logprobs for c in continuation_logprobs(embedded_llm, reqs, labels)]
+    # single-token labels take the backend's one-step pass (shared prefix computed once): same values
+    single = [c.logprobs for c in continuation_logprobs(embedded_llm, reqs, labels[:2])]
+    assert np.allclose(np.array(single), np.array(got)[:, :2], atol=2e-3)
     for r, row in zip(reqs, got):
         prompt = backend._prompt_text(r.as_messages())
         p_ids = tok(prompt, add_special_tokens=False)["input_ids"]

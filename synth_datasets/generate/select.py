@@ -92,13 +92,22 @@ def vote_k(x: np.ndarray, budget: int, *, k: int = 10, rho: float = 10.0) -> lis
     return picked
 
 
+#: above this many rows k-means runs on mini-batches (measured on 100,000 384-d rows, 200 clusters, a loaded
+#: 2-core machine: full k-means 228 s, mini-batch 58-69 s; BENCHMARKS.md "Selective annotation")
+MINIBATCH_ROWS = 20_000
+
+
 def kmeans_pick(x: np.ndarray, budget: int, *, seed: int = 0) -> list[int]:
-    """One row per k-means cluster (``budget`` clusters): the row nearest each centroid, largest clusters first."""
-    from sklearn.cluster import KMeans
+    """One row per k-means cluster (``budget`` clusters): the row nearest each centroid, largest clusters
+    first. Mini-batch k-means above :data:`MINIBATCH_ROWS` rows."""
+    from sklearn.cluster import KMeans, MiniBatchKMeans
 
     x = np.asarray(x, dtype=np.float32)
     budget = min(budget, len(x))
-    km = KMeans(n_clusters=budget, n_init=1, max_iter=100, random_state=seed).fit(x)
+    if len(x) > MINIBATCH_ROWS:
+        km = MiniBatchKMeans(n_clusters=budget, n_init=1, batch_size=4096, max_iter=20, random_state=seed).fit(x)
+    else:
+        km = KMeans(n_clusters=budget, n_init=1, max_iter=100, random_state=seed).fit(x)
     d = ((x - km.cluster_centers_[km.labels_]) ** 2).sum(-1)
     sizes = np.bincount(km.labels_, minlength=budget)
     picks = []
