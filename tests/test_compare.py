@@ -39,16 +39,19 @@ def rt():
     return test, pool
 
 
-def _direct(texts, labels, real_test, seed):
+def _direct(texts, labels, real_test, seed, generated):
     """The same measures, computed straight from the metric functions (rows without text left out;
-    NaN where a label has fewer than 2 rows, as compare() reports it)."""
+    NaN where a label has fewer than 2 rows, as compare() reports it), on the embeddings of the
+    ``generated`` texts (compare embeds each generation once and measures every variant with them)."""
     pairs = [(t.strip(), y) for t, y in zip(texts, labels) if t and t.strip()]
     texts, labels = [t for t, _ in pairs], [y for _, y in pairs]
     if min(Counter(labels).values(), default=0) < 2 or len(set(labels)) < 2:
         return {"rows": len(texts), "tstr_accuracy": math.nan, "label_faithfulness": math.nan}
-    x = embed_texts_cached(texts)
+    all_texts = [(t or "").strip() for t in generated]
+    full = embed_texts_cached(all_texts)
+    x = full[[all_texts.index(t) for t in texts]]
     mapped = [LABEL_MAP[y] for y in labels]
-    t = tstr(train_texts=texts, train_labels=mapped, test_texts=list(real_test["text"]),
+    t = tstr(train_embeddings=x, train_labels=mapped, test_texts=list(real_test["text"]),
              test_labels=list(real_test["label"]), seed=seed)
     d = diversity(texts, embeddings=x, ngram_orders=(2,), seed=seed)
     return {"rows": len(texts), "tstr_accuracy": t["tstr_accuracy"], "tstr_macro_f1": t["tstr_macro_f1"],
@@ -92,7 +95,7 @@ def test_tiny_generation_compare_matches_direct_metrics(embedded_llm, rt, tmp_pa
             if cur is not None:
                 cur.fit(ds)
             kept = ds if cur is None else ds.filter(cur, batched=True, with_indices=True)
-            want = _direct(kept["text"], kept["label"], real_test, seed)
+            want = _direct(kept["text"], kept["label"], real_test, seed, ds["text"])
             got = next(r for r in per_seed if r["variant"] == name and r["seed"] == seed)
             for k, v in want.items():
                 assert got[k] == pytest.approx(v, rel=1e-9, abs=1e-12, nan_ok=True), (name, seed, k)

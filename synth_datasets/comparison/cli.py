@@ -21,6 +21,7 @@ from typing import Any
 
 from ..errors import InvalidParameterError
 
+EMBEDDING_COLUMN = "compare_embedding"
 _KEYS = ("builder", "params", "vary", "curators", "seeds", "real_test", "real_text_column", "real_label_column",
          "text_column", "label_column", "label_map", "metrics", "classifier", "baseline", "out", "overwrite")
 
@@ -90,6 +91,8 @@ def make_curator(name: str, cls_name: str, kwargs: dict[str, Any], *, text_colum
         kw["column"] = text_column
     if "label_column" in params and "label_column" not in kw:
         kw["label_column"] = label_column
+    if "embedding_column" in params and "embedding_column" not in kw:
+        kw["embedding_column"] = EMBEDDING_COLUMN  # compare adds it once per generation: no re-embedding per curator
     if "llm" in params and "llm" not in kw:
         kw["llm"] = llm_factory()
     try:
@@ -249,6 +252,7 @@ def main(argv: list[str]) -> int:
                   real_label_column=cfg.get("real_label_column") or "label", label_map=label_map,
                   metrics=tuple(cfg.get("metrics") or ("tstr", "label_faithfulness", "diversity")),
                   classifier=cfg.get("classifier") or "logreg", baseline=cfg.get("baseline"),
+                  embedding_column=EMBEDDING_COLUMN,
                   judge_llm=shared_llm() if "judge" in (cfg.get("metrics") or ()) else None,
                   output_dir=cfg.get("out"), overwrite=bool(cfg.get("overwrite")),
                   command=shlex.join(["synth-datasets", "compare", *map(_public_arg, argv)]))

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ..errors import InvalidParameterError
 
 __all__ = ["METRICS", "DEFAULT_METRICS", "CompareResult", "compare", "apply_curators"]
@@ -221,7 +223,7 @@ def apply_curators(ds, curator: Any, *, seed: int = 0) -> tuple[Any, list[dict[s
 
 
 def _measure(texts: list[str], labels: list, *, metrics, real_x, real_labels, classifier, seed: int,
-             judge_llm) -> dict[str, float]:
+             judge_llm, vectors: dict[str, Any] | None = None) -> dict[str, float]:
     from ..embeddings import embed_texts_cached
 
     out: dict[str, float] = {"rows": len(texts)}
@@ -230,7 +232,11 @@ def _measure(texts: list[str], labels: list, *, metrics, real_x, real_labels, cl
     counts = Counter(labels)
     if len(counts) < 2 or min(counts.values()) < 2:
         return out  # nothing a classifier can learn from: NaN, and the table says so
-    x = embed_texts_cached(texts)
+    vectors = vectors or {}
+    if all(t in vectors for t in texts):  # the generation's embeddings, computed once per (generation, seed)
+        x = np.stack([vectors[t] for t in texts]) if texts else np.zeros((0, 384))
+    else:  # a curator changed texts
+        x = embed_texts_cached(texts)
     if "tstr" in metrics:
         from ..metrics.downstream import tstr
 
@@ -263,7 +269,8 @@ def compare(generations: Mapping[str, Any], *, curators: Mapping[str, Any] | Non
             seeds: Sequence[int] = (0, 1, 2), real_test, text_column: str | None = None, label_column: str = "label",
             real_text_column: str = "text", real_label_column: str = "label", label_map: Mapping | None = None,
             metrics: Sequence[str] = DEFAULT_METRICS, classifier: Any = "logreg", judge_llm=None,
-            baseline: str | None = None, output_dir: str | Path | None = None, overwrite: bool = False,
+            baseline: str | None = None, embedding_column: str | None = None,
+            output_dir: str | Path | None = None, overwrite: bool = False,
             command: str | None = None, progress: bool = True) -> CompareResult:
     """Run every generation once per seed, apply every curator to those rows, measure each variant.
 
@@ -289,6 +296,10 @@ def compare(generations: Mapping[str, Any], *, curators: Mapping[str, Any] | Non
             ``"none"`` if present, else the first curator.
         output_dir (`str` or `Path`, *optional*): write ``compare.md`` (card section), ``compare.json``
             and ``plots/<metric>.png`` there (checked before any generation).
+        embedding_column (`str`, *optional*): add this column (all-MiniLM-L6-v2 embeddings of the texts)
+            to each generated dataset before curation, so curators made with ``embedding_column=`` read
+            it instead of embedding the rows again (the CLI does this). The texts are embedded once per
+            (generation, seed) either way; every variant's measures reuse those vectors.
         overwrite (`bool`): replace a non-empty ``output_dir``.
 
     Returns:
@@ -333,12 +344,13 @@ def compare(generations: Mapping[str, Any], *, curators: Mapping[str, Any] | Non
                     raise InvalidParameterError(f"generation {gname!r} (seed {seed}) has no column {c!r}. Current "
                                                 f"columns: {ds.column_names}. Pass text_column= / label_column=.")
             grec["rows"] = ds.num_rows
+            ds, vectors = _embed_generation(ds, column, embedding_column)
             gen_records[gname][str(seed)] = grec
             for cname, cspec in curators.items():
                 cds, described = apply_curators(ds, cspec, seed=seed)
                 texts, labels = _texts_labels(cds, column, label_column, label_map, gname, seed)
                 m = _measure(texts, labels, metrics=metrics, real_x=real_x, real_labels=real_labels,
-                             classifier=classifier, seed=seed, judge_llm=judge_llm)
+                             classifier=classifier, seed=seed, judge_llm=judge_llm, vectors=vectors)
                 variant = _variant_name(gname, cname, len(generations), len(curators))
                 rows.append({"variant": variant, "generation": gname, "curator": cname, "seed": seed, **m})
                 cur_records[cname].setdefault(gname, {})[str(seed)] = described
@@ -362,6 +374,20 @@ def compare(generations: Mapping[str, Any], *, curators: Mapping[str, Any] | Non
     markdown, plots = write_outputs(record, folder)
     return CompareResult(per_seed=Dataset.from_list(rows), summary=Dataset.from_list(summary), markdown=markdown,
                          record=record, folder=folder, plots=plots)
+
+
+def _embed_generation(ds, column: str, embedding_column: str | None) -> tuple[Any, dict[str, Any]]:
+    """Embed the generated texts once: ``{text: vector}`` for the measures, and the ``embedding_column``
+    (when asked and absent) for the curators."""
+    from ..embeddings import embed_texts_cached
+
+    texts = [t.strip() if isinstance(t, str) else "" for t in ds[column]]
+    x = embed_texts_cached(texts)
+    if embedding_column and embedding_column not in ds.column_names:
+        from datasets import List, Value
+
+        ds = ds.add_column(embedding_column, x.astype("float32").tolist(), feature=List(Value("float32")))
+    return ds, {t: x[i] for i, t in enumerate(texts) if t}
 
 
 def _declared(ds) -> str | None:
