@@ -94,7 +94,16 @@ def main() -> None:
         r = rank(table, bootstrap=args.bootstrap, seed=0)
         plot_scores(r, out / f"preference{'_rubric' * args.rubric}_{decision}.png",
                     title=f"Embedded judge, {decision}: {len(prompts)} prompts, both orders")
-        result["decisions"][decision] = {
+        pairs = {}
+        for a, b, w, sa in zip(table["model_a"], table["model_b"], table["winner"], table["score_a"]):
+            p = pairs.setdefault(f"{a} vs {b}", {"a": 0, "tie": 0, "b": 0, "no_verdict": 0, "scores": []})
+            p[w or "no_verdict"] += 1
+            if sa is not None:
+                p["scores"].append(sa)
+        for p in pairs.values():
+            scores = p.pop("scores")
+            p["mean_score_a"] = round(sum(scores) / len(scores), 4) if scores else None
+        result["decisions"][decision] = {"pairs": pairs,
             "judge_seconds": round(seconds, 1), "judge_calls": 2 * len(table["winner"]),
             "ranking": sorted(r["bradley_terry"], key=r["bradley_terry"].get, reverse=True),
             "normal_separated_bt": separated(r, "bradley_terry", "normal"),

@@ -400,7 +400,9 @@ def plot_scores(result: Mapping[str, Any], path, *, key: str = "bradley_terry_el
                    for m in models])
     ax.errorbar(x, y, xerr=[x - lo, hi - x], fmt="o", capsize=4)
     ax.set_yticks(y, models)
-    ax.set_xlabel(f"{key.replace('_', ' ')} ({int(result.get('confidence', 0.95) * 100)}% bootstrap interval)")
+    label = {"bradley_terry_elo_scale": "Bradley-Terry score (Elo scale)", "bradley_terry": "Bradley-Terry log-strength",
+             "elo": "Elo"}.get(key, key)
+    ax.set_xlabel(f"{label}, {int(result.get('confidence', 0.95) * 100)}% bootstrap interval")
     ax.set_title(title or f"Preference ranking ({result.get('matches')} matches)")
     ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
