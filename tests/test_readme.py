@@ -68,7 +68,7 @@ def _script(blocks: list[Block]) -> str:
     parts = []
     for b in blocks:
         if b.skip is not None:
-            parts.append(f"print('skipped {b.where}: {b.skip!r}', flush=True)\n")
+            parts.append(f"print({f'skipped {b.where}: {b.skip}'!r}, flush=True)\n")
             continue
         parts.append(f"print('--- running {b.where}', flush=True)\n"
                      f"exec(compile({b.code!r}, {b.where!r}, 'exec'), globals())\n")
