@@ -36,9 +36,10 @@ def draw(scores: torch.Tensor, generators: list[torch.Generator], temperature: f
     by Gumbel-max with row ``i``'s noise from ``generators[i]`` (a whole vocabulary of noise per row and
     step, so a row's draw never depends on its batch-mates).
 
-    The nucleus is found with ``topk`` on a growing candidate count instead of sorting the vocabulary: it
-    is complete as soon as the top-k mass reaches ``top_p``; the draw equals the full-sort one
-    (``reference_sample`` in tests/test_sampler.py).
+    Most rows need no nucleus at all (their unrestricted draw is inside it, see below); for the others it
+    is found with ``topk`` on a growing candidate count instead of sorting the vocabulary: it is complete
+    as soon as the top-k mass reaches ``top_p``. The draw equals the full-sort one (``reference_sample``
+    in tests/test_sampler.py).
 
     >>> g = [torch.Generator().manual_seed(0)]
     >>> int(draw(torch.tensor([[0.0, 30.0, 0.0]]), g, 1.0, 0.9)[0])
@@ -46,10 +47,21 @@ def draw(scores: torch.Tensor, generators: list[torch.Generator], temperature: f
     """
     scores = scores.float() / temperature
     vocab = scores.shape[-1]
-    u = torch.stack([torch.rand(vocab, generator=g) for g in generators])
+    noise = _gumbel(torch.stack([torch.rand(vocab, generator=g) for g in generators]))
+    choice = (scores + noise).argmax(-1)  # the draw over the whole vocabulary
     if top_p >= 1.0:
-        return (scores + _gumbel(u)).argmax(-1)
+        return choice
+    # Usually the unrestricted draw already lies in the nucleus, and then it is also the draw restricted to
+    # the nucleus (the argmax over a superset, found inside the subset). It does when the mass of the
+    # tokens at least as likely as it (ties included, itself excluded) is below top_p; only the other rows
+    # look for their nucleus (with a margin for rounding, so borderline rows take the exact path too).
     probs = torch.softmax(scores, dim=-1)
+    p_choice = probs.gather(-1, choice.unsqueeze(-1))
+    above = (probs * (probs >= p_choice)).sum(-1) - p_choice.squeeze(-1)
+    redo = (above >= top_p - 1e-5).nonzero().squeeze(-1)
+    if redo.numel() == 0:
+        return choice
+    probs, scores, noise = probs[redo], scores[redo], noise[redo]
     k = min(vocab, first_k)
     while True:
         top, idx = torch.topk(probs, k, dim=-1)  # sorted, descending
@@ -57,8 +69,9 @@ def draw(scores: torch.Tensor, generators: list[torch.Generator], temperature: f
             break
         k = min(vocab, k * 8)
     keep = top.cumsum(-1) - top < top_p  # mass before the token < top_p: keeps >= 1 token
-    cand = scores.gather(-1, idx).masked_fill_(~keep, float("-inf")) + _gumbel(u.gather(-1, idx))
-    return idx.gather(-1, cand.argmax(-1, keepdim=True)).squeeze(-1)
+    cand = scores.gather(-1, idx).masked_fill_(~keep, float("-inf")) + noise.gather(-1, idx)
+    choice[redo] = idx.gather(-1, cand.argmax(-1, keepdim=True)).squeeze(-1)
+    return choice
 
 
 class GrowingLayer(DynamicLayer):
