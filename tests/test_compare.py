@@ -25,6 +25,7 @@ from synth_datasets.errors import InvalidParameterError
 from synth_datasets.metrics.diversity import diversity
 from synth_datasets.metrics.downstream import tstr
 from synth_datasets.metrics.faithfulness import label_faithfulness
+from synth_datasets.metrics.judge import judge_score
 
 LABEL_MAP = {"positive": "fresh", "negative": "rotten"}
 
@@ -84,7 +85,8 @@ def test_tiny_generation_compare_matches_direct_metrics(embedded_llm, rt, tmp_pa
     res = compare({"tiny": reviews}, curators={"none": None, "exact": curate.ExactDuplicates(column="text"),
                                                "clf": functools.partial(curate.ClassifierConsistency, column="text",
                                                                         folds=2)},
-                  seeds=(0, 1), real_test=real_test, label_map=LABEL_MAP, output_dir=tmp_path / "cmp", progress=False)
+                  seeds=(0, 1), real_test=real_test, label_map=LABEL_MAP, output_dir=tmp_path / "cmp", progress=False,
+                  metrics=("tstr", "label_faithfulness", "diversity", "judge"), judge_llm=embedded_llm)
     assert calls == [0, 1]
     per_seed = res.per_seed.to_list()
     assert [(r["variant"], r["seed"]) for r in per_seed] == [(v, s) for s in (0, 1) for v in ("none", "exact", "clf")]
@@ -96,9 +98,13 @@ def test_tiny_generation_compare_matches_direct_metrics(embedded_llm, rt, tmp_pa
                 cur.fit(ds)
             kept = ds if cur is None else ds.filter(cur, batched=True, with_indices=True)
             want = _direct(kept["text"], kept["label"], real_test, seed, ds["text"])
+            texts = [t.strip() for t in kept["text"] if t and t.strip()]
+            if "rows" in want and len(want) > 3:  # measured (not NaN): the judge's mean rating, read directly
+                want["judge_mean"] = judge_score(embedded_llm, texts, seed=seed)["judge_mean"]
             got = next(r for r in per_seed if r["variant"] == name and r["seed"] == seed)
             for k, v in want.items():
                 assert got[k] == pytest.approx(v, rel=1e-9, abs=1e-12, nan_ok=True), (name, seed, k)
+    assert any(math.isfinite(r["judge_mean"]) and 1 <= r["judge_mean"] <= 5 for r in per_seed)  # ratings were parsed
     # the summary: mean, sample sd and the paired difference to "none"
     s = {(r["variant"], r["metric"]): r for r in res.summary.to_list()}
     for v in ("none", "clf"):  # over the seeds where the value is defined (NaN: too few rows of a label)
