@@ -270,3 +270,21 @@ def test_cli_config_file(rt, tmp_path):
         from synth_datasets.comparison.cli import main as compare_main
 
         compare_main([str(tmp_path / "bad.json")])
+
+
+def test_cli_vary_makes_one_generation_per_value(rt, tmp_path):
+    """--vary n=30,50: two generations, each with every curator; the rows column says which is which."""
+    real_test, pool = rt
+    pool.to_parquet(tmp_path / "pool.parquet")
+    real_test.to_parquet(tmp_path / "test.parquet")
+    (tmp_path / "pool_builder.py").write_text(BUILDER)
+    assert main(["compare", str(tmp_path / "pool_builder.py"), "--data", str(tmp_path / "pool.parquet"),
+                 "--vary", "n=30,50", "--curators", "none", "ExactDuplicates", "--seeds", "0", "--metrics", "tstr",
+                 "--real-test", str(tmp_path / "test.parquet"), "--label-map", "positive=fresh", "negative=rotten",
+                 "--out", str(tmp_path / "out")]) == 0
+    record = json.loads((tmp_path / "out" / "compare.json").read_text())
+    assert [(r["variant"], r["rows"]) for r in record["per_seed"]] == [
+        ("n=30+none", 30), ("n=30+ExactDuplicates", 30), ("n=50+none", 50), ("n=50+ExactDuplicates", 50)]
+    # each generation's curators are compared with that generation's own "none"
+    s = {(r["variant"], r["metric"]): r for r in record["summary"]}
+    assert s[("n=50+ExactDuplicates", "rows")]["delta_mean"] == 0
