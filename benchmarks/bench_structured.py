@@ -149,6 +149,9 @@ def main() -> None:
     ap.add_argument("--per-token-max-new-tokens", type=int, default=64,
                     help="equal step counts with and without the grammar (both batches run to the limit)")
     ap.add_argument("--skip-records", action="store_true")
+    ap.add_argument("--records", nargs="+", default=["constrained", "unconstrained"],
+                    help="which local record runs to make")
+    ap.add_argument("--skip-per-token", action="store_true", help="skip the engine and per-token measurements")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (1 on a shared machine)")
     ap.add_argument("--llama-rows", type=int, default=0,
                     help="also make this many records through llama.cpp's server (response_format vs retry)")
@@ -159,13 +162,15 @@ def main() -> None:
     llm = LLM(batch_size=a.batch, cache=False)
     llm.backend._load()
     result = {"schema": Movie.model_json_schema(), "batch": a.batch, "max_new_tokens": a.max_new_tokens}
-    result["engines"] = engines(llm, a.batch)
-    print(json.dumps(result["engines"]), flush=True)
-    result["per_token_batch32"] = per_token(llm, a.batch, a.per_token_max_new_tokens, a.reps)
-    print(json.dumps(result["per_token_batch32"]), flush=True)
-    if not a.skip_records:
+    if not a.skip_per_token:
+        result["engines"] = engines(llm, a.batch)
+        print(json.dumps(result["engines"]), flush=True)
+        result["per_token_batch32"] = per_token(llm, a.batch, a.per_token_max_new_tokens, a.reps)
+        print(json.dumps(result["per_token_batch32"]), flush=True)
+    if not a.skip_records and "constrained" in a.records:
         result["constrained"] = records(llm, a.rows, "auto", a.batch, a.max_new_tokens)
         print(json.dumps(result["constrained"]), flush=True)
+    if not a.skip_records and "unconstrained" in a.records:
         result["unconstrained_retry"] = records(llm, a.rows, None, a.batch, a.max_new_tokens)
         print(json.dumps(result["unconstrained_retry"]), flush=True)
     if a.llama_rows:
