@@ -7,8 +7,9 @@
 
 The builder's own parameters (``--n``, ``--max-new-tokens``, ...; see ``synth-datasets build NAME
 --help``) are passed to it; the seed comes from ``--seeds``. A curator is ``none`` or a class of
-``synth_datasets.curate``, with options after a colon: ``NearDuplicates:threshold=0.8,unit=word``. ``--vary PARAM=V1,V2`` adds one generation per value of a
-builder parameter (e.g. ``--vary max_new_tokens=96,224``). Every name, option, file and the output
+``synth_datasets.curate``, with options after a colon: ``NearDuplicates:threshold=0.8,unit=word``.
+``--vary PARAM=V1,V2`` adds one generation per value of a builder parameter (e.g.
+``--vary max_new_tokens=96,224``). Every name, option, file and the output
 folder are checked before the first row is generated.
 """
 
