@@ -52,3 +52,43 @@ def folder_sha256(folder: str | os.PathLike) -> str:
             h.update(p.name.encode())
             h.update(file_sha256(p).encode())
     return h.hexdigest()
+
+
+def source_kind(source: str) -> str:
+    """``"gguf"``, ``"folder"`` or ``"hub"`` for a model source given to a local backend; a missing file
+    or a path that is neither is a :class:`~synth_datasets.errors.ModelNotFoundError`."""
+    path = Path(source)
+    if path.suffix == ".gguf":
+        if not path.is_file():
+            raise ModelNotFoundError(f"GGUF file {source} does not exist. Check the path.")
+        return "gguf"
+    if path.is_dir():
+        return "folder"
+    if path.suffix or source.startswith((".", "/")):
+        raise ModelNotFoundError(f"Model {source!r} is neither a .gguf file, a model folder nor a Hub id. Check the path.")
+    return "hub"
+
+
+def hub_revision(source: str, revision: str | None = None) -> str:
+    """The commit of a Hub model in the local cache (nothing is downloaded at run time)."""
+    from huggingface_hub import try_to_load_from_cache
+
+    cached = try_to_load_from_cache(source, "config.json", revision=revision)
+    if not isinstance(cached, str):
+        raise ModelNotFoundError(
+            f"Hub model {source!r} is not in the local cache and nothing is downloaded at run time. "
+            "Download it once with `hf download`, or pass a local folder or .gguf file.")
+    return Path(cached).parent.name  # snapshots/<commit>/config.json
+
+
+def local_identity(backend: str, source: str, kind: str, *, revision: str | None, dtype: str) -> dict:
+    """Identity of a locally loaded model: name + file (or folder) sha256, or the Hub commit; and dtype."""
+    p = Path(source)
+    if kind == "gguf":
+        ident = {"backend": backend, "name": p.name, "sha256": file_sha256(p)}
+    elif kind == "folder":
+        ident = {"backend": backend, "name": p.name, "sha256": folder_sha256(p)}
+    else:
+        ident = {"backend": backend, "name": source, "revision": hub_revision(source, revision)}
+    ident["dtype"] = dtype
+    return ident

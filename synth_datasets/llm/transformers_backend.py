@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .base import Backend, ChatRequest, Completion, SamplingParams
-from .identity import file_sha256, folder_sha256
+from .identity import local_identity, source_kind
 from ..errors import InvalidParameterError, ModelNotFoundError
 
 logger = logging.getLogger(__name__)
@@ -78,18 +78,7 @@ class TransformersBackend(Backend):
         self.revision = revision
         self.device = device
         self.dtype = _resolve_dtype(dtype, device)
-        path = Path(source)
-        if path.suffix == ".gguf":
-            if not path.is_file():
-                raise ModelNotFoundError(f"GGUF file {source} does not exist. Check the path.")
-            self._kind = "gguf"
-        elif path.is_dir():
-            self._kind = "folder"
-        elif path.suffix or source.startswith((".", "/")):
-            raise ModelNotFoundError(
-                f"Model {source!r} is neither a .gguf file, a model folder nor a Hub id. Check the path.")
-        else:
-            self._kind = "hub"
+        self._kind = source_kind(source)
         self._model = None
         self._tokenizer = None
         self._identity: dict[str, Any] | None = None
@@ -97,26 +86,9 @@ class TransformersBackend(Backend):
     # -- identity ---------------------------------------------------------------------------
     def identity(self) -> dict[str, Any]:
         if self._identity is None:
-            p = Path(self.source)
-            if self._kind == "gguf":
-                ident = {"backend": "transformers", "name": p.name, "sha256": file_sha256(p)}
-            elif self._kind == "folder":
-                ident = {"backend": "transformers", "name": p.name, "sha256": folder_sha256(p)}
-            else:
-                ident = {"backend": "transformers", "name": self.source, "revision": self._hub_revision()}
-            ident["dtype"] = self.dtype
-            self._identity = ident
+            self._identity = local_identity("transformers", self.source, self._kind, revision=self.revision,
+                                            dtype=self.dtype)
         return dict(self._identity)
-
-    def _hub_revision(self) -> str:
-        from huggingface_hub import try_to_load_from_cache
-
-        cached = try_to_load_from_cache(self.source, "config.json", revision=self.revision)
-        if not isinstance(cached, str):
-            raise ModelNotFoundError(
-                f"Hub model {self.source!r} is not in the local cache and nothing is downloaded at run time. "
-                "Download it once with `hf download`, or pass a local folder or .gguf file.")
-        return Path(cached).parent.name  # snapshots/<commit>/config.json
 
     # -- loading ----------------------------------------------------------------------------
     #: float32 on the CPU: run the linear layers through oneDNN with packed weights (llm/onednn.py; ~2x

@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .base import Backend, ChatRequest, Completion, SamplingParams
-from .identity import file_sha256, folder_sha256
-from ..errors import InvalidParameterError, MissingDependencyError, ModelNotFoundError
+from .identity import file_sha256, local_identity, source_kind
+from ..errors import InvalidParameterError, MissingDependencyError
 
 PIP = "pip install 'synth-datasets[vllm]'"
 
@@ -76,17 +76,7 @@ class VllmBackend(Backend):
 
     def __init__(self, source: str, *, batch_size: int = 64, revision: str | None = None, device: str = "cuda",
                  dtype: str = "auto"):
-        path = Path(source)
-        if path.suffix == ".gguf":
-            if not path.is_file():
-                raise ModelNotFoundError(f"GGUF file {source} does not exist. Check the path.")
-            self._kind = "gguf"
-        elif path.is_dir():
-            self._kind = "folder"
-        elif path.suffix or source.startswith((".", "/")):
-            raise ModelNotFoundError(f"Model {source!r} is neither a .gguf file, a model folder nor a Hub id.")
-        else:
-            self._kind = "hub"
+        self._kind = source_kind(source)
         if not str(device).startswith("cuda"):
             raise InvalidParameterError(f"engine='vllm' runs on a GPU (device='cuda'), not device={device!r}; on a "
                                         "CPU leave engine unset (transformers, continuous batching).")
@@ -96,21 +86,7 @@ class VllmBackend(Backend):
 
     def identity(self) -> dict[str, Any]:
         if self._identity is None:
-            p = Path(self.source)
-            if self._kind == "gguf":
-                ident = {"backend": "vllm", "name": p.name, "sha256": file_sha256(p)}
-            elif self._kind == "folder":
-                ident = {"backend": "vllm", "name": p.name, "sha256": folder_sha256(p)}
-            else:
-                from huggingface_hub import try_to_load_from_cache
-
-                cached = try_to_load_from_cache(self.source, "config.json", revision=self.revision)
-                if not isinstance(cached, str):
-                    raise ModelNotFoundError(f"Hub model {self.source!r} is not in the local cache and nothing is "
-                                             "downloaded at run time. Download it once with `hf download`.")
-                ident = {"backend": "vllm", "name": self.source, "revision": Path(cached).parent.name}
-            ident["dtype"] = self.dtype
-            self._identity = ident
+            self._identity = local_identity("vllm", self.source, self._kind, revision=self.revision, dtype=self.dtype)
         return dict(self._identity)
 
     def _load(self):
