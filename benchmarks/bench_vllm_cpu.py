@@ -23,32 +23,13 @@ import sys
 import time
 from pathlib import Path
 
-FOLDER = Path(os.environ.get("SYNTH_DATASETS_HOME", Path.home() / ".cache" / "synth-datasets")) / \
-    "smollm2-135m-instruct-q4_1-hf"
-
-
 def hf_folder() -> Path:
-    """The embedded GGUF dequantized into a plain transformers folder (float32 safetensors), made once."""
-    if (FOLDER / "model.safetensors").is_file():
-        return FOLDER
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
+    """The embedded GGUF dequantized into a plain transformers folder (float32 safetensors), made once
+    (the same conversion ``LLM(engine="vllm")`` uses)."""
     from synth_datasets.llm import embedded_model_path
+    from synth_datasets.llm.vllm_backend import folder_from_gguf
 
-    p = Path(embedded_model_path())
-    tok = AutoTokenizer.from_pretrained(p.parent, gguf_file=p.name)
-    model = AutoModelForCausalLM.from_pretrained(p.parent, gguf_file=p.name, dtype=torch.float32)
-    cfg = model.config
-    if hasattr(cfg, "quantization_config"):
-        delattr(cfg, "quantization_config")
-    clean = AutoModelForCausalLM.from_config(cfg, dtype=torch.float32)
-    clean.load_state_dict(model.state_dict())
-    tmp = FOLDER.with_name(FOLDER.name + ".tmp")
-    clean.save_pretrained(tmp)
-    tok.save_pretrained(tmp)
-    tmp.rename(FOLDER)
-    return FOLDER
+    return folder_from_gguf(embedded_model_path())
 
 
 class VllmWorker:

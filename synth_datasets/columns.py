@@ -153,3 +153,13 @@ def check_column_option(column: Any) -> None:
     """``column`` must be None or a non-empty string."""
     if column is not None and (not isinstance(column, str) or not column):
         raise InvalidParameterError(f"column={column!r} must be a column name, or None for the dataset's text column.")
+
+
+def check_new_columns(new: "list[str] | tuple[str, ...]", existing, *, hint: str = "Choose another output=") -> None:
+    """Refuse to overwrite a column: ``new`` output names that are already in ``existing`` (a batch's
+    keys or a list of names) are an :class:`InvalidParameterError` naming the first and listing what exists."""
+    existing = list(existing)
+    clash = sorted(set(new) & set(existing))
+    if clash:
+        raise InvalidParameterError(f"Output column {clash[0]!r} already exists. {hint} or remove the column. "
+                                    f"Current columns: {sorted(existing)}")

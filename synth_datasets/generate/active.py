@@ -20,9 +20,10 @@ from typing import Any, Sequence
 import numpy as np
 
 from .._versions import library_versions
+from ..columns import check_new_columns
 from ..errors import InvalidParameterError, MissingColumnError, NotFittedError
 from .annotate import Annotator, _softmax
-from .select import _UNCERTAINTY, uncertainty
+from .select import _UNCERTAINTY, check_fitted_indices, uncertainty
 from .text import input_columns
 
 _FORMAT_VERSION = 1
@@ -204,19 +205,8 @@ class ActiveAnnotator:
     def __call__(self, batch: dict[str, list], indices: Sequence[int] | None = None):
         import pyarrow as pa
 
-        if self.round_ is None:
-            raise NotFittedError(f"{type(self).__name__} must be fitted first: active.fit(ds), then "
-                                 "ds.map(active, batched=True, with_indices=True).")
-        if indices is None:
-            raise InvalidParameterError("ActiveAnnotator marks rows by their index: pass with_indices=True, as in "
-                                        "ds.map(active, batched=True, with_indices=True).")
-        if len(indices) and max(indices) >= self.fitted_rows_:
-            raise InvalidParameterError(f"Row {max(indices)} is past the {self.fitted_rows_} rows the loop was "
-                                        "fitted on: fit it on the same dataset you map.")
-        clash = sorted(set(self.output_columns) & set(batch))
-        if clash:
-            raise InvalidParameterError(f"Output column {clash[0]!r} already exists. Choose other output names or "
-                                        f"remove the column. Current columns: {sorted(batch)}")
+        check_fitted_indices(self, self.round_, indices, name="active", what="loop")
+        check_new_columns(self.output_columns, batch, hint="Choose other output names")
         size = len(indices)
         arrays, names = input_columns(batch, list(batch), size, 1)
         none = (None, None, None, None)

@@ -18,6 +18,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from .._versions import library_versions
+from ..columns import check_new_columns
 from ..errors import InvalidParameterError, MissingColumnError
 from ..llm import LLM, ChatRequest, Completion, SamplingParams
 from ..llm.scoring import continuation_logprobs
@@ -245,10 +246,7 @@ class Annotator:
         import pyarrow as pa
 
         check_batched(batch, type(self).__name__)
-        clash = sorted(set(self.output_columns) & set(batch))
-        if clash:
-            raise InvalidParameterError(f"Output column {clash[0]!r} already exists. Choose another output= or "
-                                        f"remove the column. Current columns: {sorted(batch)}")
+        check_new_columns(self.output_columns, batch)
         size = batch_size_of(batch)
         arrays, names = input_columns(batch, list(batch), size, 1)
         z, errors = self.logits(batch, indices) if size else (np.zeros((0, len(self.labels))), [])

@@ -18,6 +18,7 @@ from collections import Counter
 from typing import Any, Callable, Sequence
 
 from .._versions import library_versions
+from ..columns import check_new_columns
 from ..errors import InvalidParameterError, MissingVariableError
 from ..llm import LLM, ChatRequest, SamplingParams
 from ..prompts import Template
@@ -476,10 +477,7 @@ class Dialogue:
     def __call__(self, batch: dict[str, list], indices: Sequence[int] | None = None):
         table = _to_table(batch)
         cols = table.column_names
-        clash = sorted(set(self.output_columns) & set(cols))
-        if clash:
-            raise InvalidParameterError(f"Output column {clash[0]!r} already exists. Choose another output= or remove "
-                                        f"the column. Current columns: {sorted(cols)}")
+        check_new_columns(self.output_columns, cols)
         for side, role in (("user", self.user), ("assistant", self.assistant)):
             _check_template_columns(f"{side} role", role.template, set(cols), DIALOGUE_VARIABLES)
         data = _Batch(table)

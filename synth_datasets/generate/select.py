@@ -118,6 +118,19 @@ def kmeans_pick(x: np.ndarray, budget: int, *, seed: int = 0) -> list[int]:
     return picks
 
 
+def check_fitted_indices(obj, fitted, indices: Sequence[int] | None, *, name: str, what: str) -> None:
+    """A fitted row marker's map call: fitted first, ``with_indices=True``, indices within the fitted rows."""
+    usage = f"ds.map({name}, batched=True, with_indices=True)"
+    if fitted is None:
+        raise NotFittedError(f"{type(obj).__name__} must be fitted first: {name}.fit(ds), then {usage}.")
+    if indices is None:
+        raise InvalidParameterError(f"{type(obj).__name__} marks rows by their index: pass with_indices=True, as in "
+                                    f"{usage}.")
+    if len(indices) and max(indices) >= obj.fitted_rows_:
+        raise InvalidParameterError(f"Row {max(indices)} is past the {obj.fitted_rows_} rows the {what} was "
+                                    "fitted on: fit it on the same dataset you map.")
+
+
 class Selector:
     """Ranks rows for annotation under a ``budget`` (fit-then-map; see the module docstring).
 
@@ -223,15 +236,7 @@ class Selector:
         return [int(i) for i in ranked[np.argsort(self.ranks_[ranked])]]
 
     def __call__(self, batch: dict[str, list], indices: Sequence[int] | None = None) -> dict[str, list]:
-        if self.ranks_ is None:
-            raise NotFittedError(f"{type(self).__name__} must be fitted first: sel.fit(ds), then "
-                                 "ds.map(sel, batched=True, with_indices=True).")
-        if indices is None:
-            raise InvalidParameterError("A Selector marks rows by their index: pass with_indices=True, as in "
-                                        "ds.map(sel, batched=True, with_indices=True).")
-        if len(indices) and max(indices) >= self.fitted_rows_:
-            raise InvalidParameterError(f"Row {max(indices)} is past the {self.fitted_rows_} rows the selector was "
-                                        "fitted on: fit it on the same dataset you map.")
+        check_fitted_indices(self, self.ranks_, indices, name="sel", what="selector")
         r = self.ranks_[np.asarray(indices, dtype=np.int64)]
         out = dict(batch)
         out[self.output] = [bool(0 <= x < self.budget) for x in r]

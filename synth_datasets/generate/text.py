@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from .._versions import library_versions
+from ..columns import check_new_columns
 from ..errors import InvalidParameterError, MissingVariableError
 from ..llm import LLM, ChatRequest, Completion, SamplingParams
 from ..prompts import Template
@@ -119,11 +120,7 @@ class TextGenerator:
 
     def _prepare(self, batch: dict[str, list], indices: Sequence[int] | None):
         check_batched(batch, type(self).__name__)
-        clash = sorted(set(self.output_columns) & set(batch))
-        if clash:
-            raise InvalidParameterError(
-                f"Output column {clash[0]!r} already exists. Choose another output= or remove the column. "
-                f"Current columns: {sorted(batch)}")
+        check_new_columns(self.output_columns, batch)
         self.template.check_columns(list(batch))
         size = batch_size_of(batch)
         cols = list(batch)
