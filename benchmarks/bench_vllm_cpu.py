@@ -27,7 +27,7 @@ def hf_folder() -> Path:
     """The embedded GGUF dequantized into a plain transformers folder (float32 safetensors), made once
     (the same conversion ``LLM(engine="vllm")`` uses)."""
     from synth_datasets.llm import embedded_model_path
-    from synth_datasets.llm.vllm_backend import folder_from_gguf
+    from synth_datasets.llm.gguf import folder_from_gguf
 
     return folder_from_gguf(embedded_model_path())
 

@@ -27,7 +27,7 @@ from pathlib import Path
 
 from datasets import Dataset
 
-from builders.movie_reviews import LABELS, LENGTHS, STYLES, make_llm, token_budget
+from builders.movie_reviews import BATCH_SIZE, LABELS, LENGTHS, STYLES, make_llm, map_batch, token_budget
 from synth_datasets import Conditions, Demonstrations, LLMValues, Template, TemplateRotation, TextGenerator
 from synth_datasets.curate import ExactDuplicates, Length, Truncated
 from synth_datasets.errors import EmptyDatasetError, InvalidParameterError
@@ -68,7 +68,7 @@ def read_pool(path: str) -> Dataset:
     return ds
 
 
-def recipe(*, n: int = 50, seed: int = 0, max_new_tokens: int | None = None, batch_size: int = 32,
+def recipe(*, n: int = 50, seed: int = 0, max_new_tokens: int | None = None, batch_size: int = BATCH_SIZE,
            min_words: int = 10, max_words: int = 200, demos: int = 0, demo_pool: str | None = None,
            llm_genres: int = 0, model: str | None = None, model_name: str | None = None, llm=None) -> Recipe:
     """``n`` rows of covering conditions -> one review each (rotated wording, first paragraph) ->
@@ -79,7 +79,8 @@ def recipe(*, n: int = 50, seed: int = 0, max_new_tokens: int | None = None, bat
         seed (`int`): seed of the conditions, the demos and every sample.
         max_new_tokens (`int`, *optional*): token limit per review; default: the longest asked length with a
             margin (224).
-        batch_size (`int`): prompts per generation batch.
+        batch_size (`int`): rows a local model decodes at once; each map call hands the generator twice
+            as many, so the slots of rows that finish early are refilled.
         min_words (`int`): shortest review kept, in words.
         max_words (`int`): longest review kept, in words.
         demos (`int`): real demonstrations per prompt, nearest to the row's label and genre (needs
@@ -130,7 +131,7 @@ def recipe(*, n: int = 50, seed: int = 0, max_new_tokens: int | None = None, bat
                                 label_column="label", same_label="label", label_map=label_map, seed=seed)
         picker.fit(pool, source={"source": f"demo pool {Path(demo_pool).name}"})
         r.map(picker, name="demos", with_indices=True, desc="Picking demonstrations")
-    r.map(generator, name="generate", batch_size=batch_size, desc="Generating reviews")
+    r.map(generator, name="generate", batch_size=map_batch(batch_size), desc="Generating reviews")
     r.filter(Truncated(column="review"), name="truncated", desc="Dropping truncated or failed reviews")
     r.filter(Length(column="review", min_words=min_words, max_words=max_words), name="length",
              desc="Filtering by length")

@@ -11,7 +11,7 @@ import sys
 
 from datasets import Dataset
 
-from builders.movie_reviews import make_llm
+from builders.movie_reviews import BATCH_SIZE, make_llm, map_batch
 from synth_datasets import LLM, Conditions, Template, TextGenerator
 from synth_datasets.generate import Chain, Gate
 from synth_datasets.curate import ExactDuplicates, Length
@@ -47,7 +47,7 @@ def qa_chain(llm: LLM, *, seed: int = 0, max_new_tokens: int | None = None, min_
     ])
 
 
-def recipe(*, n: int = 50, seed: int = 0, max_new_tokens: int | None = None, batch_size: int = 32,
+def recipe(*, n: int = 50, seed: int = 0, max_new_tokens: int | None = None, batch_size: int = BATCH_SIZE,
            min_question_words: int = 4, model: str | None = None, model_name: str | None = None,
            llm: LLM | None = None) -> Recipe:
     """``n`` topic/difficulty draws -> a chain (one question each -> well-formed questions -> answers) ->
@@ -58,7 +58,8 @@ def recipe(*, n: int = 50, seed: int = 0, max_new_tokens: int | None = None, bat
         seed (`int`): seed of the draws and of every sample.
         max_new_tokens (`int`, *optional*): token limit of each question and answer; default: 64 for a
             question and 144 for an answer, so few are cut (the card reports the share that is).
-        batch_size (`int`): prompts per generation batch.
+        batch_size (`int`): rows a local model decodes at once; each map call hands the generator twice
+            as many, so the slots of rows that finish early are refilled.
         min_question_words (`int`): shorter (or failed) questions are not answered.
         model (`str`, *optional*): a .gguf file, a model folder, a cached Hub id or an http(s) URL of an
             OpenAI-compatible server; default: the embedded SmolLM2-135M-Instruct.
@@ -79,7 +80,7 @@ def recipe(*, n: int = 50, seed: int = 0, max_new_tokens: int | None = None, bat
                            "topic and difficulty, then an answer to each question (a two-step chain).")
     r.map(Conditions(topic=TOPICS, difficulty=DIFFICULTIES, seed=seed), name="conditions", desc="Sampling topics")
     r.map(qa_chain(llm, seed=seed, max_new_tokens=max_new_tokens, min_question_words=min_question_words),
-          name="qa-chain", batch_size=batch_size, desc="Writing and answering questions")
+          name="qa-chain", batch_size=map_batch(batch_size), desc="Writing and answering questions")
     r.fit_filter(ExactDuplicates(column="question"), name="dedup", with_indices=True, desc="Removing duplicates")
     return r
 

@@ -12,7 +12,7 @@ import sys
 
 from datasets import Dataset
 
-from builders.movie_reviews import make_llm
+from builders.movie_reviews import BATCH_SIZE, make_llm, map_batch
 from synth_datasets import LLM, Conditions, Template
 from synth_datasets.errors import EmptyDatasetError, InvalidParameterError
 from synth_datasets.generate import Dialogue, Role
@@ -44,7 +44,7 @@ def complete(batch: dict[str, list]) -> list[bool]:
 
 
 def recipe(*, n: int = 20, seed: int = 0, min_turns: int = 1, max_turns: int = 3, max_new_tokens: int = 96,
-           batch_size: int = 32, model: str | None = None, model_name: str | None = None,
+           batch_size: int = BATCH_SIZE, model: str | None = None, model_name: str | None = None,
            llm: LLM | None = None) -> Recipe:
     """``n`` problem/persona draws -> a dialogue of ``min_turns`` to ``max_turns`` rounds each ->
     dialogues with at least one complete round.
@@ -69,7 +69,7 @@ def recipe(*, n: int = 20, seed: int = 0, min_turns: int = 1, max_turns: int = 3
                description="Customer-support chats between a simulated customer (a sampled problem and persona) and "
                            "a support agent, both played by a language model, in the chat `messages` format.")
     r.map(Conditions(topic=TOPICS, persona=PERSONAS, seed=seed), name="conditions", desc="Sampling problems")
-    r.map(dialogue, name="dialogue", batch_size=batch_size, desc="Writing dialogues")
+    r.map(dialogue, name="dialogue", batch_size=map_batch(batch_size), desc="Writing dialogues")
     r.filter(complete, name="complete", desc="Dropping dialogues without a reply")
     return r
 

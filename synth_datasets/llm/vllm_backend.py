@@ -15,13 +15,12 @@ a GGUF: the embedded GGUF (``LLM(engine="vllm")``) is dequantized once into a fo
 
 from __future__ import annotations
 
-import os
 import time
-from pathlib import Path
 from typing import Any, Callable
 
 from .base import Backend, ChatRequest, Completion, SamplingParams
-from .identity import file_sha256, local_identity, source_kind
+from .gguf import folder_from_gguf  # noqa: F401  (re-exported: the benchmarks import it from here)
+from .identity import local_identity, source_kind
 from ..errors import InvalidParameterError, MissingDependencyError
 
 PIP = "pip install 'synth-datasets[vllm]'"
@@ -35,32 +34,6 @@ def _vllm():
             f"engine='vllm' needs vLLM (GPU machines): {PIP} (or pip install vllm). On a CPU, use the default "
             "engine (transformers), which batches continuously too.") from e
     return vllm
-
-
-def folder_from_gguf(gguf: str | os.PathLike, *, cache_dir: str | os.PathLike | None = None) -> Path:
-    """A plain transformers folder (float32 safetensors, tokenizer, chat template) holding the
-    dequantized weights of ``gguf``, made once under ``cache_dir`` (default ``~/.cache/synth-datasets``)
-    and named after the file's sha256, so another file never reuses it."""
-    gguf = Path(gguf)
-    root = Path(cache_dir or os.environ.get("SYNTH_DATASETS_HOME") or Path.home() / ".cache" / "synth-datasets")
-    out = root / f"{gguf.stem}-{file_sha256(gguf)[:12]}-hf"
-    if (out / "model.safetensors").is_file():
-        return out
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
-    cfg = model.config
-    if hasattr(cfg, "quantization_config"):
-        delattr(cfg, "quantization_config")
-    clean = AutoModelForCausalLM.from_config(cfg, dtype=torch.float32)
-    clean.load_state_dict(model.state_dict())
-    tmp = out.with_name(out.name + f".tmp{os.getpid()}")
-    clean.save_pretrained(tmp)
-    tok.save_pretrained(tmp)
-    tmp.rename(out)
-    return out
 
 
 class VllmBackend(Backend):
