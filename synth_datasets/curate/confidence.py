@@ -22,7 +22,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..columns import TextColumn, check_column_option, resolve_text_column
-from ..embeddings import embed_texts, embedding_model_identity, out_of_fold_proba
+from ..embeddings import embed_texts_cached, embedding_model_identity, out_of_fold_proba
 from ..errors import InvalidParameterError
 from .base import FittedFilter, check_columns, check_range
 
@@ -74,7 +74,7 @@ class EmbeddingInputs(TextColumn):
         if self.support is None:
             return None, None
         s = self.support
-        x = np.asarray(s["embeddings"]) if "embeddings" in s else embed_texts(s["texts"])
+        x = np.asarray(s["embeddings"]) if "embeddings" in s else embed_texts_cached(s["texts"], disk=False)
         return x, s["labels"]
 
     def _support_summary(self) -> dict[str, Any]:
@@ -115,7 +115,7 @@ class EmbeddingInputs(TextColumn):
                 raise InvalidParameterError(f"{who}: column {self.embedding_column!r} must hold one fixed-length "
                                             "vector per row.")
             return x
-        return embed_texts(list(ds[self._text_column(ds)]))
+        return embed_texts_cached(list(ds[self._text_column(ds)]), disk=False)  # fit, then map: embedded once
 
     def proba(self, ds) -> tuple[np.ndarray, list, list]:
         """Out-of-fold class probabilities (cross-partition training), the classes, and the labels."""
