@@ -224,25 +224,28 @@ class Decoder:
         dev = masks[0].device
         mask = torch.zeros(len(rows), width, dtype=masks[0].dtype, device=dev)
         pos = torch.cat([b.pos[keep] for b, keep in parts if keep])
-        n_layers = len(parts[0][0].cache.layers)
-        layers = []
-        for li in range(n_layers):
-            k0 = parts[0][0].cache.layers[li].keys
-            _, h, _, d = k0.shape
-            kbuf = k0.new_zeros(len(rows), h, width + room, d)
-            vbuf = k0.new_zeros(len(rows), h, width + room, d)
-            layer = GrowingLayer()
-            layer.lazy_initialization(k0, k0)
-            layer._set(kbuf, vbuf, width)
-            layers.append(layer)
+        kept = [(b, torch.tensor(keep, device=dev), m.shape[1] - s, s) for (b, keep), m, s
+                in zip([p for p in parts if p[1]], masks, lead)]
         at = 0
         for (b, keep), m, s in zip([p for p in parts if p[1]], masks, lead):
-            n, sel = m.shape[1] - s, torch.tensor(keep, device=dev)
-            mask[at:at + len(keep), width - n:] = m[:, s:]
-            for li, layer in enumerate(b.cache.layers):
-                layers[li].kbuf[at:at + len(keep), :, width - n:width] = layer.keys.index_select(0, sel)[:, :, s:]
-                layers[li].vbuf[at:at + len(keep), :, width - n:width] = layer.values.index_select(0, sel)[:, :, s:]
+            mask[at:at + len(keep), width - (m.shape[1] - s):] = m[:, s:]
             at += len(keep)
+        layers = []
+        for li in range(len(parts[0][0].cache.layers)):
+            k0 = parts[0][0].cache.layers[li].keys
+            _, h, _, d = k0.shape
+            layer = GrowingLayer()
+            layer.lazy_initialization(k0, k0)
+            layer._set(k0.new_zeros(len(rows), h, width + room, d), k0.new_zeros(len(rows), h, width + room, d), width)
+            at = 0
+            for b, sel, n, s in kept:
+                old = b.cache.layers[li]
+                layer.kbuf[at:at + len(sel), :, width - n:width] = old.keys.index_select(0, sel)[:, :, s:]
+                layer.vbuf[at:at + len(sel), :, width - n:width] = old.values.index_select(0, sel)[:, :, s:]
+                at += len(sel)
+            for p, _ in parts:  # the parts are not used after a merge: free each layer as soon as it is copied
+                p.cache.layers[li].kbuf = p.cache.layers[li].vbuf = p.cache.layers[li].keys = p.cache.layers[li].values = None
+            layers.append(layer)
         return _Batch(rows, _cache(layers), mask, pos)
 
     # -- the loop -----------------------------------------------------------------------------
