@@ -4,6 +4,7 @@ so loading from it changes no output and no cache key; a folder that cannot be w
 from __future__ import annotations
 
 import logging
+import shutil
 
 import pytest
 import torch
@@ -74,3 +75,4 @@ def test_conversion_replaces_a_folder_that_is_no_model(tmp_path):
     assert folder_from_gguf(gguf, cache_dir=tmp_path) == out
     assert (out / "model.safetensors").is_file() and (out / "config.json").read_text() != "{}"
     assert [p.name for p in tmp_path.iterdir()] == [out.name]
+    shutil.rmtree(out)  # ~520 MB: pytest keeps its last temporary folders
