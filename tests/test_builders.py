@@ -191,6 +191,29 @@ def test_qa_pairs_chain(embedded_llm, tmp_path):
     assert all(len(q.split()) >= 4 for q in ds["question"]) and all(a is not None for a in ds["answer"])
     card = (tmp_path / "qa" / "README.md").read_text()
     assert builders.qa_pairs.QUESTION.user in card and builders.qa_pairs.ANSWER.user in card
+    # the card shows the chain's sub-steps with their rows, in order
+    lines = card.splitlines()
+    at = lines.index("| sub-step | rows in | rows out | dropped (gate) | skipped (an input failed) |")
+    links = lines[at + 2:at + 5]
+    assert links[0] == "| `question` | 2 | 2 | 0 | 0 |"
+    assert links[-1] == (f"| `answer` | {stats['answer.rows_in']} | {stats['answer.rows_out']} | 0 | "
+                         f"{stats.get('answer.skipped', 0)} |")
+    assert links[1] == (f"| `question-length` | 2 | {stats['question-length.rows_out']} | "
+                        f"{stats['question-length.dropped']} | 0 |")
+
+
+def test_card_shows_sub_step_counts_only_when_they_cover_the_step():
+    """A chain object reused in the same process keeps counting: counts that do not match the step's rows
+    are not this run's, and a curator's counts (``total``, ``dropped_*``) are not sub-steps."""
+    from synth_datasets.hub.card import _links
+
+    ok = {"rows_in": 4, "stats": {"q.rows_in": 4, "q.rows_out": 4, "gate.rows_in": 4, "gate.rows_out": 3,
+                                  "gate.dropped": 1, "a.rows_in": 3, "a.rows_out": 3, "a.skipped": 1}}
+    assert [(x["name"], x["rows_in"], x["rows_out"], x["dropped"], x["skipped"]) for x in _links(ok)] == [
+        ("q", 4, 4, 0, 0), ("gate", 4, 3, 1, 0), ("a", 3, 3, 0, 1)]
+    assert _links({**ok, "rows_in": 2}) == []  # counts of two runs
+    assert _links({"rows_in": 4, "stats": {"total": 4, "dropped_truncated": 1}}) == []
+    assert _links({"rows_in": 4, "stats": None}) == [] and _links({"rows_in": 4}) == []
 
 
 USER_BUILDER = '''"""Numbered notes (a builder with no model)."""

@@ -50,6 +50,11 @@ Recipe `{{ recipe_name }}`{% if seed is not none %}, seed {{ seed }}{% endif %},
 ### Step {{ s.index + 1 }}: `{{ s.name }}` ({{ s.kind }}, {{ s.type }})
 {% if s.rows_in is not none %}
 Rows {{ s.rows_in }} -> {{ s.rows_out }} in {{ s.seconds }} s{% if s.usage %}; {{ s.usage.requests }} model calls, {{ s.usage.cache_hits }} cached, {{ s.usage.prompt_tokens }} prompt + {{ s.usage.completion_tokens }} completion tokens{% endif %}; {{ s.errors }} failed rows.
+{% endif %}{% if s.links %}
+| sub-step | rows in | rows out | dropped (gate) | skipped (an input failed) |
+|---|---|---|---|---|
+{% for p in s.links %}| `{{ p.name }}` | {{ p.rows_in }} | {{ p.rows_out }} | {{ p.dropped }} | {{ p.skipped }} |
+{% endfor %}
 {% endif %}{% if s.rounds %}
 | round | made | kept | conditions | metrics | seconds | model calls |
 |---|---|---|---|---|---|---|
@@ -252,6 +257,26 @@ def _round_view(r: Mapping[str, Any]) -> dict[str, Any]:
     return {**r, "conditions_shown": f"`{cond}`", "metrics_shown": metrics, "usage": r.get("usage") or {}}
 
 
+_LINK_COUNTS = ("rows_in", "rows_out", "dropped", "skipped")
+
+
+def _links(s: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """A chain step's rows into and out of each sub-step, in order, from its ``stats``
+    (``<sub-step>.rows_in`` ...). Empty when the stats are not such counts, or do not cover the step's
+    rows (counts of another run in the same process, or of calls made in other processes)."""
+    stats = s.get("stats")
+    if not isinstance(stats, Mapping) or not stats:
+        return []
+    links: dict[str, dict[str, Any]] = {}
+    for key, value in stats.items():
+        name, dot, what = str(key).rpartition(".")
+        if not dot or what not in _LINK_COUNTS or not isinstance(value, int):
+            return []
+        links.setdefault(name, {"name": name, **dict.fromkeys(_LINK_COUNTS, 0)})[what] = value
+    first = next(iter(links.values()))
+    return list(links.values()) if first["rows_in"] == s.get("rows_in") else []
+
+
 def _step_view(s: Mapping[str, Any]) -> dict[str, Any]:
     d = s.get("describe") or {}
     params = d.get("params") if isinstance(d.get("params"), Mapping) else None
@@ -259,7 +284,7 @@ def _step_view(s: Mapping[str, Any]) -> dict[str, Any]:
     kept = (f"{s['rows_out'] / s['rows_in']:.1%}" if s.get("rows_in") else "") if s.get("rows_out") is not None else ""
     dash = {k: ("-" if s.get(k) is None else s[k]) for k in ("rows_in", "rows_out", "seconds")}
     return {**s, **{f"{k}_shown": v for k, v in dash.items()}, "type": d.get("type", "?"), "models": _models(d),
-            "rounds": [_round_view(r) for r in s.get("rounds") or []],
+            "rounds": [_round_view(r) for r in s.get("rounds") or []], "links": _links(s),
             "templates": _templates(d),
             "sampling": ", ".join(f"{k}={v}" for k, v in params.items() if k != "seed") if params else "",
             "seed": d.get("seed"), "json": json.dumps(rest, indent=2, ensure_ascii=False, default=str), "kept": kept}
