@@ -8,6 +8,8 @@ from datasets import Dataset
 from synth_datasets import Conditions, Template, TextGenerator
 from synth_datasets.llm import ChatRequest, SamplingParams
 
+from sampling_checks import check_seed_only
+
 ENGLISH = re.compile(r"\b(the|a|an|is|and|of|to|in|it|this|was|with)\b", re.I)
 
 
@@ -44,14 +46,7 @@ def test_n_samples_per_row_keep_input_columns(embedded_llm):
 
 def test_seeded_determinism_independent_of_batching(embedded_llm):
     backend = embedded_llm.backend
-    params = SamplingParams(temperature=0.9, top_p=0.95, max_new_tokens=20)
-    reqs = [ChatRequest.of([{"role": "user", "content": f"Describe a {w} in one sentence."}], seed=s)
-            for w in ["lake", "city wall"] for s in (1, 2)]
-    a = backend.generate(reqs, params)
-    b = backend.generate(reqs[::-1], params)[::-1]
-    c = [backend.generate([r], params)[0] for r in reqs]
-    assert [x.text for x in a] == [x.text for x in b] == [x.text for x in c]
-    assert a[0].text != a[1].text  # another seed, another sample
+    reqs, _ = check_seed_only(backend.generate, SamplingParams(temperature=0.9, top_p=0.95, max_new_tokens=20))
     # greedy decoding ignores the seed
     g = backend.generate(reqs[:2], SamplingParams(temperature=0.0, max_new_tokens=12))
     assert g[0].text == g[1].text

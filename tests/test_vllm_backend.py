@@ -12,6 +12,8 @@ from synth_datasets import LLM
 from synth_datasets.errors import InvalidParameterError, MissingDependencyError
 from synth_datasets.llm import ChatRequest, SamplingParams
 
+from sampling_checks import check_seed_only
+
 HAVE_VLLM = importlib.util.find_spec("vllm") is not None
 
 
@@ -62,14 +64,7 @@ def vllm_llm(tmp_path_factory):
 
 @needs_gpu
 def test_vllm_samples_depend_only_on_their_seed(vllm_llm):
-    params = SamplingParams(temperature=0.9, top_p=0.95, max_new_tokens=24)
-    reqs = [ChatRequest.of([{"role": "user", "content": f"Describe a {w} in one sentence."}], seed=s)
-            for w in ["lake", "city wall"] for s in (1, 2)]
-    a = vllm_llm.generate(reqs, params)
-    b = vllm_llm.generate(reqs[::-1], params)[::-1]
-    c = [vllm_llm.generate([r], params)[0] for r in reqs]
-    assert [x.text for x in a] == [x.text for x in b] == [x.text for x in c]
-    assert a[0].text != a[1].text
+    _, a = check_seed_only(vllm_llm.generate, SamplingParams(temperature=0.9, top_p=0.95, max_new_tokens=24))
     assert all(x.usage["completion_tokens"] >= 1 and x.error is None for x in a)
 
 
