@@ -98,6 +98,10 @@ class GrowingLayer(DynamicLayer):
         layer._set(kbuf, vbuf, n)
         return layer
 
+    def release(self) -> None:
+        """Drop the buffers (the layer is not used again)."""
+        self.kbuf = self.vbuf = self.keys = self.values = None
+
     def update(self, key_states, value_states, *args, **kwargs):
         if not self.is_initialized:
             self.lazy_initialization(key_states, value_states)
@@ -224,11 +228,11 @@ class Decoder:
         dev = masks[0].device
         mask = torch.zeros(len(rows), width, dtype=masks[0].dtype, device=dev)
         pos = torch.cat([b.pos[keep] for b, keep in parts if keep])
-        kept = [(b, torch.tensor(keep, device=dev), m.shape[1] - s, s) for (b, keep), m, s
-                in zip([p for p in parts if p[1]], masks, lead)]
-        at = 0
+        kept, at = [], 0  # (part, its kept rows, their columns, leading all-padding columns)
         for (b, keep), m, s in zip([p for p in parts if p[1]], masks, lead):
-            mask[at:at + len(keep), width - (m.shape[1] - s):] = m[:, s:]
+            n = m.shape[1] - s
+            mask[at:at + len(keep), width - n:] = m[:, s:]
+            kept.append((b, torch.tensor(keep, device=dev), n, s))
             at += len(keep)
         layers = []
         for li in range(len(parts[0][0].cache.layers)):
@@ -243,8 +247,8 @@ class Decoder:
                 layer.kbuf[at:at + len(sel), :, width - n:width] = old.keys.index_select(0, sel)[:, :, s:]
                 layer.vbuf[at:at + len(sel), :, width - n:width] = old.values.index_select(0, sel)[:, :, s:]
                 at += len(sel)
-            for p, _ in parts:  # the parts are not used after a merge: free each layer as soon as it is copied
-                p.cache.layers[li].kbuf = p.cache.layers[li].vbuf = p.cache.layers[li].keys = p.cache.layers[li].values = None
+            for b, _ in parts:  # the parts are not used after a merge: free each layer as soon as it is copied
+                b.cache.layers[li].release()
             layers.append(layer)
         return _Batch(rows, _cache(layers), mask, pos)
 

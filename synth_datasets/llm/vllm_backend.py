@@ -19,7 +19,7 @@ import time
 from typing import Any, Callable
 
 from .base import Backend, ChatRequest, Completion, SamplingParams
-from .gguf import folder_from_gguf  # noqa: F401  (re-exported: the benchmarks import it from here)
+from .gguf import folder_from_gguf
 from .identity import local_identity, source_kind
 from ..errors import InvalidParameterError, MissingDependencyError
 
