@@ -113,7 +113,7 @@ def test_conditions_describe_and_combinations():
     ("{{ 'a'.ljust(10**9) }}", {}),
     ("{{ '%1000000000s' % 'a' }}", {}),
     ("{{ '{:>1000000000}'.format('a') }}", {}),
-    ("{% for i in range(99999) %}{% for j in range(99999) %}xyz{% endfor %}{% endfor %}", {}),
+    ("{% for i in range(9999) %}{% for j in range(9999) %}{{ 'xyz' * 300 }}{% endfor %}{% endfor %}", {}),
     ("{{ big }}{{ big }}", {"big": "z" * 600_000}),
 ])
 def test_a_huge_prompt_is_refused_naming_the_row_before_it_is_built(src, row):
@@ -158,3 +158,59 @@ def test_a_none_inside_a_dict_or_list_value_names_the_row_and_path():
     guarded = Template(user="{{ meta.title }}{% if meta.year %} ({{ meta.year }}){% endif %}")
     assert guarded.render({"meta": {"title": "Alien", "year": None}})[0]["content"] == "Alien"
     assert guarded.render({"meta": {"title": "Alien", "year": 1979}})[0]["content"] == "Alien (1979)"
+
+
+# -- render budgets (issue 22, item 5): time and size bombs -------------------------------------------
+_BOMBS = {
+    "nested range(100000)": ("{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}",
+                             "limit of 10,000 items"),
+    "nested range(10000), no output": ("{% for i in range(10000) %}{% for j in range(10000) %}{% endfor %}"
+                                       "{% endfor %}", "100,000 loop iterations and calls"),
+    "lipsum(n=10**7)": ("{{ lipsum(n=10**7) }}", "limit of n=5 paragraphs"),
+    "ns.s ~ ns.s x40": ("{% set ns = namespace(s='ab') %}{% for i in range(40) %}{% set ns.s = ns.s ~ ns.s %}"
+                        "{% endfor %}{{ ns.s | length }}", "max_chars=1,000,000"),
+    "ns.s + ns.s x40": ("{% set ns = namespace(s='ab') %}{% for i in range(40) %}{% set ns.s = ns.s + ns.s %}"
+                        "{% endfor %}{{ ns.s | length }}", "max_chars=1,000,000"),
+    "macro fan-out 2**40": ("{% macro f(n) %}{% if n %}{{ f(n - 1) }}{{ f(n - 1) }}{% endif %}{% endmacro %}"
+                            "{{ f(40) }}", "100,000 loop iterations and calls"),
+    "captured set block": ("{% set x %}{% for i in range(10000) %}{{ 'a' * 900000 }}{% endfor %}{% endset %}"
+                           "{{ x | length }}", "10 x max_chars"),
+    "join of 5000 big refs": ("{% set l = ['a' * 900000] * 5000 %}{{ l | join }}", "max_chars=1,000,000"),
+}
+
+
+def test_template_bombs_are_refused_naming_the_limit():
+    """Each bomb ran for minutes (or grew past 3 GB) before the budgets; they run in a child process with
+    a generous timeout so that a regression fails here instead of hanging the suite."""
+    import json
+    import subprocess
+    import sys
+
+    code = (
+        "import json, sys\n"
+        "from synth_datasets.errors import TemplateError\n"
+        "from synth_datasets.prompts import Template\n"
+        "out = {}\n"
+        "for name, src in json.loads(sys.stdin.read()).items():\n"
+        "    try:\n"
+        "        Template(user=src).render({}, row_index=3)\n"
+        "        out[name] = 'rendered'\n"
+        "    except TemplateError as e:\n"
+        "        out[name] = str(e)\n"
+        "print(json.dumps(out))\n")
+    proc = subprocess.run([sys.executable, "-c", code], input=json.dumps({k: v[0] for k, v in _BOMBS.items()}),
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    for name, (_, limit) in _BOMBS.items():
+        assert limit in out[name] and "row 3" in out[name], (name, out[name])
+
+
+def test_budgets_leave_ordinary_loops_macros_and_lipsum_alone():
+    t = Template(user="{% macro item(x) %}- {{ x }}{% endmacro %}{% for x in items %}{{ item(x) }}\n{% endfor %}"
+                      "{% set ns = namespace(s='') %}{% for i in range(3) %}{% set ns.s = ns.s ~ i %}{% endfor %}"
+                      "{{ ns.s }} {{ range(10000) | list | length }} {{ lipsum(n=1, html=False) | length > 0 }}")
+    assert t.render({"items": ["a", "b"]})[0]["content"] == "- a\n- b\n012 10000 True"
+    many = Template(user="{% for i in range(8000) %}{% for j in range(10) %}.{% endfor %}{% endfor %}")
+    assert len(many.render({})[0]["content"]) == 80_000  # 88,000 iterations + 8,001 range() calls: under budget
+    assert len(many.render({})[0]["content"]) == 80_000  # the budget is per row, not per Template
