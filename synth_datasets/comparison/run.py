@@ -325,9 +325,9 @@ def compare(generations: Mapping[str, Any], *, curators: Mapping[str, Any] | Non
     real_texts, real_labels = _check_real(real_test, real_text_column, real_label_column, label_map)
     folder = None
     if output_dir is not None:
-        from ..io import check_output_dir
+        from ..io import COMPARISON_OUTPUT, check_output_dir
 
-        folder = check_output_dir(output_dir, overwrite=overwrite)
+        folder = check_output_dir(output_dir, overwrite=overwrite, kind=COMPARISON_OUTPUT)
     baseline = baseline or ("none" if "none" in curators else next(iter(curators)))
     from ..embeddings import embed_texts_cached
 
@@ -371,7 +371,16 @@ def compare(generations: Mapping[str, Any], *, curators: Mapping[str, Any] | Non
     from .._versions import library_versions
 
     record["library"] = library_versions()
-    markdown, plots = write_outputs(record, folder)
+    if folder is None:
+        markdown, plots = write_outputs(record, None)
+    else:  # written beside, then swapped in: an existing comparison is replaced only if it is ours
+        from ..io import COMPARISON_OUTPUT, write_folder_atomically
+
+        made = {}
+        write_folder_atomically(folder, lambda tmp: made.update(zip(("markdown", "plots"), write_outputs(record, tmp))),
+                                overwrite=overwrite, kind=COMPARISON_OUTPUT)
+        markdown = made["markdown"]
+        plots = {k: folder / p.relative_to(p.parent.parent) for k, p in made["plots"].items()}
     return CompareResult(per_seed=Dataset.from_list(rows), summary=Dataset.from_list(summary), markdown=markdown,
                          record=record, folder=folder, plots=plots)
 

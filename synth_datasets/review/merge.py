@@ -220,6 +220,6 @@ def rewrite_folder(folder: Path, ds, prov: dict[str, Any], summary: dict[str, An
             ReviewLog(tmp / log.path.name).append({"type": "merged", "rows_in": summary["rows_in"],
                                                    "rows_out": summary["rows_out"]})
 
-    write_folder_atomically(folder, write, overwrite=True)
+    write_folder_atomically(folder, write, overwrite=True, keep_foreign=True)  # write() carries the other files
     if log.path.resolve().parent != folder.resolve():
         log.append({"type": "merged", "rows_in": summary["rows_in"], "rows_out": summary["rows_out"]})
