@@ -98,7 +98,15 @@ Measured on the published rows (and, for truncation, on every generated row):
 {% for f in findings %}
 - {{ f }}{% endfor %}
 
-## Errors and retries
+{% if decontamination %}## Decontamination
+{% for d in decontamination %}
+Step `{{ d.step }}` checked every row against **{{ d.name }}** ({{ d.rows }} rows, {{ d.ngrams }} distinct word {{ d.n }}-grams, content hash `{{ d.hash }}`); a row sharing any {{ d.n }}-gram with it (after normalising case, punctuation and whitespace) was removed: **{{ d.removed }} rows removed**{% if d.checked is not none %} of {{ d.checked }}{% endif %}.
+{% if d.examples %}
+| row (before this step) | reference row | shared n-gram (normalised) |
+|---|---|---|
+{% for e in d.examples %}| {{ e.row }} | {{ e.reference_row }} | {{ e.ngram }} |
+{% endfor %}{% endif %}{% endfor %}
+{% endif %}## Errors and retries
 
 {{ errors }} rows failed (their `*_error` column says why; they are kept in the data with the text empty unless a later step dropped them); {{ usage.retries }} requests were retried and {{ usage.errors }} requests failed after their retries.
 
@@ -277,6 +285,24 @@ def _links(s: Mapping[str, Any]) -> list[dict[str, Any]]:
     return list(links.values()) if first["rows_in"] == s.get("rows_in") else []
 
 
+def _decontamination(steps: list[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The decontamination steps (``curate.Decontaminate``): reference, n, rows removed, examples."""
+    out = []
+    for s in steps:
+        d = s.get("describe") or {}
+        if d.get("type") != "Decontaminate":
+            continue
+        ref, counts = d.get("reference") or {}, d.get("counts") or {}
+        removed = counts.get("dropped")
+        if removed is None and s.get("rows_in") is not None and s.get("rows_out") is not None:
+            removed = s["rows_in"] - s["rows_out"]
+        out.append({"step": s.get("name"), "name": ref.get("name"), "rows": ref.get("rows"), "ngrams": ref.get("ngrams"),
+                    "hash": ref.get("content_hash"), "n": (d.get("params") or {}).get("n"),
+                    "removed": "?" if removed is None else removed, "checked": counts.get("total", s.get("rows_in")),
+                    "examples": (d.get("examples") or [])[:3]})
+    return out
+
+
 def _step_view(s: Mapping[str, Any]) -> dict[str, Any]:
     d = s.get("describe") or {}
     params = d.get("params") if isinstance(d.get("params"), Mapping) else None
@@ -339,6 +365,7 @@ def build_card(provenance: Mapping[str, Any], *, repo_id: str | None = None, loc
         library=provenance.get("library") or {}, reproduce=provenance.get("reproduce"), review=provenance.get("review"),
         command=provenance.get("command"), produced=_produced(provenance.get("usage")),
         fields=_fields(provenance["dataset"]), findings=findings(provenance),
+        decontamination=_decontamination(steps),
         not_checked=(provenance.get("quality") or {}).get("not_checked") or [], repo_id=repo_id,
         folder=(repo_id or provenance.get("name") or "dataset").split("/")[-1], script=provenance.get("script"),
         reproduced=reproduced_dir(provenance.get("name")))

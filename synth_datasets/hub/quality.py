@@ -84,8 +84,9 @@ def field_descriptions(columns: Sequence[str], record: Mapping[str, Any]) -> dic
 def quality_findings(ds, record: Mapping[str, Any], *, label_columns: Sequence[str]) -> dict[str, Any]:
     """Truncated share (at generation and in the published rows), failed rows, label/condition balance."""
     cols = ds.column_names
-    table = ds.select_columns([c for c in cols if c.endswith(("_finish_reason", "_error"))
-                               or c in label_columns]).with_format("arrow")[:] if ds.num_rows else None
+    keep = [c for c in cols if c.endswith(("_finish_reason", "_error")) or c in label_columns]
+    # no column to read: no table (selecting none of a filtered dataset's columns fails in datasets)
+    table = ds.select_columns(keep).with_format("arrow")[:] if ds.num_rows and keep else None
     truncated: dict[str, Any] = {}
     for c in (c for c in cols if c.endswith("_finish_reason")):
         reasons = Counter(table.column(c).to_pylist()) if table is not None else Counter()
