@@ -285,3 +285,27 @@ def test_short_rows_and_long_rows_do_not_mix():
     dec = curate.Decontaminate(ref, n=4).fit(ds)
     assert dec.keep_mask.tolist() == [False, True, True, False]
     assert dec.describe()["reference"]["ngrams"] == 2
+
+
+def test_card_has_a_decontamination_section(tmp_path):
+    from synth_datasets import Recipe
+
+    reference = [f"test question {i}: which two films did the director make in the years before the war" for i in range(30)]
+    rows = ["a review with no overlap at all, just words", "quoting: Which two films did the director make in the "
+            "years before the war, asked the critic", "another clean row about acting and music"]
+    dec = curate.Decontaminate(reference, n=N, reference_name="my-test-split")
+    recipe = Recipe("decon", source=Dataset.from_dict({"text": rows})).fit_filter(dec, with_indices=True)
+    ds, record = recipe.run(target=tmp_path / "out", metrics=[], report=False, progress=False)
+    assert ds["text"] == [rows[0], rows[2]]
+    card = (tmp_path / "out" / "README.md").read_text()
+    section = card.split("## Decontamination", 1)[1].split("\n## ", 1)[0]
+    assert "**my-test-split** (30 rows, " in section and "distinct word 13-grams" in section
+    assert "**1 rows removed** of 3" in section
+    assert "| 1 | 0 | which two films did the director make in the years before the war |" in section
+    prov = json.loads((tmp_path / "out" / "provenance.json").read_text())
+    step = prov["steps"][0]["describe"]
+    assert step["reference"]["rows"] == 30 and not any(t in json.dumps(prov) for t in reference)
+    # a run without the step has no such section
+    Recipe("plain", source=Dataset.from_dict({"text": rows})).run(target=tmp_path / "plain", metrics=[], report=False,
+                                                                  progress=False)
+    assert "## Decontamination" not in (tmp_path / "plain" / "README.md").read_text()
