@@ -308,6 +308,7 @@ def _push(argv: list[str]) -> int:
 
 
 def _cache(action: str) -> int:
+    """Exit 0: healthy, read-only, missing or empty (a note on stderr); 2: damaged, or not our file."""
     from .llm import ResponseCache
 
     c = ResponseCache()
@@ -316,16 +317,27 @@ def _cache(action: str) -> int:
         return 0
     if action == "clear":
         c.clear()
-    problems = c.check()
-    rows = len(c) if not problems else None  # a path that cannot hold a cache raises CacheError here
-    size = c.path.stat().st_size if c.path.exists() else 0
-    print(json.dumps({"path": str(c.path), "responses": rows, "bytes": size, "healthy": not problems,
-                      **({"problems": problems[:5]} if problems else {})}))
-    if problems:
-        print(f"error: The response cache {c.path} is damaged ({problems[0]}). Run `synth-datasets cache repair` "
+    st = c.status()
+    print(json.dumps(st))
+    state, path = st["state"], c.path
+    if state == "missing":
+        print(f"note: no cache at {path} (nothing stored yet, or SYNTH_DATASETS_CACHE points elsewhere).",
+              file=sys.stderr)
+    elif state == "empty":
+        print(f"warning: the response cache {path} is empty (0 bytes): answers stored earlier are not in it. If "
+              "it should hold answers, restore it from a copy.", file=sys.stderr)
+    elif state == "foreign":
+        print(f"error: {path} is not a synth-datasets cache ({st['problems'][0]}); it is left as it is. Move it "
+              "away, or set SYNTH_DATASETS_CACHE to another folder.", file=sys.stderr)
+        return 2
+    elif state == "damaged":
+        print(f"error: The response cache {path} is damaged ({st['problems'][0]}). Run `synth-datasets cache repair` "
               "to keep its readable answers (the damaged file is moved aside), or `synth-datasets cache clear`.",
               file=sys.stderr)
         return 2
+    elif st["read_only"]:
+        print(f"note: the response cache {path} is read-only: its answers are used, new ones are not kept.",
+              file=sys.stderr)
     return 0
 
 

@@ -213,7 +213,8 @@ def test_damaged_header_and_clear_on_a_damaged_file(tmp_path):
     assert str(path) in str(e.value) and "damaged" in str(e.value) and "writable" not in str(e.value)
     r = _cli("cache", "clear", cache_dir=tmp_path)
     assert r.returncode == 0, r.stderr
-    assert json.loads(r.stdout) | {"bytes": 0} == {"path": str(path), "responses": 0, "bytes": 0, "healthy": True}
+    assert json.loads(r.stdout) | {"bytes": 0} == {"path": str(path), "state": "healthy", "read_only": False,
+                                                   "responses": 0, "bytes": 0, "healthy": True}
     # mid-file damage too
     path2 = tmp_path / "two" / "responses.sqlite"
     _filled_cache(path2)

@@ -72,6 +72,71 @@ def _side_files(path: Path) -> list[Path]:
     return [path.with_name(path.name + s) for s in ("-wal", "-shm", "-journal")]
 
 
+_TABLE_SQL = "CREATE TABLE responses (key TEXT PRIMARY KEY, value TEXT NOT NULL, created REAL)"
+_COLUMNS = ["key", "value", "created"]
+_EMPTY_GRACE_S = 2.0  # a 0-byte file younger than this is one a concurrent opener has just created
+
+
+def _completion(value: str) -> Completion | None:
+    try:
+        return Completion.from_json(json.loads(value))
+    except (TypeError, ValueError, AttributeError):
+        return None
+
+
+def _open_ro(path: Path) -> tuple[sqlite3.Connection, bool]:
+    """A read-only connection that has read the schema, and whether it had to be opened ``immutable``
+    (``mode=ro`` needs the ``-shm`` file to exist or be creatable: not so in a read-only folder; answers
+    only in an uncheckpointed ``-wal`` are then not seen). Raises the last ``sqlite3.Error``."""
+    uri = path.resolve().as_uri()
+    last: sqlite3.Error | None = None
+    for query, immutable in (("?mode=ro", False), ("?mode=ro&immutable=1", True)):
+        conn = sqlite3.connect(uri + query, uri=True, timeout=60, check_same_thread=False, isolation_level=None)
+        try:
+            conn.execute("SELECT name FROM sqlite_master LIMIT 1").fetchall()
+            return conn, immutable
+        except sqlite3.Error as e:
+            conn.close()
+            if _is_damage(e):
+                raise
+            last = e
+    raise last  # type: ignore[misc]
+
+
+def _foreign_reason(conn: sqlite3.Connection) -> str | None:
+    """Why a readable SQLite file is not one of our caches (None: it is ours, or an empty database)."""
+    tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+    if not tables:
+        return None
+    if "responses" not in tables:
+        return f"an SQLite database without a `responses` table (its tables: {sorted(tables)[:5]})"
+    cols = [r[1] for r in conn.execute("PRAGMA table_info(responses)")]
+    if cols != _COLUMNS:
+        return f"an SQLite database whose `responses` table has other columns ({cols})"
+    return None
+
+
+def _looks_ours(path: Path) -> bool:
+    """A file SQLite cannot open is one of our caches when its first page still holds our table's
+    definition, or when some page still holds a row shaped like ours."""
+    from .sqlite_pages import scan
+
+    try:
+        with open(path, "rb") as f:
+            if _TABLE_SQL.encode() in f.read(65536):
+                return True
+        return bool(scan(path, accept=lambda v: _completion(v) is not None).rows)
+    except OSError:
+        return False
+
+
+def _foreign_error(path: Path, what: str) -> CacheError:
+    return CacheError(
+        f"{path} is not a synth-datasets response cache ({what}); it is left as it is, never changed or deleted. "
+        f"Move that file away, or set {CACHE_ENV} to another folder (the cache is <folder>/responses.sqlite), "
+        "or pass cache=<path> or cache=False to LLM().")
+
+
 class ResponseCache:
     """Process-safe key -> completion store.
 
@@ -102,6 +167,8 @@ class ResponseCache:
 
     # -- errors ------------------------------------------------------------------------------
     def _error(self, e: BaseException, doing: str) -> CacheError:
+        if _is_damage(e) and self.path.is_file() and not _looks_ours(self.path):
+            return _foreign_error(self.path, f"SQLite cannot read it: {e}")
         if _is_damage(e):
             return CacheError(
                 f"The response cache {self.path} is damaged ({e}) while {doing}. Run `synth-datasets cache repair` "
@@ -118,26 +185,48 @@ class ResponseCache:
         warnings.warn(message, CacheWarning, stacklevel=4)
 
     # -- connection --------------------------------------------------------------------------
+    def _blocked_folder_error(self) -> CacheError:
+        parent = self.path.parent
+        blocker = next((a for a in (parent, *parent.parents) if a.exists() and not a.is_dir()), parent)
+        return CacheError(f"The response cache folder {parent} cannot be created: {blocker} is a file, not a "
+                          f"folder. Set {CACHE_ENV} to a folder (the cache is <folder>/responses.sqlite), or pass "
+                          "cache=False to LLM().")
+
+    def _not_a_file(self) -> None:
+        if self.path.is_dir():
+            raise CacheError(f"The response cache path {self.path} is a folder, not a file. Remove it, or set "
+                             f"{CACHE_ENV} to another folder.")
+
     def _make_folder(self) -> None:
         parent = self.path.parent
         try:
             parent.mkdir(parents=True, exist_ok=True)
         except (FileExistsError, NotADirectoryError) as e:
-            blocker = next((a for a in (parent, *parent.parents) if a.exists() and not a.is_dir()), parent)
-            raise CacheError(f"The response cache folder {parent} cannot be created: {blocker} is a file, not a "
-                             f"folder. Set {CACHE_ENV} to a folder (the cache is <folder>/responses.sqlite), or pass "
-                             "cache=False to LLM().") from e
+            raise self._blocked_folder_error() from e
         except OSError as e:
             raise CacheError(f"Cannot create the response cache folder {parent}: {e.strerror or e} "
                              f"({e.filename or parent}). Set {CACHE_ENV} to a writable folder, or pass cache=False "
                              "to LLM().") from e
-        if self.path.is_dir():
-            raise CacheError(f"The response cache path {self.path} is a folder, not a file. Remove it, or set "
-                             f"{CACHE_ENV} to another folder.")
+        self._not_a_file()
+
+    def _warn_if_empty(self) -> None:
+        """A 0-byte cache file holds none of the answers paid for earlier: say so (SQLite would silently
+        use it as a new, empty cache). A file younger than a few seconds is one that a concurrent opener
+        (``num_proc``) has just created."""
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return
+        if st.st_size == 0 and not _side_files(self.path)[0].exists() and time.time() - st.st_mtime > _EMPTY_GRACE_S:
+            self._warn(f"The response cache {self.path} is an empty (0-byte) file: answers stored earlier are not in "
+                       "it, so every request is sent again. If it should hold answers, restore it from a copy, or "
+                       f"set {CACHE_ENV} to the folder that has them.")
 
     def _connect(self) -> sqlite3.Connection:
         if self._conn is None or self._pid != os.getpid():
             self._make_folder()
+            if self._conn is None:
+                self._warn_if_empty()
             deadline = time.monotonic() + 60
             while True:
                 try:
@@ -160,6 +249,9 @@ class ResponseCache:
     def _open(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, timeout=60, check_same_thread=False, isolation_level=None)
         try:
+            foreign = _foreign_reason(conn)  # before anything writes to it: another program's database is left alone
+            if foreign:
+                raise _foreign_error(self.path, foreign)
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("CREATE TABLE IF NOT EXISTS responses (key TEXT PRIMARY KEY, value TEXT NOT NULL, "
@@ -273,60 +365,142 @@ class ResponseCache:
                 raise self._error(e, "counting the rows of") from e
 
     # -- maintenance -------------------------------------------------------------------------
-    def check(self) -> list[str]:
-        """``PRAGMA quick_check``: an empty list when the file is healthy (or absent), else what is wrong."""
-        if not self.path.exists():
-            return []
+    def status(self) -> dict[str, Any]:
+        """What is at :attr:`path`, read without creating or changing anything.
+
+        ``state`` is ``"healthy"``, ``"damaged"`` (``problems`` says what SQLite found), ``"missing"`` (no
+        file: nothing stored yet), ``"empty"`` (a 0-byte file: answers stored earlier are not there) or
+        ``"foreign"`` (not a synth-datasets cache: ``problems`` says what it is; it is never changed or
+        deleted). ``read_only`` is True when the file or its folder cannot be written (its answers are still
+        used). ``responses`` is the row count (None when unreadable). A folder at the path, or a file
+        where a parent folder should be, raises :class:`CacheError`.
+
+        Example:
+            >>> import tempfile
+            >>> ResponseCache(tempfile.mkdtemp() + "/r.sqlite").status()["state"]
+            'missing'
+        """
+        self._not_a_file()
+        p = self.path
+        out: dict[str, Any] = {"path": str(p), "state": "missing", "healthy": False, "read_only": False,
+                               "responses": 0, "bytes": 0}
         try:
-            conn = sqlite3.connect(self.path.resolve().as_uri() + "?mode=ro", uri=True, timeout=60)
+            size = p.stat().st_size
+        except NotADirectoryError as e:
+            raise self._blocked_folder_error() from e
+        except FileNotFoundError:
+            return out
+        out["bytes"] = size
+        out["read_only"] = not (os.access(p, os.W_OK) and os.access(p.parent, os.W_OK))
+        if size == 0 and not _side_files(p)[0].exists():
+            return {**out, "state": "empty"}
+        try:
+            conn, immutable = _open_ro(p)
         except sqlite3.Error as e:
-            return [str(e)]
+            if not _is_damage(e):
+                raise CacheError(f"Reading the response cache {p} failed: {e}. Check its permissions, or set "
+                                 f"{CACHE_ENV} to another folder.") from e
+            state = "damaged" if _looks_ours(p) else "foreign"
+            return {**out, "state": state, "responses": None, "problems": [str(e)]}
+        out["read_only"] = out["read_only"] or immutable
         try:
+            foreign = _foreign_reason(conn)
+            if foreign:
+                return {**out, "state": "foreign", "responses": None, "problems": [foreign]}
             rows = [r[0] for r in conn.execute("PRAGMA quick_check")]
+            problems = [] if rows == ["ok"] else [line for r in rows for line in str(r).splitlines() if line.strip()]
+            if problems:
+                return {**out, "state": "damaged", "responses": None, "problems": problems}
+            n = conn.execute("SELECT COUNT(*) FROM responses").fetchone()[0] if self._has_table(conn) else 0
+            return {**out, "state": "healthy", "healthy": True, "responses": n}
         except sqlite3.Error as e:
-            return [str(e)]
+            if not _is_damage(e):
+                raise self._error(e, "reading") from e
+            return {**out, "state": "damaged", "responses": None, "problems": [str(e)]}
         finally:
             conn.close()
-        return [] if rows == ["ok"] else [line for r in rows for line in str(r).splitlines() if line.strip()]
+
+    @staticmethod
+    def _has_table(conn: sqlite3.Connection) -> bool:
+        return conn.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='responses'").fetchone() is not None
+
+    def check(self) -> list[str]:
+        """``PRAGMA quick_check``: an empty list when the file is healthy (or absent, or empty), else what is
+        wrong (a file that is not one of our caches is reported as such). A read-only file is not damage."""
+        try:
+            st = self.status()
+        except CacheError as e:
+            return [str(e)]
+        return list(st.get("problems", [])) if st["state"] in ("damaged", "foreign") else []
 
     def clear(self) -> None:
-        """Delete every stored response. Works on a damaged file too (the file is then removed)."""
+        """Delete every stored response. A damaged file that is recognisably ours (our table's definition
+        or rows in it) is removed and a new empty cache takes its place; a file that is not a
+        synth-datasets cache is never touched (:class:`CacheError` names it)."""
         with self._lock:
-            try:
-                self._connect().execute("DELETE FROM responses")
+            st = self.status()
+            if st["state"] in ("missing", "empty"):
                 return
-            except CacheError as e:
-                if not _is_damage(e.__cause__):
-                    raise
-            except sqlite3.Error as e:
-                if not _is_damage(e):
-                    raise self._error(e, "clearing") from e
+            if st["state"] == "foreign":
+                raise _foreign_error(self.path, st["problems"][0])
+            if st["state"] == "healthy":
+                try:
+                    self._connect().execute("DELETE FROM responses")
+                    return
+                except CacheError as e:
+                    if not _is_damage(e.__cause__):
+                        raise
+                except sqlite3.Error as e:
+                    if not _is_damage(e):
+                        raise self._error(e, "clearing") from e
             self._close()
             for f in (self.path, *_side_files(self.path)):
                 f.unlink(missing_ok=True)
+            self._connect()
 
     def repair(self) -> dict[str, Any]:
         """Copy every readable row of a damaged cache into a new file at the same path, and move the
-        damaged file aside (``responses.sqlite.damaged-<time>``). Returns ``salvaged``, ``unreadable``
-        (rows SQLite could not read) and ``damaged_file``; a healthy file is left as it is."""
+        damaged file aside (``responses.sqlite.damaged-<time>``); a healthy (or empty) file is left as it is.
+
+        Rows are read through SQLite first; where SQLite fails (a truncated file, a garbage header, broken
+        pages), every page of the file and of its ``-wal`` is read directly (:mod:`.sqlite_pages`). Returns
+        ``state``, ``salvaged``, ``unreadable`` (rows known to be lost; None when it cannot be known, e.g.
+        pages cut off a truncated file), ``unreadable_at_least`` (keys seen in the key index or in rows
+        whose answer is unreadable, but not salvaged) and ``damaged_file``. No cache at the path, a folder
+        there, or a file that is not a synth-datasets cache: :class:`CacheError` (nothing is changed).
+        """
         with self._lock:
             self._close()
-            problems = self.check()
-            if not problems or not self.path.exists():
-                return {"path": str(self.path), "healthy": True, "salvaged": None, "unreadable": 0,
-                        "damaged_file": None}
+            st = self.status()
+            if st["state"] == "missing":
+                raise CacheError(f"There is no cache at {self.path}: nothing to repair. {CACHE_ENV} (or the "
+                                 "cache= argument) says where the cache is; point it at the folder that holds "
+                                 "responses.sqlite.")
+            if st["state"] == "foreign":
+                raise _foreign_error(self.path, st["problems"][0])
+            if st["state"] != "damaged":
+                return {"path": str(self.path), "state": st["state"], "healthy": st["healthy"], "salvaged": None,
+                        "unreadable": 0, "damaged_file": None}
             new = self.path.with_name(self.path.name + ".repair-tmp")
-            for f in (new, *_side_files(new)):
-                f.unlink(missing_ok=True)
-            salvaged, unreadable = _salvage(self.path, new)
-            aside = self.path.with_name(f"{self.path.name}.damaged-{time.strftime('%Y%m%d-%H%M%S')}")
-            os.replace(self.path, aside)
-            for f in _side_files(self.path):
-                if f.exists():
-                    os.replace(f, aside.with_name(aside.name + f.name[len(self.path.name):]))
-            os.replace(new, self.path)
-            return {"path": str(self.path), "healthy": False, "problems": problems[:5], "salvaged": salvaged,
-                    "unreadable": unreadable, "damaged_file": str(aside)}
+            try:
+                for f in (new, *_side_files(new)):  # a leftover of an interrupted repair (a name only repair uses)
+                    f.unlink(missing_ok=True)
+                salvaged, unreadable, at_least = _salvage(self.path, new)
+                aside = self.path.with_name(f"{self.path.name}.damaged-{time.strftime('%Y%m%d-%H%M%S')}")
+                os.replace(self.path, aside)
+                for f in _side_files(self.path):
+                    if f.exists():
+                        os.replace(f, aside.with_name(aside.name + f.name[len(self.path.name):]))
+                os.replace(new, self.path)
+            except OSError as e:
+                if isinstance(e, CacheError):
+                    raise
+                raise CacheError(f"Repairing the response cache {self.path} failed: {e.strerror or e} "
+                                 f"({e.filename or self.path}). Make its folder writable and run "
+                                 "`synth-datasets cache repair` again.") from e
+            return {"path": str(self.path), "state": "damaged", "healthy": False, "problems": st["problems"][:5],
+                    "salvaged": salvaged, "unreadable": unreadable, "unreadable_at_least": at_least,
+                    "damaged_file": str(aside)}
 
     def _close(self) -> None:
         if self._conn is not None and self._pid == os.getpid():
@@ -340,49 +514,42 @@ class ResponseCache:
         self._close()
 
 
-def _salvage(src: Path, dst: Path, chunk: int = 256) -> tuple[int, int]:
-    """Copy the rows of ``src`` that SQLite can still read (by rowid ranges, then row by row inside a
-    range that fails) into a fresh cache at ``dst``. Returns (rows copied, rows unreadable)."""
-    out = ResponseCache(dst)
+def _salvage(src: Path, dst: Path) -> tuple[int, int | None, int]:
+    """Copy the rows of ``src`` that can still be read into a fresh cache at ``dst``: through SQLite, and
+    where SQLite fails, page by page (:func:`.sqlite_pages.scan`). Returns (rows copied, rows lost or None
+    when unknown, rows known to be lost)."""
+    from .sqlite_pages import scan
+
     rows: dict[str, Completion] = {}
-    unreadable = 0
+    clean = False
     try:
-        conn = sqlite3.connect(src.resolve().as_uri() + "?mode=ro", uri=True, timeout=60)
-    except sqlite3.Error:
-        out.close()
-        return 0, 0
-    try:
+        conn, _ = _open_ro(src)
         try:
-            top = conn.execute("SELECT max(rowid) FROM responses").fetchone()[0] or 0
-        except sqlite3.Error:
-            try:
-                pages, size = (conn.execute(f"PRAGMA {p}").fetchone()[0] for p in ("page_count", "page_size"))
-                top = pages * size // 64  # no row is smaller than ~64 bytes
-            except sqlite3.Error:
-                top = 0
-
-        def keep(found) -> None:
-            for k, v in found:
-                try:
-                    rows[str(k)] = Completion.from_json(json.loads(v))
-                except (TypeError, ValueError):
-                    pass
-
-        q = "SELECT key, value FROM responses WHERE rowid BETWEEN ? AND ?"
-        for lo in range(1, top + 1, chunk):
-            try:
-                keep(conn.execute(q, (lo, lo + chunk - 1)).fetchall())
-            except sqlite3.Error:
-                for r in range(lo, min(lo + chunk, top + 1)):
-                    try:
-                        keep(conn.execute(q, (r, r)).fetchall())
-                    except sqlite3.Error:
-                        unreadable += 1
-            if len(rows) >= 5000:
-                out.put_many(rows)
-                rows.clear()
-        out.put_many(rows)
-        return len(out), unreadable
+            for k, v in conn.execute("SELECT key, value FROM responses"):
+                c = _completion(v) if isinstance(v, str) else None
+                if c is not None:
+                    rows[str(k)] = c
+            clean = True
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        pass
+    unreadable: int | None = 0
+    at_least = 0
+    if not clean:
+        found = scan(src, accept=lambda v: _completion(v) is not None)
+        for k, v in found.rows.items():
+            if k not in rows:
+                rows[k] = _completion(v)  # type: ignore[assignment]
+        lost = found.lost_keys - rows.keys()
+        at_least = len(lost)
+        # The key index saw every row we have: it looks whole, so what it lists and we lack is what is lost.
+        unreadable = len(lost) if rows.keys() <= found.index_keys else None
+    out = ResponseCache(dst)
+    try:
+        items = list(rows.items())
+        for start in range(0, len(items), 5000):
+            out.put_many(dict(items[start:start + 5000]))
+        return len(out), unreadable, at_least
     finally:
-        conn.close()
         out.close()

@@ -60,7 +60,6 @@ class _Run:
         self.first_of: dict[str, int] = {}  # key -> index of the request that is sent for it
         self.futures: list[tuple[list[int], Any]] = []
         self.pending: dict[str, Completion] = {}
-        self.flush_every = max(1, int(llm.options.get("batch_size", 32)))
         self.bar = None
         if progress:
             from tqdm.auto import tqdm
@@ -72,8 +71,9 @@ class _Run:
             self.pending[self.keys[idx[j]]] = c
             if self.bar is not None:
                 self.bar.update(1)
-            if len(self.pending) >= self.flush_every:
-                self.llm._flush(self.pending)
+            # A row finished is a row kept: each answer is committed before the next one is decoded or
+            # awaited, so a killed run loses none it finished (~0.2 ms per answer, BENCHMARKS.md).
+            self.llm._flush(self.pending)
         return on_result
 
     def dispatch(self, requests: Iterable[ChatRequest]) -> None:
