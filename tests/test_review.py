@@ -5,6 +5,7 @@ The browser acceptance test is tests/test_review_page.py."""
 from __future__ import annotations
 
 import json
+import re
 import urllib.error
 import urllib.request
 import warnings
@@ -70,11 +71,45 @@ def test_log_torn_line_is_ignored_and_next_append_starts_fresh(tmp_path):
     assert [r["action"] for r in recs] == ["accept", "drop"]
 
 
-def test_log_garbage_line_names_the_line(tmp_path):
+def test_log_unreadable_lines_are_skipped_once_each_with_their_line_number(tmp_path):
+    data = ReviewData(_ds())
     path = tmp_path / "reviews.jsonl"
-    path.write_text('{"v": 1, "seq": 1, "type": "merged"}\nhello\n')
-    with pytest.raises(ReviewFileError, match="line 2 is not valid JSON"):
-        ReviewLog(path)
+    ok = '{"v": 1, "seq": %d, "type": "decision", "action": "accept", "row": %d, "id": "r%d", "reviewer": "ana"}'
+    path.write_text("\n".join([
+        ok % (1, 0, 0),
+        "hello",                                                                       # 2: not JSON
+        (ok % (2, 1, 1))[:-1] + ', "seconds": NaN}',                                  # 3: NaN
+        (ok % (3, 2, 2))[:-1] + ', "seconds": 1e309}',                                # 4: infinite
+        (ok % (4, 3, 3))[:-1] + ', "seconds": -Infinity}',                            # 5: -Infinity
+        '{"v": 1, "seq": 5, "type": "decision", "action": "accept", "id": "r4"}',     # 6: no row
+        '{"v": 1, "seq": 6, "type": "decision", "action": "accept", "row": "7"}',     # 7: row is text
+        '{"v": 1, "seq": 7, "type": "undo", "undoes": null}',                         # 8: undoes nothing
+        '[1, 2]',                                                                      # 9: not a record
+        ok % (8, 5, 5),
+    ]) + "\n")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        log = ReviewLog(path)
+        states = log.states()
+        log.states()  # a second replay warns about nothing new
+    assert [n for n, _ in log.skipped] == [2, 3, 4, 5, 6, 7, 8, 9]
+    assert sorted(states["ana"]) == [0, 5]
+    msgs = [str(w.message) for w in caught]
+    assert len(msgs) == 8 and all("is skipped" in m for m in msgs)
+    assert "line 3 is skipped: not valid JSON (NaN" in msgs[1] and "'row' is '7'" in msgs[5]
+    rec = _decide(log, data, "ana", 6, "drop")  # appending goes on after the bad lines
+    assert rec["seq"] == 9 and sorted(ReviewLog(path).states()["ana"]) == [0, 5, 6]
+
+
+def test_log_refuses_to_write_a_nan_or_out_of_range_seconds(tmp_path):
+    data = ReviewData(_ds())
+    log = ReviewLog(tmp_path / "r.jsonl")
+    for bad in (float("nan"), float("inf"), -1.0, True, "3"):
+        with pytest.raises(InvalidParameterError, match="seconds=.*finite number of seconds"):
+            _decide(log, data, "ana", 0, "accept", seconds=bad)
+    with pytest.raises(InvalidParameterError, match="NaN or infinite"):
+        _decide(log, data, "ana", 0, "accept", note_score=float("nan"))
+    assert not log.path.exists()  # nothing was written
 
 
 def test_two_writers_on_one_file_see_each_other(tmp_path):
@@ -257,3 +292,38 @@ def test_cli_merge_and_refusal(folder, capsys):
     assert (out["rows_in"], out["rows_out"], out["changed"], out["dropped"]) == (8, 7, 1, 1)
     assert main(["review", str(folder), "--host", "0.0.0.0", "--no-open"]) == 2
     assert "Refusing to serve" in capsys.readouterr().err
+
+
+# -- bad numbers (issue 22, item 3) -------------------------------------------------------------------
+def test_api_refuses_non_finite_seconds_and_survives_a_nan_line_already_in_the_file(folder):
+    """One POST with "seconds": NaN used to be written, and from then on /api/state, /api/row and
+    /api/decide answered 500 for everyone (also after a restart) and the card showed "nan s"."""
+    path = folder / "reviews.jsonl"
+    path.write_text('{"v": 1, "seq": 1, "time": "t", "type": "decision", "action": "accept", "row": 0, "id": "r0", '
+                    '"reviewer": "ana", "llm_label": 0, "seconds": NaN}\n'
+                    '{"v": 1, "seq": 2, "time": "t", "type": "decision", "action": "drop", "row": 1, "id": "r1", '
+                    '"reviewer": "ana", "llm_label": 1, "seconds": 2.5}\n')
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        srv = review(folder, block=False, open_browser=False, quiet=True)
+        try:
+            for raw in (b"NaN", b"1e309", b"-Infinity", b"-3", b"true", b'"5"', b"1e9"):
+                body = b'{"reviewer": "bob", "row": 2, "action": "accept", "seconds": ' + raw + b"}"
+                status, out = _call(srv.url + "api/decide", body)
+                assert status == 400 and "seconds=" in out["error"] and "finite number" in out["error"], (raw, out)
+            status, state = _call(srv.url + "api/state?reviewer=ana")
+            assert status == 200 and state["skipped_lines"] == 1 and list(state["decisions"]) == ["1"]
+            assert _call(srv.url + "api/row/0?reviewer=ana")[0] == 200
+            status, out = _call(srv.url + "api/decide", {"reviewer": "bob", "row": 2, "action": "accept", "seconds": 4})
+            assert status == 200 and out["record"]["seconds"] == 4.0
+            status, out = _call(srv.url + "api/merge", {})
+            assert status == 200, out
+        finally:
+            srv.stop()
+    assert sum("line 1 is skipped" in str(w.message) for w in caught) >= 1
+    lines = path.read_text().splitlines()
+    assert "NaN" in lines[0] and not any("Infinity" in x or "1e309" in x for x in lines)  # the file is append-only
+    card = (folder / "README.md").read_text()
+    assert "## Human review" in card and not re.search(r"\b(nan|inf)\b", card, re.IGNORECASE)
+    prov = json.loads((folder / "provenance.json").read_text(), parse_constant=lambda c: pytest.fail(f"{c} in provenance"))
+    assert prov["review"]["by_reviewer"]["ana"]["seconds_per_row"] == 2.5

@@ -7,7 +7,9 @@ starts after the last one (what came before is already in the data).
 
 Several processes may write one file (two reviewers, two servers): each append holds an exclusive
 ``flock`` and first reads what the others appended. A last line torn by a crash (no newline) is
-ignored on reading and the next append starts on a fresh line.
+ignored on reading and the next append starts on a fresh line. Any other line that is not a valid
+record (bad JSON, NaN or infinite numbers, missing keys, wrong types) is skipped with one warning and
+counted in :attr:`ReviewLog.skipped`: one bad line never stops the review.
 
 >>> import tempfile, pathlib
 >>> log = ReviewLog(pathlib.Path(tempfile.mkdtemp()) / "reviews.jsonl")
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import math
 import os
 import threading
 import warnings
@@ -30,13 +33,15 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import InvalidParameterError, ReviewFileError
+from ..errors import InvalidParameterError
 
 LOG_FORMAT = 1
 ACTIONS = ("accept", "relabel", "edit", "drop", "skip", "note")
 #: actions that settle a row for a reviewer (skip and note do not)
 DECIDING = ("accept", "relabel", "edit", "drop")
 ANONYMOUS = "anonymous"
+#: the longest time (seconds) one decision may record: a week, a tab left open included
+MAX_SECONDS = 7 * 24 * 3600.0
 
 try:  # POSIX; elsewhere one process per file is assumed
     import fcntl
@@ -52,6 +57,63 @@ def reviewer_name(name: Any) -> str:
         raise InvalidParameterError(f"reviewer={name!r} must be a string (the name the reviewer types).")
     name = " ".join(name.split())[:80]
     return name or ANONYMOUS
+
+
+def check_seconds(value: Any, *, field: str = "seconds") -> float | None:
+    """``value`` as the seconds a decision took (rounded to ms), None when absent; an error naming
+    ``field`` when it is not a finite number from 0 to :data:`MAX_SECONDS`."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+            or not 0 <= value <= MAX_SECONDS:
+        raise InvalidParameterError(f"{field}={value!r} must be a finite number of seconds from 0 to "
+                                    f"{MAX_SECONDS:g} (or left out).")
+    return round(float(value), 3)
+
+
+def _int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def record_problem(rec: Any) -> str | None:
+    """Why ``rec`` (a parsed line) is not a record a replay can use, or None when it is."""
+    if not isinstance(rec, dict):
+        return "not a JSON object"
+    kind = rec.get("type")
+    if not isinstance(kind, str):
+        return "no 'type'"
+    if "seq" in rec and not _int(rec["seq"]):
+        return f"'seq' is {rec['seq']!r}, not an integer"
+    if kind == "decision":
+        if rec.get("action") not in ACTIONS:
+            return f"'action' is {rec.get('action')!r}, not one of {list(ACTIONS)}"
+        if not _int(rec.get("row")) or rec["row"] < 0:
+            return f"'row' is {rec.get('row')!r}, not a row number"
+        if not _int(rec.get("seq")):
+            return "no 'seq'"
+        if rec.get("reviewer") is not None and not isinstance(rec["reviewer"], str):
+            return f"'reviewer' is {rec['reviewer']!r}, not a name"
+        try:
+            check_seconds(rec.get("seconds"))
+        except InvalidParameterError:
+            return f"'seconds' is {rec.get('seconds')!r}, not a finite number from 0 to {MAX_SECONDS:g}"
+        for key in ("text", "original_text", "note"):
+            if rec.get(key) is not None and not isinstance(rec[key], str):
+                return f"{key!r} is not text"
+    elif kind == "undo" and not _int(rec.get("undoes")):
+        return f"'undoes' is {rec.get('undoes')!r}, not a record number"
+    return None
+
+
+def _no_constant(name: str):
+    raise ValueError(f"{name} is not a number JSON allows")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text} is out of range for a number")
+    return value
 
 
 @dataclass
@@ -91,6 +153,8 @@ class ReviewLog:
         self._records: list[dict[str, Any]] = []
         self._offset = self._lines = 0
         self._warned = -1
+        #: ``(line number, why)`` of every line skipped as unreadable (each warned about once)
+        self.skipped: list[tuple[int, str]] = []
         with self._lock:
             self._read_new()
 
@@ -111,19 +175,27 @@ class ReviewLog:
             if not line.strip():
                 continue
             try:
-                rec = json.loads(line)
-            except ValueError as e:
-                if line.startswith(b'{"v"'):  # a write cut off by a crash, then a newer line: never acknowledged
+                rec = json.loads(line, parse_constant=_no_constant, parse_float=_finite)
+            except (ValueError, RecursionError) as e:
+                if line.startswith(b'{"v"') and isinstance(e, json.JSONDecodeError) \
+                        and not line.rstrip().endswith(b"}"):  # a write cut off by a crash, then a newer line
                     warnings.warn(f"{self.path}: line {k} is an incomplete record (a write was cut off) and is "
                                   "ignored.", stacklevel=3)
                     continue
-                raise ReviewFileError(f"{self.path}: line {k} is not valid JSON ({e}). The file is append-only: "
-                                      "restore the line or delete it; nothing was changed.") from e
-            if not isinstance(rec, dict) or "type" not in rec:
-                raise ReviewFileError(f"{self.path}: line {k} is not a review record (no 'type'). Remove the line.")
+                self._skip(k, f"not valid JSON ({e})")
+                continue
+            problem = record_problem(rec)
+            if problem is not None:
+                self._skip(k, problem)
+                continue
             self._records.append(rec)
         self._lines += data[:end].count(b"\n")
         self._offset += end
+
+    def _skip(self, line: int, why: str) -> None:
+        self.skipped.append((line, why))
+        warnings.warn(f"{self.path}: line {line} is skipped: {why}. The file is append-only and the line stays; "
+                      "delete or fix it by hand if it should count.", stacklevel=4)
 
     def records(self, *, since_merge: bool = True) -> list[dict[str, Any]]:
         """The records in file order (by default only those after the last ``merged`` marker)."""
@@ -140,6 +212,13 @@ class ReviewLog:
         """Write ``record`` as one line and ``fsync`` it before returning."""
         if record.get("type") == "decision" and record.get("action") not in ACTIONS:
             raise InvalidParameterError(f"action={record.get('action')!r}: one of {list(ACTIONS)}.")
+        if record.get("type") == "decision":
+            check_seconds(record.get("seconds"))
+        try:  # before the file is touched: a line a replay could not read is never written
+            json.dumps(record, default=str, allow_nan=False)
+        except ValueError as e:
+            raise InvalidParameterError(f"The review record holds a NaN or infinite number ({e}); nothing was "
+                                        "written. Send finite numbers.") from e
         with self._lock:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             new = not self.path.exists()
@@ -157,7 +236,7 @@ class ReviewLog:
                 rec = {"v": LOG_FORMAT, "seq": 1 + max((r.get("seq", 0) for r in self._records), default=0),
                        "time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="milliseconds"),
                        **record}
-                line = lead + (json.dumps(rec, ensure_ascii=False, default=str) + "\n").encode("utf-8")
+                line = lead + (json.dumps(rec, ensure_ascii=False, default=str, allow_nan=False) + "\n").encode("utf-8")
                 os.write(fd, line)
                 os.fsync(fd)
                 self._records.append(rec)

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InvalidParameterError, ReviewFileError, SynthDatasetsError
-from .log import ACTIONS, reviewer_name
+from .log import ACTIONS, check_seconds, reviewer_name
 
 STATIC = Path(__file__).with_name("static")
 _COOKIE = "synth_datasets_review"
@@ -64,7 +64,8 @@ class ReviewSession:
         states = self.log.states()
         mine = states.get(reviewer_name(reviewer), {})
         return {"decisions": {str(i): s.to_dict() for i, s in mine.items()},
-                "stats": summarize(states, label_name=self.data.label_name)}
+                "stats": summarize(states, label_name=self.data.label_name),
+                "skipped_lines": len(self.log.skipped)}  # unreadable lines of the reviews file (warned once)
 
     def decide(self, body: dict[str, Any]) -> dict[str, Any]:
         action = body.get("action")
@@ -73,10 +74,10 @@ class ReviewSession:
         row = body.get("row")
         if not isinstance(row, int) or isinstance(row, bool) or not 0 <= row < self.data.num_rows:
             raise InvalidParameterError(f"row={row!r} is not a row of the dataset (0 to {self.data.num_rows - 1}).")
-        seconds = body.get("seconds")
+        seconds = check_seconds(body.get("seconds"))  # NaN, inf, negative: refused before anything is written
         rec: dict[str, Any] = {"type": "decision", "action": action, "row": row, "id": self.data.ids[row],
                                "reviewer": reviewer_name(body.get("reviewer")), "llm_label": self.data.llm_labels[row],
-                               "seconds": round(float(seconds), 3) if isinstance(seconds, (int, float)) else None}
+                               "seconds": seconds}
         if action == "relabel":
             rec["label"] = self.data.coerce_label(body.get("label"))
         elif action == "edit":

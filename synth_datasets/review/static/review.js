@@ -211,7 +211,7 @@ function undo() { return enqueue(doUndo); }
 
 async function doDecide(action, extra) {
   if (!S.row) return;
-  const seconds = (performance.now() - S.shownAt) / 1000;
+  const seconds = Math.min((performance.now() - S.shownAt) / 1000, 7 * 24 * 3600);  // the server's MAX_SECONDS
   const res = await api("/api/decide", { reviewer: reviewer(), row: S.row.row, action, seconds, ...(extra || {}) });
   S.decisions = res.decisions;
   S.stats = res.stats;
