@@ -15,9 +15,11 @@ Faults are asked for inside the last user message, per request body (messages + 
     [echoauth400]  answers 400 with a body that repeats the request's Authorization header and query
                    (a careless server: the key must not reach a row, the cache or a log)
     [echoauth500]  the same with 500 (retryable), so the echo goes through the retry path
+    [html]         answers 200 with an HTML page (a web server or proxy where the API should be)
 Server-wide settings: ``require_key`` (answer 401, echoing the Authorization header, to requests
 without ``Bearer <require_key>``), ``echo_auth_every`` (every k-th chat request answers like
-``[echoauth400]``) and ``model_id`` (what ``/v1/models`` reports).
+``[echoauth400]``), ``model_id`` (what ``/v1/models`` reports) and ``html`` (every request, on any
+path, answers 200 with an HTML page that repeats the request's Authorization header).
 ``GET /stats`` returns {"requests": total, "attempts": {key: n}, "times": {key: [t, ...]}}.
 ``log`` holds every request received (any path): method, path, query, Authorization header, body.
 """
@@ -56,6 +58,7 @@ class FaultServer:
         self.require_key: str | None = None
         self.echo_auth_every: int | None = None
         self.model_id = "fault-model"
+        self.html = False
         self.log: list[dict] = []
         self._runner = None
         self._thread = None
@@ -77,7 +80,14 @@ class FaultServer:
         body = await request.read()
         self.log.append({"method": request.method, "path": request.path, "query": request.query_string,
                          "authorization": request.headers.get("Authorization"), "body": body.decode(errors="replace")})
+        if self.html and request.path != "/stats":
+            return web.Response(text=self._page(request), content_type="text/html")
         return await handler(request)
+
+    @staticmethod
+    def _page(request) -> str:
+        return ("<!DOCTYPE html><html><head><title>Welcome</title></head><body><h1>It works!</h1>"
+                f"<p>You sent Authorization: {request.headers.get('Authorization')}</p></body></html>")
 
     async def models(self, request):
         return web.json_response({"object": "list", "data": [{"id": self.model_id, "object": "model"}]})
@@ -93,6 +103,7 @@ class FaultServer:
         self.require_key = None
         self.echo_auth_every = None
         self.model_id = "fault-model"
+        self.html = False
 
     async def chat(self, request):
         body = await request.json()
@@ -115,6 +126,8 @@ class FaultServer:
             return web.json_response(echo, status=500)
         if "[always500]" in user:
             return web.json_response({"error": "always failing"}, status=500)
+        if "[html]" in user:
+            return web.Response(text=self._page(request), content_type="text/html")
         if "[bad400]" in user:
             return web.json_response({"error": "bad request"}, status=400)
         for kind, k in FAULT_RE.findall(user):

@@ -261,3 +261,42 @@ def test_cache_identity_survives_a_restart_on_another_port(tmp_path):
             LLM(second.url, identity="")
     finally:
         second.stop()
+
+
+# -- issue 22, item 8: a server answering 200 with HTML trips the breaker ---------------------------------
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_a_server_answering_html_with_200_stops_the_run_in_a_few_calls(fault_server, fresh_cache, transport):
+    """It used to cost 1,200 calls for 200 rows (every row retried 5 times) and no breaker tripped."""
+    fault_server.reset()
+    fault_server.html = True
+    key = "sk-html-secret-0123456789"
+    try:
+        llm = LLM(fault_server.url, model="m", cache=fresh_cache, transport=transport, api_key=key,
+                  backoff_base=0.01, backoff_max=0.02)
+        gen = TextGenerator(llm, "row {{ i }}")
+        with pytest.raises(EndpointConfigError) as e:
+            Dataset.from_dict({"i": list(range(200))}).map(gen, batched=True)
+        calls = len(_chats(fault_server))
+        assert calls <= 30, calls
+        msg = str(e.value)
+        assert f"server at {fault_server.url} answers something that is not an OpenAI-compatible JSON reply" in msg
+        assert "<!DOCTYPE html><html><head><title>Welcome</title>" in msg and "/v1" in msg
+        assert key not in msg and "Authorization: Bearer" in msg  # the echoed key is scrubbed
+    finally:
+        fault_server.reset()
+
+
+def test_unreadable_replies_in_the_middle_of_a_run_trip_the_breaker(fault_server, fresh_cache):
+    """After a good first reply, 12 unreadable replies in a row stop the run; a few now and then do not."""
+    fault_server.reset()
+    llm = LLM(fault_server.url, cache=fresh_cache, concurrency=4, max_retries=1, backoff_base=0.01, backoff_max=0.02)
+    mixed = [ChatRequest.of([{"role": "user", "content": f"ok {i}" + (" [html]" if i % 3 == 1 else "")}], i)
+             for i in range(30)]
+    out = llm.generate(mixed)
+    assert sum(c.error is not None for c in out) == 10  # error rows, no stop: they never came 12 in a row
+    fault_server.reset()
+    reqs = [ChatRequest.of([{"role": "user", "content": "fine first"}], 0)] + \
+        [ChatRequest.of([{"role": "user", "content": f"r{i} [html]"}], i) for i in range(1, 200)]
+    with pytest.raises(EndpointConfigError, match=r"12 such replies in a row.*It works!"):
+        LLM(fault_server.url, cache=fresh_cache, concurrency=4, backoff_base=0.01, backoff_max=0.02).generate(reqs)
+    assert len(_chats(fault_server)) <= 1 + 12 + 4

@@ -7,7 +7,9 @@ requests-per-minute limit, and a per-row error completion when the retries run o
 Fail fast: the first request is sent alone; if it is answered 401/403/404 the run stops with an
 :class:`~synth_datasets.errors.EndpointConfigError` (URL, status, likely fix) before any other request
 is sent. A circuit breaker stops the run when the first 8 requests, or 90% of the last 50, fail with
-the same non-retryable cause (``fail_fast=False`` turns both off). Credentials in the URL are taken
+the same non-retryable cause, and when replies that are not OpenAI-compatible JSON (an HTML page
+answered with 200, a wrong path behind a proxy) fill the first request's attempts or come 12 times in
+a row (``fail_fast=False`` turns all of these off). Credentials in the URL are taken
 out of it (:func:`synth_datasets.secrets.split_url`); every error text is scrubbed of secrets before
 it reaches a row, the cache or a log.
 
@@ -54,6 +56,17 @@ FIRST_FATAL_STATUS = {401: "the API key is missing or wrong: pass LLM(..., api_k
                            "its /v1/models"}
 BREAKER_FIRST = 8  # the first this many finished requests all failing with one non-retryable cause: stop
 BREAKER_WINDOW, BREAKER_SHARE = 50, 0.9  # or this share of the last BREAKER_WINDOW
+BREAKER_UNREADABLE = 12  # this many replies in a row that are not OpenAI-compatible JSON: stop
+_NOT_OPENAI = ("not an OpenAI-compatible reply",)  # the breaker's cause for those replies
+SAMPLE_CHARS = 200  # of such a reply shown in the error, scrubbed of secrets
+
+
+def _unreadable(what: str, body: Any, status: int | None = 200) -> EndpointError:
+    """A 2xx reply that is not an OpenAI-compatible chat completion (retryable: a proxy may recover)."""
+    text = body.decode(errors="replace") if isinstance(body, (bytes, bytearray)) else str(body)
+    e = EndpointError(f"{what}: {text[:BODY_CHARS]!r}", retryable=True, status=status)
+    e.unreadable_body = text[:BODY_CHARS]  # type: ignore[attr-defined]  (scrubbed before it is shown)
+    return e
 
 
 def _parse_retry_after(value: str | None) -> float | None:
@@ -133,7 +146,7 @@ def _parse_response(data: Any) -> Completion:
         top = [{str(a["token"]): float(a["logprob"]) for a in t.get("top_logprobs") or []} for t in lp["content"]] \
             if lp and lp.get("content") else None
     except (KeyError, IndexError, TypeError, AttributeError) as e:
-        raise EndpointError(f"Malformed completion response: {str(data)[:BODY_CHARS]}", retryable=True) from e
+        raise _unreadable("Malformed completion response", json.dumps(data, default=str)[:BODY_CHARS]) from e
     return Completion(text=text, finish_reason=finish, logprobs=logprobs, top_logprobs=top if top and any(top) else None,
                       usage={"prompt_tokens": int(usage.get("prompt_tokens") or 0),
                              "completion_tokens": int(usage.get("completion_tokens") or 0)})
@@ -211,7 +224,7 @@ class _AiohttpTransport:
         try:
             data = json.loads(raw)
         except ValueError as e:
-            raise EndpointError(f"malformed JSON in response: {raw[:BODY_CHARS]!r}", retryable=True) from e
+            raise _unreadable("malformed JSON in response", raw[:BODY_CHARS], r.status) from e
         return _parse_response(data)
 
     async def aclose(self) -> None:
@@ -262,7 +275,7 @@ class _HubTransport:
             raise EndpointError(f"HTTP {status}: {str(e)[:BODY_CHARS]}", retryable=status in RETRYABLE_STATUS,
                                 status=status, retry_after=ra) from e
         except ValueError as e:  # malformed JSON
-            raise EndpointError(f"malformed response: {e}", retryable=True) from e
+            raise _unreadable("malformed response", getattr(e, "doc", None) or e) from e  # doc: the reply
         except OSError as e:  # connection reset / refused (httpx2 transport errors)
             raise EndpointError(f"{type(e).__name__}: {e}", retryable=True) from e
         except Exception as e:  # httpx2.TransportError does not subclass OSError
@@ -340,6 +353,8 @@ class EndpointBackend(Backend):
         self._fatal: EndpointConfigError | None = None
         self._outcomes: collections.deque = collections.deque(maxlen=BREAKER_WINDOW)
         self._finished = 0
+        self._unreadable_run = 0  # replies in a row that were not OpenAI-compatible JSON
+        self._unreadable_sample = ""
         # close the pooled session when this backend goes away (or at exit), without blocking
         weakref.finalize(self, _close_soon, self._transport)
         self.stats = {"attempts": 0, "retries": 0, "errors": 0}
@@ -436,6 +451,9 @@ class EndpointBackend(Backend):
         if not self.fail_fast or self._fatal is not None:
             return
         url = f"{self.public_url}/chat/completions"
+        if cause == _NOT_OPENAI and first:  # every attempt of the first request (sent alone) was unreadable
+            self._fatal = self._not_openai_error()
+            return
         if first and cause is not None and cause[0] in FIRST_FATAL_STATUS:
             self._fatal = EndpointConfigError(
                 f"The endpoint {url} answered HTTP {cause[0]} to the first request ({c.error}). Likely fix: "
@@ -457,6 +475,15 @@ class EndpointBackend(Backend):
                 "cached. LLM(..., fail_fast=False) turns every failure into an error row instead.",
                 status=cause[0] if isinstance(cause[0], int) else None)
 
+    def _not_openai_error(self) -> EndpointConfigError:
+        return EndpointConfigError(
+            f"The server at {self.public_url} answers something that is not an OpenAI-compatible JSON reply "
+            f"({self._unreadable_run} such replies in a row; the first {SAMPLE_CHARS} characters: "
+            f"{self._unreadable_sample!r}). Check the URL: it should be the server's OpenAI-compatible API, "
+            "usually ending in /v1 (e.g. http://127.0.0.1:8080/v1), not a web page, a login page or a proxy "
+            "in front of it. The answers received so far are cached; LLM(..., fail_fast=False) turns every "
+            "failure into an error row instead.", status=200)
+
     async def _with_retries(self, body: dict[str, Any], limiter: _RateLimiter,
                             secrets: set[str]) -> tuple[Completion, tuple | None]:
         """The completion, and the cause of a final non-retryable failure (None otherwise). Every text
@@ -468,6 +495,7 @@ class EndpointBackend(Backend):
             self.stats["attempts"] += 1
             try:
                 c = await self._transport.post(body)
+                self._unreadable_run = 0
                 c.latency_s, c.attempts = time.perf_counter() - t0, attempt + 1
                 if c.text and secrets:
                     c.text = scrub(c.text, secrets=secrets, patterns=False)
@@ -476,13 +504,22 @@ class EndpointBackend(Backend):
                 msg = " ".join(scrub(str(e), secrets=secrets).split())  # one line
                 if len(msg) > ERROR_CHARS:
                     msg = msg[:ERROR_CHARS] + "…"
+                unreadable = hasattr(e, "unreadable_body")
+                if unreadable:
+                    if not self._unreadable_run:
+                        sample = scrub(e.unreadable_body, secrets=secrets)  # type: ignore[attr-defined]
+                        self._unreadable_sample = " ".join(sample.split())[:SAMPLE_CHARS]
+                    self._unreadable_run += 1
+                    if self.fail_fast and self._fatal is None and self._unreadable_run >= BREAKER_UNREADABLE:
+                        self._fatal = self._not_openai_error()
                 if e.status == 400 and _CONTEXT_EXCEEDED.search(msg):  # this row's prompt, not the setup
                     self.stats["errors"] += 1
                     return Completion(text=None, finish_reason="error", attempts=attempt + 1,
                                       error=f"prompt_too_long: {msg}", latency_s=time.perf_counter() - t0), None
-                if not e.retryable or attempt >= self.max_retries:
+                if not e.retryable or attempt >= self.max_retries or self._fatal is not None:
                     self.stats["errors"] += 1
-                    cause = None if e.retryable else (e.status if e.status is not None else type(e).__name__,)
+                    cause = _NOT_OPENAI if unreadable else None if e.retryable else \
+                        (e.status if e.status is not None else type(e).__name__,)
                     return Completion(text=None, finish_reason="error", attempts=attempt + 1,
                                       error=f"{msg} (after {attempt + 1} attempt{'s' * (attempt > 0)})",
                                       latency_s=time.perf_counter() - t0), cause
@@ -494,6 +531,11 @@ class EndpointBackend(Backend):
                 self.stats["retries"] += 1
                 attempt += 1
                 await asyncio.sleep(delay)
+                if self._fatal is not None:  # the run stopped while this request waited: no more attempts
+                    self.stats["errors"] += 1
+                    return Completion(text=None, finish_reason="error", attempts=attempt,
+                                      error=f"{msg} (after {attempt} attempt{'s' * (attempt > 1)}; the run stopped)",
+                                      latency_s=time.perf_counter() - t0), None
 
     def close(self) -> None:
         _close_soon(self._transport)
