@@ -48,7 +48,7 @@ def _models_usage() -> str:
 
 
 _OUTPUT_OPTIONS = {"out", "push_to_hub", "private", "revision", "create_pr", "overwrite", "no_report",
-                   "from_provenance", "help"}
+                   "from_provenance", "help", "decontaminate", "decontaminate_column", "decontaminate_n"}
 
 
 def _type_of(p) -> Any:
@@ -69,6 +69,12 @@ def _add_output_options(ap: argparse.ArgumentParser) -> None:
     g.add_argument("--create-pr", action="store_true", help="open a pull request instead of committing")
     g.add_argument("--overwrite", action="store_true", help="replace a non-empty --out folder")
     g.add_argument("--no-report", action="store_true", help="skip the plots")
+    d = ap.add_argument_group("decontamination (after the builder's own curation, before publishing)")
+    d.add_argument("--decontaminate", metavar="FILE", help="drop rows sharing a word n-gram with this test set "
+                   "(csv, jsonl or parquet); the card gets a Decontamination section")
+    d.add_argument("--decontaminate-column", default="text", metavar="COLUMN",
+                   help="the text column of --decontaminate FILE (default: text)")
+    d.add_argument("--decontaminate-n", type=int, default=13, metavar="N", help="n-gram length in words (default: 13)")
 
 
 def param_help(fn) -> dict[str, str]:
@@ -206,14 +212,28 @@ def _builder_from_provenance(prov: dict[str, Any], path: str):
     return builder
 
 
+#: the most rows one build may ask for (``--n``); more is refused before any work
+MAX_BUILD_ROWS = 1_000_000
+
+
+def _check_n(params: dict[str, Any]) -> None:
+    n = params.get("n")
+    if isinstance(n, int) and not isinstance(n, bool) and n > MAX_BUILD_ROWS:
+        raise InvalidParameterError(f"--n {n:,} is more than the most rows one build makes ({MAX_BUILD_ROWS:,}). "
+                                    "Pass a smaller --n; for more rows, run several builds with different --seed "
+                                    "values and concatenate them.")
+
+
 def run_build(builder, params: dict[str, Any], *, out: str | None = None, push_to_hub: str | None = None,
               private: bool = False, revision: str | None = None, create_pr: bool = False, overwrite: bool = False,
-              report: bool = True, llm=None, command: str | None = None):
+              report: bool = True, llm=None, command: str | None = None, decontaminate=None):
     """Check the targets, run the builder's recipe, publish. Everything that can be wrong with the
-    targets (repo id, token, output folder) fails before any row is generated."""
+    targets (repo id, token, output folder) fails before any row is generated. ``decontaminate`` (a
+    ``curate.Decontaminate``) is added as the recipe's last step."""
     from .hub import check_hub_access, publish
     from .io import check_output_dir
 
+    _check_n(params)
     if not out and not push_to_hub:
         raise InvalidParameterError("Nothing to write: pass --out DIR and/or --push-to-hub REPO_ID.")
     if push_to_hub:
@@ -221,6 +241,11 @@ def run_build(builder, params: dict[str, Any], *, out: str | None = None, push_t
     if out:
         check_output_dir(out, overwrite=overwrite)
     recipe = builder.recipe(llm=llm, **params)
+    if decontaminate is not None:
+        if decontaminate.column is None and not recipe.card.get("text_column"):
+            raise InvalidParameterError(f"Builder {builder.name} declares no text column (Recipe(text_column=...)), "
+                                        "so --decontaminate cannot tell which column to check: declare one.")
+        recipe.fit_filter(decontaminate, name="decontaminate", with_indices=True)
     _load_models(recipe)
     print(scrub(f"Building {builder.name} with {json.dumps(recipe.params, default=str)}"), file=sys.stderr)
     ds, record = recipe.run()
@@ -230,6 +255,10 @@ def run_build(builder, params: dict[str, Any], *, out: str | None = None, push_t
 
     # run from the dataset's folder, where builder.py and provenance.json are shipped (see the card)
     record.reproduce = builder.command(recipe.params, script="builder.py", out=reproduced_dir(recipe.name))
+    if decontaminate is not None:  # the reference file is not shipped: the command names it
+        record.reproduce += " " + shlex.join(["--decontaminate", decontaminate.params()["reference_name"],
+                                              "--decontaminate-column", decontaminate.reference_column,
+                                              "--decontaminate-n", str(decontaminate.n)])
     options = dict(private=private, revision=revision, create_pr=create_pr, report=report,
                    builder_file=builder.path)
     if out:
@@ -298,9 +327,15 @@ def _build(argv: list[str]) -> int:
     args = vars(_builder_parser(builder, defaults).parse_args(rest))
     params = {k: args[k] for k in builder.parameters() if k in args}
     command = shlex.join(["synth-datasets", "build", *map(_public_arg, argv)])
+    decontaminate = None
+    if args["decontaminate"]:
+        from .curate import Decontaminate
+
+        decontaminate = Decontaminate.from_file(args["decontaminate"], column=args["decontaminate_column"],
+                                                n=args["decontaminate_n"])
     ds, res = run_build(builder, params, out=args["out"], push_to_hub=args["push_to_hub"], private=args["private"],
                         revision=args["revision"], create_pr=args["create_pr"], overwrite=args["overwrite"],
-                        report=not args["no_report"], command=command)
+                        report=not args["no_report"], command=command, decontaminate=decontaminate)
     prov = res.provenance
     print(json.dumps({"out": str(res.folder) if res.folder else None, "repo_id": res.repo_id, "commit": res.commit,
                       "pr_url": res.pr_url, "rows": ds.num_rows,

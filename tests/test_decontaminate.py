@@ -290,7 +290,8 @@ def test_short_rows_and_long_rows_do_not_mix():
 def test_card_has_a_decontamination_section(tmp_path):
     from synth_datasets import Recipe
 
-    reference = [f"test question {i}: which two films did the director make in the years before the war" for i in range(30)]
+    reference = [f"test question {i}: which two films did the director make in the years before the war"
+                 for i in range(30)]
     rows = ["a review with no overlap at all, just words", "quoting: Which two films did the director make in the "
             "years before the war, asked the critic", "another clean row about acting and music"]
     dec = curate.Decontaminate(reference, n=N, reference_name="my-test-split")
@@ -309,3 +310,46 @@ def test_card_has_a_decontamination_section(tmp_path):
     Recipe("plain", source=Dataset.from_dict({"text": rows})).run(target=tmp_path / "plain", metrics=[], report=False,
                                                                   progress=False)
     assert "## Decontamination" not in (tmp_path / "plain" / "README.md").read_text()
+
+
+NOTES_BUILDER = '''"""Notes (a builder with no model)."""
+from datasets import Dataset
+from synth_datasets import Recipe
+
+
+def add_text(batch):
+    return {"text": [f"note {i}: " + ("the quick brown fox jumps over the lazy dog by the river bank" if i % 3 == 0
+                                      else "nothing to see here") for i in batch["id"]]}
+
+
+def recipe(*, n: int = 4):
+    r = Recipe("notes", source=lambda: Dataset.from_dict({"id": list(range(n))}), license="mit", text_column="text")
+    return r.map(add_text, name="text")
+'''
+
+
+def test_cli_build_decontaminate(tmp_path, capsys):
+    from synth_datasets.cli import main
+
+    script = tmp_path / "notes.py"
+    script.write_text(NOTES_BUILDER)
+    ref = tmp_path / "test.jsonl"
+    ref.write_text(json.dumps({"question": "The quick brown fox jumps over the lazy dog by the river."}) + "\n")
+    out = tmp_path / "out"
+    assert main(["build", str(script), "--n", "6", "--decontaminate", str(ref), "--decontaminate-column", "question",
+                 "--decontaminate-n", "8", "--out", str(out), "--no-report"]) == 0
+    prov = json.loads((out / "provenance.json").read_text())
+    assert [s["name"] for s in prov["steps"]] == ["text", "decontaminate"]
+    assert (prov["steps"][1]["rows_in"], prov["steps"][1]["rows_out"]) == (6, 4)
+    assert prov["reproduce"].endswith("--decontaminate test.jsonl --decontaminate-column question --decontaminate-n 8")
+    card = (out / "README.md").read_text()
+    assert "## Decontamination" in card and "**test.jsonl** (1 rows, 5 distinct word 8-grams" in card
+    assert "**2 rows removed** of 6" in card
+    # bad input: an error naming the fix, before any row is made (nothing written)
+    capsys.readouterr()
+    assert main(["build", str(script), "--decontaminate", str(ref), "--out", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err
+    assert "column 'text'" in err and "['question']" in err and not (tmp_path / "x").exists()
+    missing = str(tmp_path / "nope.csv")
+    assert main(["build", str(script), "--decontaminate", missing, "--out", str(tmp_path / "x")]) == 2
+    assert "does not exist" in capsys.readouterr().err
