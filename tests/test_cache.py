@@ -326,3 +326,136 @@ def test_cache_folder_deleted_mid_run_warns_once_and_keeps_persisting(fault_serv
     with pytest.warns(CacheWarning, match="deleted or replaced"):
         llm2.generate([req(101)])
     assert len(ResponseCache(folder / "responses.sqlite")) == 2  # the replacement's row + the new answer
+
+
+# -- salvage of truncated files and garbage headers; missing, empty, read-only and foreign files (issue 22) --
+import hashlib  # noqa: E402
+
+
+def _real_cache(path: Path, n: int = 2000) -> dict[str, Completion]:
+    """A cache shaped like a real one: sha256 keys, answers of various lengths (a few span overflow pages)."""
+    c = ResponseCache(path)
+    rows = {hashlib.sha256(str(i).encode()).hexdigest():
+            Completion(text=f"answer {i} " + "words " * (30 if i % 50 else 1500), finish_reason="stop",
+                       usage={"prompt_tokens": 20, "completion_tokens": 40}) for i in range(n)}
+    c.put_many(rows)
+    c.close()
+    assert not Path(f"{path}-wal").exists()
+    return rows
+
+
+def _repaired_rows_round_trip(path: Path, rows: dict[str, Completion], res: dict) -> None:
+    repaired = ResponseCache(path)
+    assert repaired.check() == [] and len(repaired) == res["salvaged"]
+    got = repaired.get_many(list(rows))
+    assert len(got) == res["salvaged"]
+    assert all(c.text == rows[k].text and c.usage == rows[k].usage for k, c in got.items())
+    repaired.close()
+
+
+def test_repair_salvages_a_truncated_cache(tmp_path):
+    path = tmp_path / "responses.sqlite"
+    rows = _real_cache(path)
+    with open(path, "r+b") as f:
+        f.truncate(path.stat().st_size // 2)
+    rep = _cli("cache", "repair", cache_dir=tmp_path)
+    assert rep.returncode == 0, rep.stderr
+    res = json.loads(rep.stdout)
+    assert res["state"] == "damaged" and res["salvaged"] >= 0.4 * len(rows), res
+    assert res["unreadable"] is None  # the cut-off pages' rows cannot be counted: "unknown", not a false 0
+    assert 0 < res["unreadable_at_least"] <= len(rows) - res["salvaged"]  # keys the surviving index lists
+    assert Path(res["damaged_file"]).stat().st_size == path.stat().st_size or Path(res["damaged_file"]).exists()
+    _repaired_rows_round_trip(path, rows, res)
+
+
+def test_repair_salvages_a_cache_with_a_garbage_header(tmp_path):
+    path = tmp_path / "responses.sqlite"
+    rows = _real_cache(path)
+    with open(path, "r+b") as f:
+        f.write(random.Random(1).randbytes(100))
+    info = _cli("cache", "info", cache_dir=tmp_path)
+    assert info.returncode == 2 and json.loads(info.stdout)["state"] == "damaged"  # ours, by its content
+    rep = _cli("cache", "repair", cache_dir=tmp_path)
+    assert rep.returncode == 0, rep.stderr
+    res = json.loads(rep.stdout)
+    assert res["salvaged"] == len(rows) and res["unreadable"] == 0, res
+    _repaired_rows_round_trip(path, rows, res)
+
+
+def test_info_on_a_read_only_cache_reports_it_healthy(tmp_path):
+    path = tmp_path / "responses.sqlite"
+    _filled_cache(path, 40)
+    with _read_only(path, tmp_path):
+        info = _cli("cache", "info", cache_dir=tmp_path)
+    assert info.returncode == 0, info.stderr
+    st = json.loads(info.stdout)
+    assert st["state"] == "healthy" and st["healthy"] is True and st["read_only"] is True and st["responses"] == 40
+    assert "read-only" in info.stderr and "damaged" not in info.stderr
+
+
+def test_missing_cache_is_reported_and_not_created(tmp_path):
+    folder = tmp_path / "nothing-here"
+    info = _cli("cache", "info", cache_dir=folder)
+    assert info.returncode == 0, info.stderr
+    st = json.loads(info.stdout)
+    assert st["state"] == "missing" and st["healthy"] is False and st["responses"] == 0
+    assert f"no cache at {folder / 'responses.sqlite'}" in info.stderr
+    assert not folder.exists()  # looking does not create anything
+    rep = _cli("cache", "repair", cache_dir=folder)
+    assert rep.returncode == 2 and f"no cache at {folder / 'responses.sqlite'}" in rep.stderr
+    assert "Traceback" not in rep.stderr and not folder.exists()
+
+
+def test_a_folder_at_the_cache_path_is_a_clear_error(tmp_path):
+    (tmp_path / "responses.sqlite").mkdir()
+    (tmp_path / "responses.sqlite" / "keep.txt").write_text("mine")
+    for action in ("info", "repair", "clear"):
+        r = _cli("cache", action, cache_dir=tmp_path)
+        assert r.returncode == 2 and r.stderr.startswith("error: "), (action, r.stderr)
+        assert f"{tmp_path / 'responses.sqlite'} is a folder" in r.stderr and "Traceback" not in r.stderr
+    assert (tmp_path / "responses.sqlite" / "keep.txt").read_text() == "mine"
+
+
+def _foreign_files(tmp_path: Path):
+    text = tmp_path / "text" / "responses.sqlite"
+    text.parent.mkdir()
+    text.write_text("my notes, not a database\n" * 400)
+    db = tmp_path / "db" / "responses.sqlite"
+    db.parent.mkdir()
+    with contextlib.closing(sqlite3.connect(db)) as conn, conn:
+        conn.execute("CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT)")
+        conn.execute("INSERT INTO customers VALUES (1, 'Ada')")
+    return [text, db]
+
+
+def test_a_foreign_file_is_reported_and_never_changed(tmp_path):
+    for path in _foreign_files(tmp_path):
+        before = path.read_bytes()
+        for action in ("info", "repair", "clear"):
+            r = _cli("cache", action, cache_dir=path.parent)
+            assert r.returncode == 2, (path, action, r.stdout, r.stderr)
+            assert "not a synth-datasets" in r.stderr and str(path) in r.stderr and "Traceback" not in r.stderr
+        with pytest.raises(CacheError) as e:  # a run pointed at it: refused before anything is written
+            ResponseCache(path).put_many({"k": Completion(text="x", finish_reason="stop")})
+        assert "not a synth-datasets response cache" in str(e.value) and "SYNTH_DATASETS_CACHE" in str(e.value)
+        assert path.read_bytes() == before
+        assert sorted(p.name for p in path.parent.iterdir() if not p.name.endswith(("-wal", "-shm"))) == [path.name]
+
+
+def test_an_empty_cache_file_warns_and_info_says_empty(tmp_path):
+    path = tmp_path / "responses.sqlite"
+    path.touch()
+    old = time.time() - 3600
+    os.utime(path, (old, old))  # an old 0-byte file, not one a concurrent opener has just created
+    info = _cli("cache", "info", cache_dir=tmp_path)
+    assert info.returncode == 0, info.stderr
+    assert json.loads(info.stdout) | {"path": ""} == {"path": "", "state": "empty", "healthy": False,
+                                                     "read_only": False, "responses": 0, "bytes": 0}
+    assert "empty (0 bytes)" in info.stderr
+    with pytest.warns(CacheWarning, match="empty \\(0-byte\\) file: answers stored earlier are not in it") as w:
+        ResponseCache(path).get_many(["k"])
+    assert str(path) in str(w[0].message)
+    fresh = tmp_path / "new.sqlite"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ResponseCache(fresh).get_many(["k"])  # a new cache file: no warning

@@ -117,3 +117,34 @@ def test_each_local_answer_is_cached_when_its_row_finishes(embedded_llm, tmp_pat
     # A row of n tokens took n - 1 decode steps (its first token comes from the prefill): handed back then,
     # not after the longest row's steps.
     assert all(steps <= n for n, steps in early), seen
+
+
+def test_each_endpoint_answer_is_cached_as_it_arrives(fault_server, tmp_path):
+    """Paid endpoint answers too: the cache holds each one before the next arrives (the old code kept up to
+    ``batch_size - 1`` of them in memory only)."""
+    fault_server.reset()
+    path = tmp_path / "responses.sqlite"
+    llm = LLM(fault_server.url, model="echo", cache=path, concurrency=4)
+    backend = llm.backend
+    requests = [ChatRequest.of([{"role": "user", "content": f"question {i}"}], 0) for i in range(12)]
+    params = SamplingParams(max_new_tokens=8)
+    keyer = RequestKeyer(llm.identity(), params)
+    reader = ResponseCache(path)
+    missing: list[int] = []  # checked on the client's event loop thread, asserted here
+    inner = backend.submit
+
+    def submit(reqs, p, on_result=None):
+        def observe(i, c):
+            on_result(i, c)
+            if keyer(reqs[i]) not in reader.get_many([keyer(reqs[i])]):
+                missing.append(i)
+        return inner(reqs, p, observe)
+
+    backend.submit = submit
+    try:
+        out = llm.generate(requests, params)
+    finally:
+        del backend.submit
+        reader.close()
+        llm.close()
+    assert all(c.error is None for c in out) and missing == []
