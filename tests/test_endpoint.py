@@ -300,3 +300,14 @@ def test_unreadable_replies_in_the_middle_of_a_run_trip_the_breaker(fault_server
     with pytest.raises(EndpointConfigError, match=r"12 such replies in a row.*It works!"):
         LLM(fault_server.url, cache=fresh_cache, concurrency=4, backoff_base=0.01, backoff_max=0.02).generate(reqs)
     assert len(_chats(fault_server)) <= 1 + 12 + 4
+
+
+def test_a_source_that_is_neither_url_path_name_nor_hub_id_is_our_error():
+    """LLM("not a url") used to fail at first use with huggingface_hub's HFValidationError."""
+    from synth_datasets.errors import ModelNotFoundError
+
+    for bad in ("not a url", "model?v=2", "x$y"):
+        with pytest.raises(ModelNotFoundError, match=r"not a model source LLM understands.*a named model.*\.gguf "
+                                                     r"file.*Hub id.*http\(s\)://.*/v1") as e:
+            LLM(bad)
+        assert type(e.value).__module__ == "synth_datasets.errors"

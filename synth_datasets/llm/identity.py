@@ -73,13 +73,31 @@ def source_kind(source: str) -> str:
         return "folder"
     if path.suffix or source.startswith((".", "/")):
         raise ModelNotFoundError(f"Model {source!r} is neither a .gguf file, a model folder nor a Hub id. Check the path.")
+    check_hub_id(source)
     return "hub"
+
+
+def check_hub_id(source: str) -> None:
+    """A :class:`~synth_datasets.errors.ModelNotFoundError` (not huggingface_hub's validation error) when
+    ``source`` cannot be a Hub model id, saying which forms a model source takes."""
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+
+    try:
+        validate_repo_id(source)
+    except HFValidationError as e:
+        raise ModelNotFoundError(
+            f"Model {source!r} is not a model source LLM understands ({e}). Pass nothing (the embedded model), "
+            "a named model (e.g. 'smollm2-135m'), a .gguf file, a model folder, a Hub id already in the local "
+            "cache (e.g. 'HuggingFaceTB/SmolLM2-135M-Instruct'), or an http(s):// URL of an OpenAI-compatible "
+            "server (e.g. 'http://127.0.0.1:8080/v1').") from None
 
 
 def hub_revision(source: str, revision: str | None = None) -> str:
     """The commit of a Hub model in the local cache (nothing is downloaded at run time)."""
     from huggingface_hub import try_to_load_from_cache
 
+    check_hub_id(source)
     cached = try_to_load_from_cache(source, "config.json", revision=revision)
     if not isinstance(cached, str):
         raise ModelNotFoundError(

@@ -17,7 +17,7 @@ from ..errors import InvalidParameterError, MissingDependencyError, ModelNotFoun
 from ..secrets import KEYS, URLS, env_key_for, register, split_url
 from .base import Backend, ChatRequest, Completion, SamplingParams
 from .cache import RequestKeyer, ResponseCache
-from .identity import embedded_model_path
+from .identity import embedded_model_path, source_kind
 from .models import check_unknown_name, lookup as lookup_model
 
 _FORMAT_VERSION = 1
@@ -195,6 +195,7 @@ class LLM:
             if (p.suffix == ".gguf" or os.sep in self.source or self.source.startswith(".")) and not p.exists():
                 raise ModelNotFoundError(f"Model path {self.source!r} does not exist. Pass an existing .gguf file or "
                                          "model folder, a Hub id in the local cache, or nothing for the embedded model.")
+            source_kind(self.source)  # a Hub id must look like one (not huggingface_hub's HFValidationError)
         self.options = dict(sorted(options.items()))
         self.cache = cache if isinstance(cache, bool) else str(cache)
         # The newest LLM for a (URL, model) defines its credentials; copies unpickled in this process or
