@@ -495,3 +495,26 @@ def test_a_script_holding_a_known_token_is_not_shipped(built, tmp_path, monkeypa
     with pytest.raises(InvalidParameterError, match="leaky.py contains a token or API key"):
         publish(ds, tmp_path / "o", record=rec, script=script)
     assert not (tmp_path / "o").exists()
+
+
+def test_a_refused_lfs_upload_is_not_blamed_on_the_token(hub_server, built, tmp_path, quick_retries, capsys,
+                                                         monkeypatch):
+    """A 403 from the LFS storage used to say "The Hub refused the token", with no retry command."""
+    from synth_datasets.cli import main
+
+    monkeypatch.setenv("HF_TOKEN", TOKEN)
+    ds, rec = built
+    repo = "test-user/refused-lfs-403"
+    publish(_unique(ds, "refused-403"), tmp_path / "folder", record=rec)
+    hub_server.fail_next("lfs_upload", status=403, times=2)
+    try:
+        rc = main(["push", str(tmp_path / "folder"), repo])
+    finally:
+        hub_server.clear_failures()
+    err = re.findall(r"error: .*", capsys.readouterr().err)
+    assert rc == 2 and len(err) == 1
+    assert re.search(r"file storage refused uploading '(data|report)/[^']+' for test-user/refused-lfs-403 \(HTTP "
+                     r"403\).*not the token", err[0]), err[0]
+    assert "refused the token" not in err[0] and TOKEN not in err[0]
+    assert f"Retry with `synth-datasets push {tmp_path / 'folder'} {repo}`" in err[0]
+    assert len(hub_server.commits(repo)) == 1  # the repo's initial commit only

@@ -154,6 +154,14 @@ def _push_failure(e: BaseException, action: str, repo_id: str, secrets: set[str]
     cause = e.__cause__ if isinstance(e, RuntimeError) and e.__cause__ is not None else None
     if cause is not None:  # "Error while uploading 'data/...parquet' to the Hub." (after the client's retries)
         what = _scrub(str(e).removesuffix(" to the Hub.").removeprefix("Error while "), secrets)
+        status = getattr(getattr(cause, "response", None), "status_code", None)
+        if what.startswith("uploading") and status in (401, 403):  # the file storage said no, not the Hub API
+            detail = _scrub(str(cause).splitlines()[0] if str(cause) else type(cause).__name__, secrets)
+            return PublishError(
+                f"The Hub's file storage refused {what} for {repo_id} (HTTP {status}): {detail}. This is the LFS "
+                "upload, not the token (the Hub accepted the token for the calls before it): an upload link that "
+                "expired, a storage quota or file-size limit, or a proxy in between. Nothing was published (a push "
+                f"is one commit).{_retry_hint(repo_id, folder)}")
         inner = _push_failure(cause, f"{what} for", repo_id, secrets, folder, attempts)
         return inner if isinstance(inner, HubAuthError) else PublishError(str(inner))
     if isinstance(e, HfHubHTTPError):
