@@ -30,7 +30,7 @@ def test_llama_server_generates_rows(llama_server, fresh_cache):
     on_topic = sum(a in t.lower() for a, t in zip(ds["animal"], ds["text"]))
     assert on_topic >= 4, list(zip(ds["animal"], ds["text"]))
     assert all(0 < k <= 40 for k in ds["text_tokens"])
-    assert ds["text_model"][0] == f"smollm2@{llama_server}"
+    assert ds["text_model"][0] == "smollm2@" + llm.identity()["served_model"]  # no host or port
     assert llm.stats["completion_tokens"] == sum(ds["text_tokens"])
 
 
@@ -311,3 +311,20 @@ def test_a_source_that_is_neither_url_path_name_nor_hub_id_is_our_error():
                                                      r"file.*Hub id.*http\(s\)://.*/v1") as e:
             LLM(bad)
         assert type(e.value).__module__ == "synth_datasets.errors"
+
+
+def test_the_model_column_holds_no_host_or_port(tmp_path):
+    """`review_model` (any `<output>_model`) held the endpoint URL with its port: reruns on another port differed."""
+    from fault_server import FaultServer
+
+    ds = Dataset.from_dict({"w": ["a", "b"]})
+    columns = []
+    for _ in range(2):
+        server = FaultServer().start()
+        try:
+            out = ds.map(TextGenerator(LLM(server.url, model="m", cache=False), "say {{ w }}", output="review"),
+                         batched=True)
+            columns.append(out["review_model"])
+        finally:
+            server.stop()
+    assert columns[0] == columns[1] == ["m@fault-model"] * 2

@@ -85,7 +85,7 @@ def test_url_password_and_query_key_are_used_never_recorded(fault_server, tmp_pa
     assert {r["authorization"] for r in chats} == {f"Bearer {pw}"}
     assert {r["query"] for r in chats} == {f"api_key={qk}&api-version=2"}
     assert llm.source == f"http://127.0.0.1:{port}/v1?api-version=2"
-    assert out["text_model"][0] == f"m@http://127.0.0.1:{port}/v1?api-version=2"
+    assert out["text_model"][0] == "m@fault-model"  # the served model id: no URL, port or key
     recorded = json.dumps(TextGenerator(llm, "say {{ w }}").describe()) + repr(llm) + caplog.text
     assert pw not in recorded and qk not in recorded and "user@" not in recorded
     assert pw.encode() not in pickle.dumps(llm) and qk.encode() not in pickle.dumps(llm)

@@ -314,12 +314,19 @@ class LLM:
 
     def identity_string(self) -> str:
         """What the ``<output>_model`` column says: ``name@sha256[:12]`` (local), the pinned identity, or
-        ``model@url`` (endpoint; the URL without credentials)."""
+        (endpoint) ``model@served-model-id``, as the cache identity: no host or port, so a rerun against
+        the same model on another port writes the same column; the URL (without credentials) only when
+        neither a model name nor the server says which model answers."""
         i = self.identity()
         if i.get("identity"):
             return str(i["identity"])
         tag = i.get("sha256", "")[:12] or i.get("revision", "")[:12]
-        return f"{i.get('name') or i.get('model')}@{tag}" if tag else f"{i.get('model')}@{self.source}"
+        if tag:
+            return f"{i.get('name') or i.get('model')}@{tag}"
+        if i.get("backend") == "endpoint":
+            where = i.get("served_model") or i.get("base_url")
+            return f"{i.get('model')}@{where}" if where else str(i.get("model"))
+        return f"{i.get('model')}@{self.source}"
 
     def describe(self) -> dict[str, Any]:
         """What this model is, for provenance. Never contains a key."""
