@@ -28,7 +28,7 @@ _SECRETS = KEYS
 
 _ENDPOINT_OPTIONS = {"concurrency", "timeout", "max_retries", "backoff_base", "backoff_max",
                      "requests_per_minute", "transport", "identity", "fail_fast"}
-_LOCAL_OPTIONS = {"batch_size", "revision", "device", "dtype", "engine"}
+_LOCAL_OPTIONS = {"batch_size", "revision", "device", "dtype", "engine", "threads"}
 
 
 class _Done:
@@ -156,8 +156,9 @@ class LLM:
             parameters such as ``?api_key=``) are taken out of the recorded URL and used to authenticate.
         cache (`bool` or `str`, defaults to True): the response cache (True = default location,
             ``$SYNTH_DATASETS_CACHE`` or the HF cache home; a path; False = off).
-        **options: backend options: ``batch_size``, ``revision``, ``device``, ``dtype``, ``engine``
-            (local; ``engine="vllm"`` runs vLLM's offline engine on a GPU, optional extra ``vllm``);
+        **options: backend options: ``batch_size``, ``revision``, ``device``, ``dtype``, ``engine``, ``threads``
+            (local; ``engine="vllm"`` runs vLLM's offline engine on a GPU, optional extra ``vllm``;
+            ``threads``: CPU threads, default the cores other processes leave free);
             ``concurrency``, ``timeout``, ``max_retries``, ``backoff_base``, ``backoff_max``,
             ``requests_per_minute``, ``transport``, ``fail_fast`` (stop on a 401/403/404 first
             answer or the same non-retryable failure on every request, default True) and ``identity``
@@ -227,8 +228,9 @@ class LLM:
 
     @staticmethod
     def _check_options(o: dict[str, Any]) -> None:
-        for name in ("batch_size", "concurrency", "max_retries"):
-            if name in o and (not isinstance(o[name], int) or o[name] < (0 if name == "max_retries" else 1)):
+        for name in ("batch_size", "concurrency", "max_retries", "threads"):
+            if name in o and (not isinstance(o[name], int) or isinstance(o[name], bool)
+                              or o[name] < (0 if name == "max_retries" else 1)):
                 raise InvalidParameterError(f"{name}={o[name]!r} must be an integer >= "
                                             f"{0 if name == 'max_retries' else 1}.")
         if "identity" in o and (not isinstance(o["identity"], str) or not o["identity"].strip()):
@@ -294,6 +296,7 @@ class LLM:
         if options.pop("engine", "transformers") == "vllm":
             from .vllm_backend import VllmBackend
 
+            options.pop("threads", None)  # CPU decoding threads: the transformers backend's option
             return VllmBackend(src, **options)
         from .transformers_backend import TransformersBackend
 
