@@ -136,3 +136,14 @@ def test_an_unreachable_hub_is_one_error_line_before_work(tmp_path):
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: Cannot reach the Hub at http://127.0.0.1:1"), r.stderr
     assert "hf_TESTSENTINEL" not in r.stderr and not (tmp_path / "c").exists()  # nothing generated, no cache
+
+
+def test_a_huge_n_is_refused_before_any_work(tmp_path, capsys, monkeypatch):
+    """--n 1000000000 used to end in a raw MemoryError."""
+    from synth_datasets.cli import main
+
+    monkeypatch.setenv("SYNTH_DATASETS_CACHE", str(tmp_path / "cache"))
+    rc = main(["build", "movie-reviews", "--n", "1000000000", "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "--n 1,000,000,000 is more than the most rows one build makes (1,000,000)" in err
+    assert not (tmp_path / "out").exists() and not (tmp_path / "cache").exists()
