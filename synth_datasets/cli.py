@@ -224,18 +224,6 @@ def _check_n(params: dict[str, Any]) -> None:
                                     "values and concatenate them.")
 
 
-#: the most rows one build may ask for (``--n``); more is refused before any work
-MAX_BUILD_ROWS = 1_000_000
-
-
-def _check_n(params: dict[str, Any]) -> None:
-    n = params.get("n")
-    if isinstance(n, int) and not isinstance(n, bool) and n > MAX_BUILD_ROWS:
-        raise InvalidParameterError(f"--n {n:,} is more than the most rows one build makes ({MAX_BUILD_ROWS:,}). "
-                                    "Pass a smaller --n; for more rows, run several builds with different --seed "
-                                    "values and concatenate them.")
-
-
 def run_build(builder, params: dict[str, Any], *, out: str | None = None, push_to_hub: str | None = None,
               private: bool = False, revision: str | None = None, create_pr: bool = False, overwrite: bool = False,
               report: bool = True, llm=None, command: str | None = None, decontaminate=None):
@@ -245,7 +233,6 @@ def run_build(builder, params: dict[str, Any], *, out: str | None = None, push_t
     from .hub import check_hub_access, publish
     from .io import check_output_dir
 
-    _check_n(params)
     _check_n(params)
     if not out and not push_to_hub:
         raise InvalidParameterError("Nothing to write: pass --out DIR and/or --push-to-hub REPO_ID.")
