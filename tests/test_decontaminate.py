@@ -309,7 +309,8 @@ def test_card_has_a_decontamination_section(tmp_path):
     # a run without the step has no such section
     Recipe("plain", source=Dataset.from_dict({"text": rows})).run(target=tmp_path / "plain", metrics=[], report=False,
                                                                   progress=False)
-    assert "## Decontamination" not in (tmp_path / "plain" / "README.md").read_text()
+    plain = (tmp_path / "plain" / "README.md").read_text()
+    assert "## Decontamination" not in plain and "test sets (contamination)" in plain
 
 
 NOTES_BUILDER = '''"""Notes (a builder with no model)."""
@@ -345,6 +346,7 @@ def test_cli_build_decontaminate(tmp_path, capsys):
     card = (out / "README.md").read_text()
     assert "## Decontamination" in card and "**test.jsonl** (1 rows, 5 distinct word 8-grams" in card
     assert "**2 rows removed** of 6" in card
+    assert "other than the one(s) in the Decontamination section" in card and "(contamination)" not in card
     # bad input: an error naming the fix, before any row is made (nothing written)
     capsys.readouterr()
     assert main(["build", str(script), "--decontaminate", str(ref), "--out", str(tmp_path / "x")]) == 2
@@ -353,3 +355,18 @@ def test_cli_build_decontaminate(tmp_path, capsys):
     missing = str(tmp_path / "nope.csv")
     assert main(["build", str(script), "--decontaminate", missing, "--out", str(tmp_path / "x")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_ascii_fast_path_equals_the_unicode_path():
+    """All-ASCII texts take Arrow's ASCII kernels; one non-ASCII text sends the batch down the Unicode
+    path: the words of the ASCII rows must not change."""
+    from synth_datasets.curate.decontaminate import words
+
+    texts = ["Don't PANIC -- it's `fine`, the well-known\tcase_study (v2.0) says!", "  ", "ALL-CAPS & 50% off...",
+             "a\x0bb c\x0cd e\rf"]
+    ascii_words, ascii_rows = words(texts)
+    uni_words, uni_rows = words(texts + ["Ünïcode ’quote’"])
+    k = len(ascii_words)
+    assert ascii_words.to_pylist() == uni_words.to_pylist()[:k] == [w for t in texts for w in naive_words(t)]
+    assert ascii_rows.tolist() == uni_rows.tolist()[:k]
+    assert uni_words.to_pylist()[k:] == ["ünïcode", "quote"]

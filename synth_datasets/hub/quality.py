@@ -133,7 +133,10 @@ def not_checked(record: Mapping[str, Any], metrics: Mapping[str, Any]) -> list[s
     if "ReviewedLabels" not in types:
         out.append("human review (no person read the rows)")
     out.append("toxicity, social bias and personal information (no filter for them ran)")
-    out.append("overlap with public benchmarks' test sets (contamination)")
+    if "Decontaminate" in types:
+        out.append("overlap with test sets other than the one(s) in the Decontamination section")
+    else:
+        out.append("overlap with public benchmarks' test sets (contamination)")
     return out
 
 
