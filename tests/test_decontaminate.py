@@ -11,7 +11,6 @@ import sys
 import textwrap
 import unicodedata
 
-import numpy as np
 import pytest
 from datasets import Dataset, DatasetDict, load_from_disk
 from datasets.fingerprint import Hasher
