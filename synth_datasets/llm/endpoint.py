@@ -227,6 +227,21 @@ class _AiohttpTransport:
             raise _unreadable("malformed JSON in response", raw[:BODY_CHARS], r.status) from e
         return _parse_response(data)
 
+    async def call(self, method: str, path: str, **kw: Any) -> tuple[int, Any, bytes]:
+        """One request to ``base_url + path`` with the same credentials, query and timeout as the chat
+        requests (the batch backend's files and batches): status, headers, body. Connection failures
+        and timeouts are retryable :class:`EndpointError`."""
+        import aiohttp
+
+        s = await self.session()
+        try:
+            async with s.request(method, self.base_url + path, params=self.query, **kw) as r:
+                return r.status, r.headers, await r.read()
+        except asyncio.TimeoutError as e:
+            raise EndpointError(f"timed out after {self.timeout}s", retryable=True) from e
+        except aiohttp.ClientError as e:
+            raise EndpointError(f"{type(e).__name__}: {e}", retryable=True) from e
+
     async def aclose(self) -> None:
         if self._session is not None and not self._session.closed:
             await self._session.close()
@@ -289,6 +304,8 @@ class _HubTransport:
 
 
 TRANSPORTS = {"aiohttp": _AiohttpTransport, "huggingface_hub": _HubTransport}
+# Public names for the batch backend (batch.py): the same request body, reply parsing and event loop.
+chat_body, parse_completion, LoopThread = _payload, _parse_response, _LoopThread
 
 
 def _close_soon(transport) -> None:
@@ -390,6 +407,13 @@ class EndpointBackend(Backend):
             except EndpointUnreachableError as e:
                 raise EndpointUnreachableError(scrub(str(e))) from None
             self._on_checked()
+
+    async def call(self, method: str, path: str, **kw: Any) -> tuple[int, Any, bytes]:
+        """A request beside chat completions (``path`` under the base URL, e.g. ``/files``), sent like them:
+        credentials only to this host. Needs the aiohttp transport."""
+        if not isinstance(self._transport, _AiohttpTransport):
+            raise InvalidParameterError("mode='batch' needs transport='aiohttp' (the default).")
+        return await self._transport.call(method, path, **kw)
 
     def submit(self, requests: list[ChatRequest], params: SamplingParams,
                on_result: Callable[[int, Completion], None] | None = None) -> concurrent.futures.Future:

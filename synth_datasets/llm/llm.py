@@ -27,7 +27,8 @@ _FORMAT_VERSION = 1
 _SECRETS = KEYS
 
 _ENDPOINT_OPTIONS = {"concurrency", "timeout", "max_retries", "backoff_base", "backoff_max",
-                     "requests_per_minute", "transport", "identity", "fail_fast"}
+                     "requests_per_minute", "transport", "identity", "fail_fast",
+                     "mode", "batch_max_requests", "batch_max_bytes", "poll_interval"}  # the last three: mode="batch"
 _LOCAL_OPTIONS = {"batch_size", "revision", "device", "dtype", "engine", "threads"}
 
 
@@ -129,6 +130,7 @@ class _Run:
             stats["completion_tokens"] += c.usage.get("completion_tokens", 0)
             stats["errors"] += c.error is not None
             stats["retries"] += max(0, c.attempts - 1)
+            stats["batch_requests"] += c.usage.get("batch", 0)  # sent through a provider's Batch API
         for c in out:  # what an earlier run paid for the rows answered from the cache (cards keep that cost)
             if c.cached:
                 stats["cached_prompt_tokens"] += c.usage.get("prompt_tokens", 0)
@@ -160,7 +162,9 @@ class LLM:
             (local; ``engine="vllm"`` runs vLLM's offline engine on a GPU, optional extra ``vllm``;
             ``threads``: CPU threads, default the cores other processes leave free);
             ``concurrency``, ``timeout``, ``max_retries``, ``backoff_base``, ``backoff_max``,
-            ``requests_per_minute``, ``transport``, ``fail_fast`` (stop on a 401/403/404 first
+            ``requests_per_minute``, ``transport``, ``mode`` (``"online"``, or ``"batch"``: the provider's
+            Batch API, see ``synth_datasets.llm.batch``; with ``batch_max_requests``, ``batch_max_bytes``,
+            ``poll_interval``), ``fail_fast`` (stop on a 401/403/404 first
             answer or the same non-retryable failure on every request, default True) and ``identity``
             (endpoint). ``identity`` pins the model identity that keys the response cache (default:
             the model name and the model id the server reports at ``/models``; not the host or port,
@@ -228,7 +232,7 @@ class LLM:
 
     @staticmethod
     def _check_options(o: dict[str, Any]) -> None:
-        for name in ("batch_size", "concurrency", "max_retries", "threads"):
+        for name in ("batch_size", "concurrency", "max_retries", "threads", "batch_max_requests", "batch_max_bytes"):
             if name in o and (not isinstance(o[name], int) or isinstance(o[name], bool)
                               or o[name] < (0 if name == "max_retries" else 1)):
                 raise InvalidParameterError(f"{name}={o[name]!r} must be an integer >= "
@@ -246,7 +250,16 @@ class LLM:
                 raise MissingDependencyError(f"engine='vllm' needs vLLM (GPU machines): {PIP}.")
         if "fail_fast" in o and not isinstance(o["fail_fast"], bool):
             raise InvalidParameterError(f"fail_fast={o['fail_fast']!r} must be True or False.")
-        for name in ("timeout", "requests_per_minute", "backoff_base", "backoff_max"):
+        if o.get("mode", "online") not in ("online", "batch"):
+            raise InvalidParameterError(f"mode={o['mode']!r}: use 'online' (default: one HTTP request per row) or "
+                                        "'batch' (the provider's Batch API: half price on OpenAI, within 24 h).")
+        batch_only = sorted({"batch_max_requests", "batch_max_bytes", "poll_interval"} & set(o))
+        if o.get("mode") != "batch" and batch_only:
+            raise InvalidParameterError(f"{', '.join(batch_only)} only apply with mode='batch': add mode='batch' "
+                                        "or drop them.")
+        if o.get("mode") == "batch" and o.get("transport", "aiohttp") != "aiohttp":
+            raise InvalidParameterError("mode='batch' needs transport='aiohttp' (the default): drop transport=.")
+        for name in ("timeout", "requests_per_minute", "backoff_base", "backoff_max", "poll_interval"):
             if o.get(name) is not None and (not isinstance(o[name], (int, float)) or o[name] <= 0):
                 raise InvalidParameterError(f"{name}={o[name]!r} must be a positive number.")
 
@@ -289,7 +302,14 @@ class LLM:
             url = URLS.get(self._secret_id, self.source)
             key = _SECRETS.get(self._secret_id) or split_url(url).credential or env_key_for(url)[0]
             register(key)
-            return EndpointBackend(url, model=self.model, api_key=key, **self.options)
+            options = dict(self.options)
+            if options.pop("mode", "online") == "batch":
+                from .batch import BatchBackend, state_path
+
+                cache = self.response_cache  # the batch ids live beside it (none without a cache: no resume)
+                return BatchBackend(url, model=self.model, api_key=key, **options,
+                                    state=None if cache is None else state_path(cache.path))
+            return EndpointBackend(url, model=self.model, api_key=key, **options)
         named = lookup_model(self.source) if self.kind == "local" else None
         src = str(embedded_model_path()) if self.kind == "embedded" else str(named.path()) if named else self.source
         options = dict(self.options)
