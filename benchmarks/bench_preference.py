@@ -29,7 +29,8 @@ from realdata import self_instruct_seeds
 
 from synth_datasets import LLM, Template, TextGenerator
 from synth_datasets.metrics.preference import (PAIRWISE_RUBRIC_TEMPLATE, PAIRWISE_TEMPLATE, PreferenceJudge,
-                                               level_shares, plot_scores, rank)
+                                               level_shares, rank)
+from synth_datasets.hub.report import plot_scores
 
 
 def prompts_of(n: int, seed: int = 0) -> list[str]:

@@ -25,7 +25,8 @@ from typing import Any
 
 from .errors import InvalidParameterError, MissingColumnError
 
-__all__ = ["TEXT_ID", "declare_text_column", "declared_text_column", "resolve_text_column", "texts_of"]
+__all__ = ["TEXT_ID", "declare_text_column", "declared_text_column", "resolve_text_column", "texts_of", "check_columns",
+           "check_new_columns"]
 
 #: the feature id that marks a dataset's text column
 TEXT_ID = "synth-datasets:text"
@@ -153,6 +154,23 @@ def check_column_option(column: Any) -> None:
     """``column`` must be None or a non-empty string."""
     if column is not None and (not isinstance(column, str) or not column):
         raise InvalidParameterError(f"column={column!r} must be a column name, or None for the dataset's text column.")
+
+
+def check_columns(columns, needed, who: str, *, hint: str = "Pass the right column name or add the column first") -> None:
+    """The one "Current columns" check: a :class:`MissingColumnError` (a ``KeyError``) naming ``who``, the first
+    column of ``needed`` (None entries skipped) missing from ``columns`` (names, or a batch / dict of
+    columns), the columns that exist, and ``hint`` (the next step).
+
+    >>> check_columns(["text"], ["label"], "Demo")
+    Traceback (most recent call last):
+    ...
+    synth_datasets.errors.MissingColumnError: Demo: column 'label' is not in the dataset. Current columns: ['text']. Pass the right column name or add the column first.
+    """
+    columns = list(columns)
+    for c in needed:
+        if c is not None and c not in columns:
+            raise MissingColumnError(f"{who}: column {c!r} is not in the dataset. Current columns: "
+                                     f"{sorted(columns)}. {hint}.")
 
 
 def check_new_columns(new: "list[str] | tuple[str, ...]", existing, *, hint: str = "Choose another output=") -> None:

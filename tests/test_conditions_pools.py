@@ -11,7 +11,8 @@ from datasets.fingerprint import Hasher
 
 from synth_datasets import LLM, ConceptTree, Conditions, InvalidParameterError, LLMValues, RandomWords
 from synth_datasets.prompts._vocabulary import VOCABULARY
-from synth_datasets.prompts.pools import _key, _trigrams, dedupe_values, parse_list
+from synth_datasets.prompts.pools import _trigrams, dedupe_values, parse_list
+from synth_datasets.prompts.pools import value_key as _key
 
 
 def same_model(llm, cache):

@@ -10,7 +10,7 @@ from datasets import Dataset, load_from_disk
 from datasets.fingerprint import Hasher
 from realdata import rotten_tomatoes
 
-from synth_datasets import LLM, Conditions, Demonstrations, InvalidParameterError, TaskSpec
+from synth_datasets import LLM, Conditions, Demonstrations, InvalidParameterError, TaskSpec, fit_explained, fit_synthetic
 from synth_datasets.embeddings import embed_texts
 from synth_datasets.errors import EmptyDatasetError, MissingColumnError, NotFittedError
 
@@ -173,7 +173,7 @@ def test_self_prompting_synthetic_pool_then_demos_in_a_spec(embedded_llm, tmp_pa
     llm._backend, llm._backend_pid = embedded_llm.backend, embedded_llm._backend_pid
     spec = TaskSpec("movie review", label_type="sentiment", format="Output only the review, one sentence.")
     d = Demonstrations(k=2, strategy="balanced", label_column="label", item="({{ label }}) {{ text }}")
-    d.fit_synthetic(llm, spec, [{"label": "positive"}, {"label": "negative"}], n=2, max_new_tokens=24)
+    fit_synthetic(d, llm, spec, [{"label": "positive"}, {"label": "negative"}], n=2, max_new_tokens=24)
     sent = llm.stats["requests"]
     assert sent == 4 and d.pool["size"] <= 4
     desc = d.describe()["pool"]
@@ -181,7 +181,7 @@ def test_self_prompting_synthetic_pool_then_demos_in_a_spec(embedded_llm, tmp_pa
     assert desc["template"]["type"] == "TaskSpec" and desc["llm"]["type"] == "LLM"
     assert all(t and isinstance(t, str) for t in desc["texts"])
     again = Demonstrations(k=2, strategy="balanced", label_column="label", item="({{ label }}) {{ text }}")
-    again.fit_synthetic(llm, spec, [{"label": "positive"}, {"label": "negative"}], n=2, max_new_tokens=24)
+    fit_synthetic(again, llm, spec, [{"label": "positive"}, {"label": "negative"}], n=2, max_new_tokens=24)
     assert llm.stats["requests"] == sent and again.pool == d.pool  # refit: all from the response cache
     with_demos = TaskSpec("movie review", label_type="sentiment", demos_variable="demos")
     rows = Dataset.from_dict({"id": [0, 1]}).map(Conditions(label=["positive", "negative"]), batched=True)
@@ -197,7 +197,7 @@ def test_demos_with_explanations_written_once_by_the_model(embedded_llm, tmp_pat
     pool = rotten_tomatoes(4, seed=11)
     item = "{{ text }}\nWhy: {{ explanation }}\nLabel: {{ label }}"
     d = Demonstrations(k=2, strategy="balanced", label_column="label", item=item)
-    d.fit(pool, explain=llm, explain_tokens=24)
+    fit_explained(d, pool, llm, tokens=24)
     assert llm.stats["requests"] == 4
     rec = d.describe()["pool"]["explanations"]
     assert rec["explained"] + rec["failed"] == 4 and rec["explained"] == d.pool["size"] >= 3
@@ -209,15 +209,15 @@ def test_demos_with_explanations_written_once_by_the_model(embedded_llm, tmp_pat
     out = Dataset.from_dict({"id": [0, 1]}).map(d, batched=True)
     assert all(out[i]["demos"].count("\nWhy: ") == 2 for i in range(2))
     again = Demonstrations(k=2, strategy="balanced", label_column="label", item=item)
-    again.fit(pool, explain=llm, explain_tokens=24)
+    fit_explained(again, pool, llm, tokens=24)
     assert llm.stats["requests"] == 4 and again.pool == d.pool  # explained once: the refit is served by the cache
     plain = Demonstrations(k=2, strategy="balanced", label_column="label").fit(pool)
     assert Hasher.hash(plain) != Hasher.hash(d)
     with pytest.raises(InvalidParameterError, match="item= does not show it"):
-        Demonstrations(label_column="label").fit(pool, explain=llm)
+        fit_explained(Demonstrations(label_column="label"), pool, llm)
     with pytest.raises(InvalidParameterError, match="set label_column="):
-        Demonstrations(item=item).fit(pool, explain=llm)
-    with pytest.raises(MissingColumnError, match="explain=llm"):
+        fit_explained(Demonstrations(item=item), pool, llm)
+    with pytest.raises(MissingColumnError, match="fit_explained"):
         Demonstrations(label_column="label", item=item).fit(pool)
-    with pytest.raises(InvalidParameterError, match="needs an LLM"):
-        Demonstrations(label_column="label", item=item).fit(pool, explain="gpt")
+    with pytest.raises(InvalidParameterError, match="must be an LLM"):
+        fit_explained(Demonstrations(label_column="label", item=item), pool, "gpt")

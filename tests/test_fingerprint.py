@@ -114,3 +114,59 @@ def test_prompt_engineering_parts_hash_stably_across_processes():
 
     assert Hasher.hash(TaskSpec("movie review", role="a critic")) != here[0]
     assert Hasher.hash(ns["Conditions"](words=RandomWords(noun=1), seed=3)) != here[2]
+
+
+def test_generators_hash_as_before_the_shared_base():
+    """Each generator's datasets fingerprint (and its describe(), less library versions) for a fixed
+    configuration equals the value computed on the commit before generate/base.py (77f827f, issue 24 E2):
+    the restructuring changed no state dict, so no user's datasets cache misses."""
+    from synth_datasets import Annotator, Chain, Dialogue, Gate, Role, StructuredGenerator
+
+    llm = LLM(batch_size=8, cache="/tmp/e2-fp-unused.sqlite")  # never opened: only hashed
+    t = Template(system="You are a critic.", user="Write a {{ label }} review.")
+    schema = {"type": "object", "properties": {"stars": {"type": "integer"}, "title": {"type": "string"}},
+              "required": ["stars"]}
+    gens = {
+        "text": TextGenerator(llm, t, output="review", n=2, max_new_tokens=12, seed=3),
+        "structured": StructuredGenerator(llm, "Review a {{ genre }} movie.", response_format=None, schema=schema,
+                                          max_new_tokens=40, seed=1, retries=1),
+        "annotator": Annotator(llm, labels=["positive", "negative"], template="Is this positive or negative?\n{{ text }}",
+                               votes=3),
+        "chain": Chain([TextGenerator(llm, "Fact about {{ topic }}.", output="fact", max_new_tokens=16),
+                        Gate(len, name="g"),
+                        TextGenerator(llm, "Question for: {{ fact }}", output="question", max_new_tokens=16)],
+                       latent=["fact"]),
+        "dialogue": Dialogue(llm, user=Role(Template(system="You are a customer.", user="Ask about {{ topic }}."),
+                                            history="transcript"),
+                             assistant=Template(system="You are an agent.", user="Hello"), turns=(1, 3), stop=["bye"],
+                             max_new_tokens=32, seed=5),
+    }
+    # pre-restructure values (computed from a checkout of 77f827f with the same configuration)
+    before = {"text": "4b90e7d108fa2734", "structured": "1d7ae0d629e7d3cf", "annotator": "aab35cb5c1a27d66",
+              "chain": "853d3829dee781c0", "dialogue": "36a52b34621c2951"}
+    described = {"text": "b8121fdafab9f7b3", "structured": "a0c417e84027d146", "annotator": "4e5d26dc8d7247dd",
+                 "chain": "a603d36d0945e163", "dialogue": "a89f04c1ba3b70b7"}
+    assert {k: Hasher.hash(g) for k, g in gens.items()} == before
+    assert {k: Hasher.hash({kk: v for kk, v in g.describe().items() if kk != "library"})
+            for k, g in gens.items()} == described
+    # and a pickled round trip keeps them (state restored, runtime recreated)
+    import pickle
+
+    assert {k: Hasher.hash(pickle.loads(pickle.dumps(g))) for k, g in gens.items()} == before
+
+
+def test_prompts_makes_no_model_call():
+    """prompts/ is text only: no module of it imports synth_datasets.llm or anything above it."""
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent / "synth_datasets" / "prompts"
+    bad = []
+    for path in root.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                mod = ("." * node.level) + (node.module or "")
+                if mod.lstrip(".").split(".")[0] in ("llm", "generate", "curate", "metrics", "hub", "judging") \
+                        and (node.level == 2 or mod.startswith("synth_datasets.")):
+                    bad.append(f"{path.name}:{node.lineno} {mod}")
+    assert bad == []

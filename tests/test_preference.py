@@ -8,7 +8,8 @@ import pytest
 
 from synth_datasets.errors import InvalidParameterError
 from synth_datasets.metrics.preference import (PAIRWISE_RUBRIC_TEMPLATE, PreferenceJudge, bradley_terry, combine,
-                                               elo, outcome_table, plot_scores, position_bias, rank)
+                                               elo, outcome_table, position_bias, rank)
+from synth_datasets.hub.report import plot_scores
 
 # wins[i, j]: matches system i won against j (a fixed table; ties counted as half a win each way)
 TABLE = np.array([[0, 7, 9, 5.5],

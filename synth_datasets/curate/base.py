@@ -28,18 +28,11 @@ from typing import Any, Sequence
 import numpy as np
 
 from .._versions import library_versions
-from ..errors import EmptyDatasetError, InvalidParameterError, MissingColumnError, NotFittedError
+from ..columns import check_columns  # noqa: F401 (curators import it from here)
+from ..errors import EmptyDatasetError, InvalidParameterError, NotFittedError
 from ..seeding import batch_size_of, check_batched
 
 KEEP = None
-
-
-def check_columns(columns: Sequence[str], needed: Sequence[str | None], who: str) -> None:
-    """Raise a KeyError-compatible error naming the missing column and the columns that exist."""
-    for c in needed:
-        if c is not None and c not in columns:
-            raise MissingColumnError(f"{who}: column {c!r} is not in the dataset. Current columns: "
-                                     f"{sorted(columns)}. Pass the right column name or add the column first.")
 
 
 def check_range(name: str, value: Any, lo: float | None = None, hi: float | None = None, *,
@@ -99,10 +92,6 @@ class Curator:
     def stats(self) -> Counter:
         """Counts of this process's calls (see the module docstring for when they are partial)."""
         return self._rt_stats
-
-    def reset_counts(self) -> None:
-        self._rt_stats = Counter()
-        self._rt_counts_source = None
 
     def _record(self, reasons: Sequence[str | None]) -> None:
         st = self._rt_stats

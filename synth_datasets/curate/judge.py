@@ -12,14 +12,12 @@ decides on those recorded scores (no new LLM call).
 
 from __future__ import annotations
 
-import re
 from typing import Any, Sequence
-
-import numpy as np
 
 from ..columns import TextColumn, check_column_option
 from ..errors import InvalidParameterError
-from ..llm import LLM, ChatRequest, SamplingParams
+from ..judging import expected_rating, parse_score, rubric_requests
+from ..llm import LLM, SamplingParams
 from ..llm.choices import choice_logprobs, supports_choice_logprobs
 from ..prompts import Template
 from ..seeding import derive_seed, row_keys
@@ -39,49 +37,6 @@ LABEL_RUBRIC = Template(
           "{{ scale_max }} = it clearly fits the label and is fluent and on task).\n\n"
           "Sample:\n{{ text }}\n\n"
           "Answer in the form 'Score: <number>' followed by one short sentence of explanation."))
-
-_NUM = r"(-?\d+(?:\.\d+)?)"
-_END = r"(?!\w|\.\d)"  # a number ends here (a sentence's full stop may follow)
-_PATTERNS = [  # in order; the first match inside the scale wins
-    re.compile(r'"(?:score|rating)"\s*:\s*"?' + _NUM, re.I),                        # JSON field
-    re.compile(r"\b(?:score|rating|grade)\b[^0-9\n]{0,20}?" + _NUM + _END, re.I),    # "Score: 4", "rating is 4"
-    re.compile(r"(?<![\w.])" + _NUM + r"\s*(?:/|out of)\s*\d+", re.I),               # "4/5", "4 out of 5"
-    re.compile(r"^[\W_]*?" + _NUM + _END + r"(?!\s*(?:or|and|-|to)\s*\d)"),          # a leading "4", not "1 or 5"
-]
-_BARE = re.compile(r"(?<![\w.])" + _NUM + _END)
-
-
-def _scale_mention(scale: Sequence[float]) -> re.Pattern:
-    """The scale itself ("1-5", "1 to 5", "0–10"): never a rating."""
-    lo, hi = (re.escape(f"{v:g}") for v in scale)
-    return re.compile(rf"(?<![\d.]){lo}\s*(?:-|–|to)\s*{hi}(?!\d|\.\d)", re.I)
-
-
-def parse_score(reply: str | None, scale: Sequence[float] = (1, 5)) -> float | None:
-    """The score in a judge reply, or None when there is none or it is ambiguous.
-
-    The scale itself ("1-5", "1 to 5") is ignored; then, in order: a JSON ``"score"`` field,
-    ``Score: x`` / ``Rating x``, ``x/5`` / ``x out of 5``, a leading number (not "1 or 5"), else the
-    single distinct number in the reply; only values inside ``scale`` count. Used by
-    :class:`LLMJudge` and by the judge score of ``metrics/faithfulness``.
-
-    >>> [parse_score(r) for r in ['{"score": 5}', "Score - 3.5", "I'd give it 2 out of 5", "9/10", "meh"]]
-    [5.0, 3.5, 2.0, None, None]
-    >>> [parse_score(r) for r in ["Rating (1-5): 4", "I'd say 5.", "1 or 5?", "a 3, maybe 4"]]
-    [4.0, 5.0, None, None]
-    """
-    if not isinstance(reply, str):
-        return None
-    lo, hi = scale
-    reply = _scale_mention(scale).sub(" ", reply.strip())
-    for rx in _PATTERNS:
-        for m in rx.finditer(reply):
-            v = float(m.group(1))
-            if lo <= v <= hi:
-                return v
-    found = {v for v in (float(m.group(1)) for m in _BARE.finditer(reply)) if lo <= v <= hi}
-    return found.pop() if len(found) == 1 else None
-
 
 class LLMJudge(TextColumn, Filter):
     """Rate each row with an LLM and keep rows scoring >= ``threshold``.
@@ -219,13 +174,11 @@ class LLMJudge(TextColumn, Filter):
         n = len(next(iter(batch.values()))) if len(batch) else 0
         keys = row_keys({**values, **({self.key_column: batch[self.key_column]} if self.key_column else {})},
                         None, self.key_column)
-        prompts, requests = [], []
-        for i in range(n):
-            row = {c: values[c][i] for c in slots}
-            row.update(scale_min=self.scale[0], scale_max=self.scale[1])
-            msgs = self.template.render(row, row_index=None if indices is None else int(indices[i]))
-            prompts.append(msgs[-1]["content"])
-            requests.append(ChatRequest.of(msgs, derive_seed(self.seed, "judge", keys[i])))
+        rows = [{**{c: values[c][i] for c in slots}, "scale_min": self.scale[0], "scale_max": self.scale[1]}
+                for i in range(n)]
+        requests = rubric_requests(self.template, rows, [derive_seed(self.seed, "judge", k) for k in keys[:n]],
+                                   None if indices is None else [int(i) for i in indices])
+        prompts = [r.messages[-1][1] for r in requests]
         if self.mode == "logprobs":
             scores, replies = self._score_logprobs(requests)
         else:
@@ -239,22 +192,9 @@ class LLMJudge(TextColumn, Filter):
 
     def _score_logprobs(self, requests) -> tuple[list, list]:
         choices = self._choices()
-        values = np.array([float(c) for c in choices])
-        scores, replies = [], []
-        for c in choice_logprobs(self.llm, requests, choices, prefix=self.reply_prefix):
-            if c.error is not None:
-                scores.append(None)
-                replies.append(f"ERROR: {c.error}")
-                continue
-            lp = np.asarray(c.logprobs, dtype=np.float64)
-            p = np.exp(lp - lp.max())
-            p /= p.sum()
-            expected = float(p @ values)
-            scores.append(round(expected, 4))
-            dist = " ".join(f"{k}={q:.2f}" for k, q in zip(choices, p))
-            replies.append(f"{self.reply_prefix}{c.text} (expected {expected:.2f}; p: {dist}; "
-                           f"mass {float(np.exp(lp).sum()):.2f})")
-        return scores, replies
+        rated = [expected_rating(c, choices, self.reply_prefix)
+                 for c in choice_logprobs(self.llm, requests, choices, prefix=self.reply_prefix)]
+        return [s for s, _ in rated], [r for _, r in rated]
 
     def decide(self, batch, indices=None):
         scores, replies = batch[f"{self.name}_score"], batch[f"{self.name}_reply"]

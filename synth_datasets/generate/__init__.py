@@ -15,3 +15,8 @@ from .targeted import S3, ExploreInstruct  # noqa: E402
 
 __all__ += ["StructuredGenerator", "Schema", "schema_features", "Annotator", "annotation_report",
             "expected_calibration_error", "Selector", "ActiveAnnotator", "S3", "ExploreInstruct"]
+
+from .base import Generator  # noqa: E402
+from .pools import ConceptTree, LLMValues, fit_explained, fit_synthetic  # noqa: E402
+
+__all__ += ["Generator", "LLMValues", "ConceptTree", "fit_synthetic", "fit_explained"]

@@ -20,11 +20,11 @@ from typing import Any, Sequence
 import numpy as np
 
 from .._versions import library_versions
-from ..columns import check_new_columns
-from ..errors import InvalidParameterError, MissingColumnError, NotFittedError
+from ..columns import check_columns, check_new_columns
+from ..errors import InvalidParameterError, NotFittedError
 from .annotate import Annotator, _softmax
+from .base import input_columns
 from .select import _UNCERTAINTY, check_fitted_indices, uncertainty
-from .text import input_columns
 
 _FORMAT_VERSION = 1
 
@@ -131,8 +131,7 @@ class ActiveAnnotator:
     # -- the loop -------------------------------------------------------------------------------
     def _vectors(self, ds, cols: list[str]) -> np.ndarray:
         name = self.embedding_column or self.text_column
-        if name not in cols:
-            raise MissingColumnError(f"Column {name!r} is not in the dataset. Current columns: {sorted(cols)}")
+        check_columns(cols, [name], "ActiveAnnotator")
         if self.embedding_column:
             x = np.asarray(list(ds[name]), dtype=np.float32)
             if x.ndim != 2:

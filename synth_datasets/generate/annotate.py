@@ -17,16 +17,14 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .._versions import library_versions
-from ..columns import check_new_columns
-from ..errors import InvalidParameterError, MissingColumnError
+from ..columns import check_columns
+from ..errors import InvalidParameterError
 from ..llm import LLM, ChatRequest, Completion, SamplingParams
 from ..llm.scoring import continuation_logprobs
 from ..prompts import Template
-from ..seeding import batch_size_of, check_batched, derive_seed, row_keys
-from .text import input_columns
+from ..seeding import batch_size_of, derive_seed
+from .base import Generator, as_template, check_llm, input_columns
 
-_FORMAT_VERSION = 1
 METHODS = ("auto", "score", "logprobs", "vote")
 
 
@@ -56,7 +54,7 @@ def _softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
     return e / e.sum(axis=-1, keepdims=True)
 
 
-class Annotator:
+class Annotator(Generator):
     """Labels each row of an existing dataset with one of ``labels``, a confidence and the distribution.
 
     Map contract: ``ds.map(annotator, batched=True)`` (optionally ``with_indices=True``, ``num_proc>1``);
@@ -91,8 +89,7 @@ class Annotator:
                  verbalizers: dict[str, str] | None = None, output: str = "label", method: str = "auto",
                  votes: int = 5, temperature: float = 0.7, max_new_tokens: int = 8, seed: int = 0,
                  key_column: str | None = None, top_logprobs: int = 20):
-        if not isinstance(llm, LLM):
-            raise InvalidParameterError(f"llm must be an LLM, got {type(llm).__name__}.")
+        check_llm(llm)
         labels = [str(x) for x in labels]
         if len(labels) < 2 or len(set(labels)) != len(labels):
             raise InvalidParameterError(f"labels={labels!r} must be at least 2 distinct labels.")
@@ -115,35 +112,29 @@ class Annotator:
             raise InvalidParameterError(f"top_logprobs={top_logprobs!r} must be an integer from 1 to 20.")
         if not isinstance(votes, int) or votes < 1:
             raise InvalidParameterError(f"votes={votes!r} must be an integer >= 1.")
-        if isinstance(template, str):
-            template = Template(user=template)
-        self.llm, self.labels, self.words, self.template, self.output = llm, labels, words, template, output
+        self.llm, self.labels, self.words, self.template, self.output = llm, labels, words, as_template(template), output
         self.method = method if method != "auto" else ("logprobs" if llm.kind == "endpoint" else "score")
         self.votes, self.seed, self.key_column = votes, seed, key_column
         self.vote_params = SamplingParams.make(temperature=temperature, max_new_tokens=max_new_tokens, seed=seed)
         self.logprob_params = SamplingParams.make(temperature=0.0, max_new_tokens=1, seed=seed,
                                                   top_logprobs=top_logprobs)
-        self.scored_by_: dict[str, int] = {}  # rows labelled per way (logprobs / vote), this process
         self.temperature_ = 1.0  # calibration (1.0 = none)
         self.calibration_: dict[str, Any] | None = None
+        self._init_runtime()
+
+    def _init_runtime(self) -> None:
+        self.scored_by_: dict[str, int] = {}  # rows labelled per way (logprobs / vote), this process
 
     # -- contract 2 ---------------------------------------------------------------------------
-    def __getstate__(self) -> dict[str, Any]:
-        return {"format": _FORMAT_VERSION, "llm": self.llm, "labels": self.labels, "words": self.words,
-                "template": self.template, "output": self.output, "method": self.method, "votes": self.votes,
-                "seed": self.seed, "key_column": self.key_column, "vote_params": self.vote_params.model_dump(),
-                "logprob_params": self.logprob_params.model_dump(),
-                "temperature_": self.temperature_, "calibration_": self.calibration_}
+    _STATE = ("llm", "labels", "words", "template", "output", "method", "votes", "seed", "key_column", "vote_params",
+              "logprob_params", "temperature_", "calibration_")
+    _SAMPLING = ("vote_params", "logprob_params")
 
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        state = dict(state)
-        state.pop("format", None)
-        state["vote_params"] = SamplingParams(**state["vote_params"])
-        lp = state.get("logprob_params")
-        state["logprob_params"] = SamplingParams(**lp) if lp else SamplingParams.make(
-            temperature=0.0, max_new_tokens=1, seed=state.get("seed", 0), top_logprobs=20)
-        self.__dict__.update(state)
-        self.scored_by_ = {}
+    def _restore(self, state: dict[str, Any]) -> dict[str, Any]:
+        if not state.get("logprob_params"):  # pickled before the option existed
+            state["logprob_params"] = SamplingParams.make(temperature=0.0, max_new_tokens=1, seed=state.get("seed", 0),
+                                                          top_logprobs=20).model_dump()
+        return super()._restore(state)
 
     @property
     def output_columns(self) -> list[str]:
@@ -153,14 +144,7 @@ class Annotator:
     # -- scoring --------------------------------------------------------------------------------
     def _requests(self, batch: dict[str, list], indices: Sequence[int] | None) -> list[ChatRequest]:
         self.template.check_columns(list(batch))
-        keys = row_keys(batch, indices, self.key_column)
-        cols = list(batch)
-        out = []
-        for i in range(batch_size_of(batch)):
-            row = {c: batch[c][i] for c in cols}
-            msgs = self.template.render(row, row_index=None if indices is None else int(indices[i]))
-            out.append(ChatRequest.of(msgs, derive_seed(self.seed, keys[i])))
-        return out
+        return list(self._row_requests(batch, indices, self.template, self.seed, self.key_column))
 
     def logits(self, batch: dict[str, list], indices: Sequence[int] | None = None) -> tuple[np.ndarray, list[str | None]]:
         """Uncalibrated log-scores per label ``(rows, labels)`` and a per-row error (None when fine)."""
@@ -170,7 +154,7 @@ class Annotator:
             z = np.array([c.logprobs if c.error is None else [0.0] * len(self.words) for c in comps], dtype=float)
             return z, [c.error for c in comps]
         if self.method == "logprobs":
-            comps = self.llm.generate(requests, self.logprob_params)
+            comps = self._complete(requests, self.logprob_params)
             z = np.zeros((len(requests), len(self.words)))
             errors = [None] * len(requests)
             need = []
@@ -217,7 +201,7 @@ class Annotator:
             return np.zeros((0, len(self.words))), []
         k = self.votes
         asked = [ChatRequest(r.messages, derive_seed(r.seed, j)) for r in requests for j in range(k)]
-        comps = self.llm.generate(asked, self.vote_params)
+        comps = self._complete(asked, self.vote_params)
         z = np.zeros((len(requests), len(self.words)))
         errors: list[str | None] = []
         for i in range(len(requests)):
@@ -245,8 +229,7 @@ class Annotator:
     def __call__(self, batch: dict[str, list], indices: Sequence[int] | None = None):
         import pyarrow as pa
 
-        check_batched(batch, type(self).__name__)
-        check_new_columns(self.output_columns, batch)
+        self._check_batch(batch)
         size = batch_size_of(batch)
         arrays, names = input_columns(batch, list(batch), size, 1)
         z, errors = self.logits(batch, indices) if size else (np.zeros((0, len(self.labels))), [])
@@ -270,9 +253,7 @@ class Annotator:
         from scipy.optimize import minimize_scalar
 
         cols = ds.to_dict() if hasattr(ds, "to_dict") else dict(ds)
-        if label_column not in cols:
-            raise MissingColumnError(f"Column {label_column!r} is not in the calibration rows. Current columns: "
-                                     f"{sorted(cols)}")
+        check_columns(cols, [label_column], "Annotator.calibrate (label_column=)")
         gold = cols[label_column]
         bad = sorted({str(g) for g in gold} - set(self.labels))
         if bad:
@@ -301,11 +282,13 @@ class Annotator:
         return dict(self.calibration_)
 
     # -- contract 4 -----------------------------------------------------------------------------
+    def describe_config(self) -> dict[str, Any]:
+        return {"output": self.output, "labels": list(self.labels), "verbalizers": dict(zip(self.labels, self.words)),
+                "method": self.method, "template": self.template.describe(), "llm": self.llm.describe(),
+                "seed": self.seed, "key_column": self.key_column, "calibration": self.calibration_}
+
     def describe(self) -> dict[str, Any]:
-        d = {"type": "Annotator", "format": _FORMAT_VERSION, "output": self.output, "labels": list(self.labels),
-             "verbalizers": dict(zip(self.labels, self.words)), "method": self.method,
-             "template": self.template.describe(), "llm": self.llm.describe(), "seed": self.seed,
-             "key_column": self.key_column, "calibration": self.calibration_, "library": library_versions()}
+        d = super().describe()
         if self.method in ("vote", "logprobs"):  # logprobs falls back to votes row by row
             d.update(votes=self.votes, sampling=self.vote_params.model_dump(mode="json"))
         if self.method == "logprobs":
@@ -320,9 +303,7 @@ def annotation_report(ds, output: str, label_column: str, *, bins: int = 10) -> 
     """Accuracy and expected calibration error of an annotated dataset against gold labels (rows with an
     annotation error count as wrong, with confidence 0)."""
     cols = ds.to_dict() if hasattr(ds, "to_dict") else dict(ds)
-    for c in (output, f"{output}_confidence", label_column):
-        if c not in cols:
-            raise MissingColumnError(f"Column {c!r} is not in the dataset. Current columns: {sorted(cols)}")
+    check_columns(cols, [output, f"{output}_confidence", label_column], "annotation_report")
     pred, conf, gold = cols[output], cols[f"{output}_confidence"], cols[label_column]
     correct = [p is not None and str(p) == str(g) for p, g in zip(pred, gold)]
     conf = [0.0 if c is None else float(c) for c in conf]

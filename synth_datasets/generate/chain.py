@@ -17,14 +17,12 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any, Callable, Sequence
 
-from .._versions import library_versions
 from ..columns import check_new_columns
 from ..errors import InvalidParameterError, MissingVariableError
 from ..llm import LLM, ChatRequest, SamplingParams
 from ..prompts import Template
 from ..seeding import derive_seed, derive_unit, row_keys
-
-_FORMAT_VERSION = 1
+from .base import Configured, Generator, as_template, check_llm, check_output
 
 
 # -- shared helpers -----------------------------------------------------------------------------
@@ -93,7 +91,7 @@ def _check_template_columns(name: str, template: Template, available: set[str], 
             "sub-steps.", variable=missing[0], row=0)
 
 
-class Gate:
+class Gate(Configured):
     """A row filter between the sub-steps of a :class:`Chain`: rows it rejects are dropped and never
     reach the later sub-steps (no model calls spent on them).
 
@@ -114,11 +112,7 @@ class Gate:
         self.fn = fn
         self.name = name or getattr(fn, "name", None) or getattr(fn, "__name__", None) or type(fn).__name__
 
-    def __getstate__(self) -> dict[str, Any]:
-        return {"format": _FORMAT_VERSION, "fn": self.fn, "name": self.name}
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.fn, self.name = state["fn"], state["name"]
+    _STATE = ("fn", "name")
 
     def describe(self) -> dict[str, Any]:
         fn = self.fn
@@ -133,7 +127,7 @@ def _name_of(sub: Any) -> str:
             or type(sub).__name__)
 
 
-class Chain:
+class Chain(Generator):
     """Sub-steps run in order over the whole batch; each sees the columns the earlier ones made.
 
     Map contract: ``ds.map(chain, batched=True)`` (``with_indices=True`` is passed on to the sub-steps
@@ -187,13 +181,8 @@ class Chain:
     def _init_runtime(self) -> None:
         self._stats: Counter = Counter()
 
-    # -- contract 2 ---------------------------------------------------------------------------
-    def __getstate__(self) -> dict[str, Any]:
-        return {"format": _FORMAT_VERSION, "steps": self.steps, "latent": self.latent}
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.steps, self.latent = state["steps"], state["latent"]
-        self._init_runtime()
+    _STATE = ("steps", "latent")  # contract 2
+    _SAMPLING = ()
 
     @property
     def names(self) -> list[str]:
@@ -302,7 +291,7 @@ class Chain:
         return both.take(pa.array(order, type=pa.int64())), (idx if per == 1 else None)
 
     # -- contract 4 ---------------------------------------------------------------------------
-    def describe(self) -> dict[str, Any]:
+    def describe_config(self) -> dict[str, Any]:
         """Every sub-step's ``describe()`` (templates verbatim, models, seeds) with its name, kind and
         whether it is latent."""
         subs = []
@@ -312,8 +301,7 @@ class Chain:
             else:
                 d = s.describe() if hasattr(s, "describe") else {"type": type(s).__name__}
                 subs.append({"kind": "generate", "name": _name_of(s), "latent": _name_of(s) in self.latent, **d})
-        return {"type": "Chain", "format": _FORMAT_VERSION, "steps": subs, "latent": self.latent,
-                "library": library_versions()}
+        return {"steps": subs, "latent": self.latent}
 
     def __repr__(self) -> str:
         return f"Chain({self.names}, latent={self.latent})"
@@ -324,7 +312,7 @@ DIALOGUE_VARIABLES = frozenset({"turn", "last", "transcript", "history"})
 _HISTORY_MODES = ("chat", "transcript")
 
 
-class Role:
+class Role(Configured):
     """One side of a :class:`Dialogue`.
 
     The template is rendered per row and turn with the row's columns plus ``turn`` (1-based round),
@@ -351,12 +339,9 @@ class Role:
 
     def __init__(self, template: Template | str, *, llm: LLM | None = None, history: str = "chat",
                  label: str | None = None, params: dict | None = None):
-        if isinstance(template, str):
-            template = Template(user=template)
-        if not isinstance(template, Template):
-            raise InvalidParameterError(f"Role template must be a Template or a string, got {type(template).__name__}.")
-        if llm is not None and not isinstance(llm, LLM):
-            raise InvalidParameterError(f"Role llm must be an LLM, got {type(llm).__name__}.")
+        template = as_template(template, "Role template")
+        if llm is not None:
+            check_llm(llm, "Role llm")
         if history not in _HISTORY_MODES:
             raise InvalidParameterError(f"history={history!r} must be one of {_HISTORY_MODES}.")
         bad = sorted(set(params or {}) - {"temperature", "top_p", "max_new_tokens", "stop"})
@@ -366,14 +351,7 @@ class Role:
         self.template, self.llm, self.history, self.label = template, llm, history, label
         self.params = dict(params or {})
 
-    def __getstate__(self) -> dict[str, Any]:
-        return {"format": _FORMAT_VERSION, "template": self.template, "llm": self.llm, "history": self.history,
-                "label": self.label, "params": self.params}
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        state = dict(state)
-        state.pop("format", None)
-        self.__dict__.update(state)
+    _STATE = ("template", "llm", "history", "label", "params")  # params: a plain dict of overrides
 
     def messages(self, ctx: dict[str, Any], own: str, history: list[dict[str, str]], row_index=None):
         rendered = self.template.render(ctx, row_index=row_index)
@@ -387,7 +365,7 @@ class Role:
                 "params": self.params, "llm": (self.llm or default_llm).describe()}
 
 
-class Dialogue:
+class Dialogue(Generator):
     """Two roles alternate, each turn batched across the rows, into a ``messages`` column.
 
     Map contract: ``ds.map(dialogue, batched=True)`` (optionally ``with_indices=True``). Returns a
@@ -430,8 +408,7 @@ class Dialogue:
                  output: str = "messages", params: SamplingParams | dict | None = None,
                  temperature: float | None = None, top_p: float | None = None, max_new_tokens: int | None = None,
                  seed: int | None = None, key_column: str | None = None, progress: bool = False):
-        if not isinstance(llm, LLM):
-            raise InvalidParameterError(f"llm must be an LLM, got {type(llm).__name__}. Use LLM() or LLM(url, model=...).")
+        check_llm(llm)
         self.user = user if isinstance(user, Role) else Role(user, history="transcript")
         self.assistant = assistant if isinstance(assistant, Role) else Role(assistant)
         if isinstance(turns, int) and not isinstance(turns, bool):
@@ -442,24 +419,13 @@ class Dialogue:
             raise InvalidParameterError(f"turns={turns!r} must be an integer or a (min, max) pair of integers.")
         if lo < 1 or hi < lo:
             raise InvalidParameterError(f"turns={turns!r}: need 1 <= min <= max rounds.")
-        if not isinstance(output, str) or not output:
-            raise InvalidParameterError("output must be a non-empty column name.")
-        self.llm, self.turns, self.system, self.output = llm, (lo, hi), system, output
+        self.llm, self.turns, self.system, self.output = llm, (lo, hi), system, check_output(output)
         self.stop = [stop] if isinstance(stop, str) else [str(s) for s in stop]
         self.params = SamplingParams.make(params, temperature=temperature, top_p=top_p,
                                           max_new_tokens=max_new_tokens, seed=seed)
         self.key_column, self.progress = key_column, progress
 
-    def __getstate__(self) -> dict[str, Any]:
-        return {"format": _FORMAT_VERSION, "llm": self.llm, "user": self.user, "assistant": self.assistant,
-                "turns": self.turns, "stop": self.stop, "system": self.system, "output": self.output,
-                "params": self.params.model_dump(), "key_column": self.key_column, "progress": self.progress}
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        state = dict(state)
-        state.pop("format", None)
-        state["params"] = SamplingParams(**state["params"])
-        self.__dict__.update(state)
+    _STATE = ("llm", "user", "assistant", "turns", "stop", "system", "output", "params", "key_column", "progress")
 
     @property
     def output_columns(self) -> list[str]:
@@ -477,7 +443,7 @@ class Dialogue:
     def __call__(self, batch: dict[str, list], indices: Sequence[int] | None = None):
         table = _to_table(batch)
         cols = table.column_names
-        check_new_columns(self.output_columns, cols)
+        check_new_columns(self.output_columns, cols)  # (a Table or a batch: no check_batched)
         for side, role in (("user", self.user), ("assistant", self.assistant)):
             _check_template_columns(f"{side} role", role.template, set(cols), DIALOGUE_VARIABLES)
         data = _Batch(table)
@@ -502,7 +468,7 @@ class Dialogue:
                     requests.append(ChatRequest.of(role.messages(ctx, side, h, where[i]),
                                                    derive_seed(self.params.seed, keys[i], turn, side)))
                 params = SamplingParams.make(self.params, **role.params)
-                completions = (role.llm or self.llm).generate(requests, params, progress=self.progress)
+                completions = self._complete(requests, params, llm=role.llm)
                 for i, c in zip(active, completions):
                     self._take(state[i], history[i], side, c, turn, limit[i], labels)
         return self._table(table, rows, history, state)
@@ -552,13 +518,11 @@ class Dialogue:
             table = table.append_column(c, arr)
         return table
 
-    def describe(self) -> dict[str, Any]:
+    def describe_config(self) -> dict[str, Any]:
         """Both roles' templates verbatim and models, turns, stop rule, parameters and seed."""
-        return {"type": "Dialogue", "format": _FORMAT_VERSION, "output": self.output, "turns": list(self.turns),
-                "stop": self.stop, "system": self.system, "params": self.params.model_dump(mode="json"),
-                "seed": self.params.seed, "key_column": self.key_column,
-                "user": self.user.describe(self.llm), "assistant": self.assistant.describe(self.llm),
-                "library": library_versions()}
+        return {"output": self.output, "turns": list(self.turns), "stop": self.stop, "system": self.system,
+                "params": self.params.model_dump(mode="json"), "seed": self.params.seed, "key_column": self.key_column,
+                "user": self.user.describe(self.llm), "assistant": self.assistant.describe(self.llm)}
 
     def __repr__(self) -> str:
         return f"Dialogue({self.llm!r}, turns={self.turns}, output={self.output!r})"

@@ -27,7 +27,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from .._versions import library_versions
-from ..errors import InvalidParameterError, MissingColumnError, NotFittedError
+from ..columns import check_columns
+from ..errors import InvalidParameterError, NotFittedError
 
 _FORMAT_VERSION = 1
 STRATEGIES = ("random", "entropy", "least_confidence", "margin", "kmeans", "vote_k")
@@ -181,8 +182,7 @@ class Selector:
 
     def _column(self, ds, name: str) -> list:
         cols = ds.column_names if hasattr(ds, "column_names") else list(ds)
-        if name not in cols:
-            raise MissingColumnError(f"Column {name!r} is not in the dataset. Current columns: {sorted(cols)}")
+        check_columns(cols, [name], "Selector")
         return list(ds[name])
 
     def fit(self, ds) -> "Selector":

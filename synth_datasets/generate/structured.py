@@ -23,11 +23,11 @@ from ..llm import LLM, ChatRequest, Completion, SamplingParams
 from ..prompts import Template
 from ..seeding import derive_seed
 from .schema import Schema
-from .text import TextGenerator, input_columns
+from .base import input_columns
+from .text import TextGenerator
 
 logger = logging.getLogger(__name__)
 
-_FORMAT_VERSION = 1
 STYLES = ("auto", "json_schema", "json_object", None)
 INSTRUCTION = "Reply with one JSON object only, no other text. It must follow this JSON schema:\n{schema}"
 FEEDBACK = ("That reply is not valid: {error}. Reply again with one JSON object only, no other text, that "
@@ -175,7 +175,7 @@ class StructuredGenerator(TextGenerator):
                                         "pass flatten=False to keep the whole value in one column.")
         self.response_format, self.retries = response_format, retries
         self.flatten, self.schema_in_prompt = flatten, schema_in_prompt
-        self._style: str | None | bool = False  # resolved per process (False: not yet)
+        self._init_runtime()
         if llm.kind != "endpoint" and response_format is not None:
             self._check_engine()
 
@@ -192,18 +192,20 @@ class StructuredGenerator(TextGenerator):
             self._style = None
 
     # -- contract 2 ---------------------------------------------------------------------------
+    _FORMAT = "structured-1"
+
     def __getstate__(self) -> dict[str, Any]:
         state = super().__getstate__()
-        state.update(format=f"structured-{_FORMAT_VERSION}", schema=self.schema.json, model_ref=self.schema.model_ref,
-                     response_format=self.response_format, retries=self.retries, flatten=self.flatten,
-                     schema_in_prompt=self.schema_in_prompt)
+        state.update(schema=self.schema.json, model_ref=self.schema.model_ref, response_format=self.response_format,
+                     retries=self.retries, flatten=self.flatten, schema_in_prompt=self.schema_in_prompt)
         return state
 
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        state = dict(state)
+    def _restore(self, state: dict[str, Any]) -> dict[str, Any]:
         state["schema"] = Schema.from_state(state.pop("schema"), state.pop("model_ref"))
-        super().__setstate__(state)
-        self._style = False
+        return super()._restore(state)
+
+    def _init_runtime(self) -> None:
+        self._style: str | None | bool = False  # resolved per process (False: not yet)
 
     # -- columns --------------------------------------------------------------------------------
     @property
@@ -280,9 +282,7 @@ class StructuredGenerator(TextGenerator):
         requests, _ = self._prepare(batch, indices)
         requests = self._instructed(requests)
 
-        def generate(reqs, params):
-            return self.llm.generate(reqs, params, progress=self.progress)
-
+        generate = self._complete
         if requests and self._style is False:
             self._resolve(requests[0], generate)
         run = _Attempts(requests, self.schema, self.retries)
@@ -307,15 +307,12 @@ class StructuredGenerator(TextGenerator):
         run = _Attempts(requests, self.schema, self.retries)
         params = self._params_for(self._style)
         while run.todo:
-            run.take(await self.llm.agenerate(run.requests(), params, progress=self.progress))
+            run.take(await self._acomplete(run.requests(), params))
         return self._table(batch, run)
 
     def _check_clash(self, batch: dict[str, list]) -> None:
-        clash = sorted(set(self.output_columns) & set(batch))
-        if clash:
-            raise InvalidParameterError(
-                f"Output column {clash[0]!r} already exists (the schema's fields become columns). Rename the "
-                f"input column, or pass flatten=False / another output=. Current columns: {sorted(batch)}")
+        self._check_batch(batch, hint="(The schema's fields become columns.) Rename the input column, or pass "
+                                      "flatten=False / another output=")
 
     def _table(self, batch: dict[str, list], run: _Attempts):
         import pyarrow as pa
@@ -349,7 +346,7 @@ class StructuredGenerator(TextGenerator):
     # -- contract 4 -----------------------------------------------------------------------------
     def describe(self) -> dict[str, Any]:
         d = super().describe()
-        d.update(type="StructuredGenerator", format=f"structured-{_FORMAT_VERSION}", schema=self.schema.describe(),
+        d.update(schema=self.schema.describe(),
                  response_format=self.response_format, retries=self.retries, flatten=self.flatten,
                  schema_in_prompt=self.schema_in_prompt,
                  instruction=INSTRUCTION if self.schema_in_prompt else None, feedback=FEEDBACK)

@@ -4,35 +4,16 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from .._versions import library_versions
-from ..columns import check_new_columns
-from ..errors import InvalidParameterError, MissingVariableError
-from ..llm import LLM, ChatRequest, Completion, SamplingParams
+from ..errors import MissingVariableError
+from ..llm import LLM, Completion, SamplingParams
 from ..prompts import Template
-from ..seeding import batch_size_of, check_batched, derive_seed, row_keys
+from ..seeding import batch_size_of
+from .base import Generator, as_template, check_llm, check_output, check_samples, input_columns
 
-_FORMAT_VERSION = 1
-
-
-def input_columns(batch: dict[str, list], cols: list[str], size: int, n: int) -> tuple[list, list[str]]:
-    """The input columns as arrow arrays (types kept from the arrow batch when ``datasets`` gives one),
-    each row repeated ``n`` times: what a generator returns beside its new columns."""
-    import pyarrow as pa
-
-    source = getattr(batch, "pa_table", None)  # datasets' LazyBatch keeps the arrow batch
-    repeat = pa.array([i for i in range(size) for _ in range(n)], type=pa.int64())
-    arrays, names = [], []
-    for c in cols:
-        if source is not None and c in source.column_names and source.num_rows == size:
-            col = source[c]
-        else:
-            col = pa.array(batch[c]) if size else pa.array([], type=pa.null())
-        arrays.append(col.take(repeat) if n > 1 else col)
-        names.append(c)
-    return arrays, names
+__all__ = ["TextGenerator", "input_columns"]  # input_columns: re-exported from .base for older imports
 
 
-class TextGenerator:
+class TextGenerator(Generator):
     """Generates ``n`` completions per input row.
 
     Map contract: use with ``ds.map(gen, batched=True)`` (optionally ``with_indices=True`` to seed by
@@ -74,32 +55,14 @@ class TextGenerator:
                  top_p: float | None = None, max_new_tokens: int | None = None, seed: int | None = None,
                  stop: Sequence[str] | str | None = None, logprobs: bool | None = None,
                  key_column: str | None = None, metadata: bool = True, progress: bool = False):
-        if not isinstance(llm, LLM):
-            raise InvalidParameterError(f"llm must be an LLM, got {type(llm).__name__}. Use LLM() or LLM(url, model=...).")
-        if isinstance(template, str):
-            template = Template(user=template)
-        if not isinstance(template, Template):
-            raise InvalidParameterError(f"template must be a Template or a string, got {type(template).__name__}.")
-        if not isinstance(n, int) or n < 1:
-            raise InvalidParameterError(f"n={n!r} must be an integer >= 1 (samples per input row).")
-        if not isinstance(output, str) or not output:
-            raise InvalidParameterError("output must be a non-empty column name.")
-        self.llm, self.template, self.output, self.n = llm, template, output, n
+        self.llm, self.template = check_llm(llm), as_template(template)
+        self.n, self.output = check_samples(n), check_output(output)
         self.params = SamplingParams.make(params, temperature=temperature, top_p=top_p,
                                           max_new_tokens=max_new_tokens, seed=seed, stop=stop, logprobs=logprobs)
         self.key_column, self.metadata, self.progress = key_column, metadata, progress
 
-    # -- contract 2: pickle to configuration only ------------------------------------------
-    def __getstate__(self) -> dict[str, Any]:
-        return {"format": _FORMAT_VERSION, "llm": self.llm, "template": self.template, "output": self.output,
-                "n": self.n, "params": self.params.model_dump(), "key_column": self.key_column,
-                "metadata": self.metadata, "progress": self.progress}
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        state = dict(state)
-        state.pop("format", None)
-        state["params"] = SamplingParams(**state["params"])
-        self.__dict__.update(state)
+    # contract 2: pickles to configuration only (Generator.__getstate__), in this order
+    _STATE = ("llm", "template", "output", "n", "params", "key_column", "metadata", "progress")
 
     @property
     def output_columns(self) -> list[str]:
@@ -110,17 +73,16 @@ class TextGenerator:
     # -- contract 1: map-callable -----------------------------------------------------------
     def __call__(self, batch: dict[str, list], indices: Sequence[int] | None = None):
         requests, finish = self._prepare(batch, indices)
-        return finish(self.llm.generate(requests, self.params, progress=self.progress))
+        return finish(self._complete(requests, self.params))
 
     async def acall(self, batch: dict[str, list], indices: Sequence[int] | None = None):
         """Async form for ``ds.map(gen.acall, batched=True)``: ``datasets`` then runs several batches
         at once, so an endpoint never idles at batch boundaries. Same rows as ``__call__``."""
         requests, finish = self._prepare(batch, indices)
-        return finish(await self.llm.agenerate(requests, self.params, progress=self.progress))
+        return finish(await self._acomplete(requests, self.params))
 
     def _prepare(self, batch: dict[str, list], indices: Sequence[int] | None):
-        check_batched(batch, type(self).__name__)
-        check_new_columns(self.output_columns, batch)
+        self._check_batch(batch)
         self.template.check_columns(list(batch))
         size = batch_size_of(batch)
         cols = list(batch)
@@ -134,17 +96,8 @@ class TextGenerator:
                 raise MissingVariableError(f"Template variable {v!r} is None in {where}. Fill it or drop the "
                                            "row before generating.", variable=v,
                                            row=int(indices[i]) if indices is not None else i)
-        keys = row_keys(batch, indices, self.key_column)
-        seed = self.params.seed
-
-        def requests():
-            for i in range(size):
-                row = {c: batch[c][i] for c in cols}
-                msgs = self.template.render(row, row_index=None if indices is None else int(indices[i]))
-                for j in range(self.n):
-                    yield ChatRequest.of(msgs, derive_seed(seed, keys[i], j))
-
-        return requests(), lambda completions: self._rows(batch, cols, size, completions)
+        requests = self._row_requests(batch, indices, self.template, self.params.seed, self.key_column, self.n)
+        return requests, lambda completions: self._rows(batch, cols, size, completions)
 
     def _rows(self, batch: dict[str, list], cols: list[str], size: int, completions: list[Completion]):
         """A pyarrow Table: input columns (repeated ``n`` times, types kept) + typed output columns.
@@ -169,12 +122,11 @@ class TextGenerator:
         return pa.Table.from_arrays(arrays + list(new.values()), names=names + list(new))
 
     # -- contract 4: describe ---------------------------------------------------------------
-    def describe(self) -> dict[str, Any]:
-        """Configuration for provenance: model identity, template verbatim, parameters, seed, versions."""
-        return {"type": "TextGenerator", "format": _FORMAT_VERSION, "output": self.output, "n": self.n,
-                "params": self.params.model_dump(mode="json"), "seed": self.params.seed,
-                "key_column": self.key_column, "template": self.template.describe(), "llm": self.llm.describe(),
-                "library": library_versions()}
+    def describe_config(self) -> dict[str, Any]:
+        """Model identity, template verbatim, parameters and seed (``describe()`` adds type, format, versions)."""
+        return {"output": self.output, "n": self.n, "params": self.params.model_dump(mode="json"),
+                "seed": self.params.seed, "key_column": self.key_column, "template": self.template.describe(),
+                "llm": self.llm.describe()}
 
     def __repr__(self) -> str:
         return f"TextGenerator({self.llm!r}, {self.template!r}, output={self.output!r}, n={self.n})"

@@ -158,10 +158,38 @@ def is_ranking(values: Mapping[str, Any]) -> bool:
     return isinstance(values.get("models"), list) and isinstance(values.get("bradley_terry_elo_scale"), Mapping)
 
 
+def plot_scores(result: Mapping[str, Any], path, *, key: str = "bradley_terry_elo_scale", title: str | None = None):
+    """A PNG of the scores with their intervals (one row per system, best on top): a preference ranking
+    (``metrics/preference``'s result, :func:`synth_datasets.metrics.preference.rank`)."""
+    import matplotlib
+    import numpy as np
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    scores, ci = result[key], result.get(f"{key}_ci") or {}
+    models = sorted(scores, key=scores.get)
+    fig, ax = plt.subplots(figsize=(6, 0.6 * len(models) + 1.2))
+    y = np.arange(len(models))
+    x = np.array([scores[m] for m in models])
+    lo = np.array([(ci.get(m) or [None, None])[0] if (ci.get(m) or [None])[0] is not None else scores[m] for m in models])
+    hi = np.array([(ci.get(m) or [None, None])[1] if (ci.get(m) or [None, None])[1] is not None else scores[m]
+                   for m in models])
+    ax.errorbar(x, y, xerr=[x - lo, hi - x], fmt="o", capsize=4)
+    ax.set_yticks(y, models)
+    label = {"bradley_terry_elo_scale": "Bradley-Terry score (Elo scale)", "bradley_terry": "Bradley-Terry log-strength",
+             "elo": "Elo"}.get(key, key)
+    ax.set_xlabel(f"{label}, {int(result.get('confidence', 0.95) * 100)}% bootstrap interval")
+    ax.set_title(title or f"Preference ranking ({result.get('matches')} matches)")
+    ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100, metadata={"Software": None})  # no version stamp: same scores, same bytes
+    plt.close(fig)
+    return path
+
+
 def ranking_section(name: str, values: Mapping[str, Any], path: Path) -> list[str]:
     """The report's lines for a ranking: the plot (written to ``path``), a table per system, position bias."""
-    from ..metrics.preference import plot_scores
-
     plot_scores(values, path, title=f"{name}: {values.get('matches')} matches")
     scores = values["bradley_terry_elo_scale"]
     ci, elo, elo_ci = (values.get(k) or {} for k in ("bradley_terry_elo_scale_ci", "elo", "elo_ci"))

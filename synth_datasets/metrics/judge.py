@@ -1,6 +1,7 @@
 """LLM judge of synthetic data quality (survey §3.3.1): a fixed 1-5 rubric, one greedy request per
-text, replies read by curation's :func:`~synth_datasets.curate.parse_score` (one parser for the judge
-filter and this metric). Part of the ``faithfulness`` evaluate module (``"judge"`` config).
+text, replies read by :func:`synth_datasets.judging.parse_rating` (the judge filter's parser on the scale
+1-5: one judge module for curation and evaluation). Part of the ``faithfulness`` evaluate module
+(``"judge"`` config).
 """
 
 from __future__ import annotations
@@ -12,8 +13,9 @@ from typing import Any
 import numpy as np
 
 from synth_datasets._versions import library_versions
-from synth_datasets.curate.judge import parse_score
+from synth_datasets.columns import check_columns
 from synth_datasets.errors import InvalidParameterError
+from synth_datasets.judging import parse_rating, rubric_requests
 from synth_datasets.llm import LLM, ChatRequest, SamplingParams
 from synth_datasets.metrics._checks import check_texts as _check_texts
 from synth_datasets.prompts import Template
@@ -33,22 +35,6 @@ DEFAULT_RUBRIC = Template(
           "Text:\n{{ text }}\n\n"
           "Answer with a single digit from 1 to 5 and nothing else."),
 )
-
-def parse_rating(text: str | None) -> int | None:
-    """The 1-5 rating in a judge's answer, or None when there is none, it is ambiguous or not whole.
-
-    The parser is curation's :func:`synth_datasets.curate.parse_score` on the scale (1, 5) (one parser
-    for the judge filter and the judge metric): the scale itself ("1-5", "1 to 5") is ignored; then a
-    JSON "score" field, "rating/score: N", "N/5" or "N out of 5", a leading number, else the single
-    distinct number 1-5 in the text.
-
-    >>> [parse_rating(t) for t in ["4", "Rating: 3/5", "I'd say 5.", "score: 2", "Rating (1-5): 4",
-    ...                            "1 or 5?", "ten", "10", "4.5", None]]
-    [4, 3, 5, 2, 4, None, None, None, None, None]
-    """
-    score = parse_score(text, (1, 5))
-    return int(score) if score is not None and score.is_integer() else None
-
 
 _FORMAT_VERSION = 1
 
@@ -97,8 +83,8 @@ class JudgeScorer:
     def requests(self, texts: Sequence[str]) -> list[ChatRequest]:
         """The requests sent for ``texts``: the rubric rendered with each text."""
         texts = _check_texts(texts, "texts")
-        return [ChatRequest.of(self.rubric.render({"text": t}, row_index=i), derive_seed(self.seed, t))
-                for i, t in enumerate(texts)]
+        return rubric_requests(self.rubric, [{"text": t} for t in texts], [derive_seed(self.seed, t) for t in texts],
+                               range(len(texts)))
 
     def rate(self, texts: Sequence[str]) -> dict[str, list]:
         """``scores`` (int 1-5 or None), ``answers`` (raw text or None), ``errors``, ``messages``."""
@@ -109,9 +95,7 @@ class JudgeScorer:
 
     def __call__(self, batch: dict[str, list]) -> dict[str, list]:
         check_batched(batch, "JudgeScorer")
-        if self.column not in batch:
-            raise InvalidParameterError(f"Input column {self.column!r} not in the dataset. Current columns: "
-                                        f"{sorted(batch)}. Pass column=...")
+        check_columns(batch, [self.column], "JudgeScorer", hint="Pass column=...")
         return {self.output: self.rate(batch[self.column])["scores"]}
 
     def describe(self) -> dict[str, Any]:

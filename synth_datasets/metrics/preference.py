@@ -15,18 +15,17 @@ verdicts mapped back to the systems (both orders agree: a win; they disagree: a 
 
 from __future__ import annotations
 
-import itertools
 import math
-import re
 from collections.abc import Sequence
 from typing import Any, Mapping
 
 import numpy as np
 
 from ..errors import InvalidParameterError
+from ..judging import ask_letters, combine, pair_messages, soft_score  # noqa: F401 (combine, soft_score: public here too)
 
 __all__ = ["PAIRWISE_TEMPLATE", "PAIRWISE_RUBRIC_TEMPLATE", "LEVELS_TEMPLATE", "PreferenceJudge", "bradley_terry", "elo", "rank",
-           "outcome_table", "plot_scores", "level_shares", "soft_score", "combine", "position_bias"]
+           "outcome_table", "level_shares", "soft_score", "combine", "position_bias"]
 
 PAIRWISE_SYSTEM = "You are a fair judge of answers written by AI assistants."
 PAIRWISE_USER = ("Instruction:\n{{ prompt }}\n\nResponse A:\n{{ first }}\n\nResponse B:\n{{ second }}\n\n"
@@ -59,14 +58,6 @@ PAIRWISE_RUBRIC_TEMPLATE = (
     "A good response is fluent English, complete, and does what the instruction asks. A response made of "
     "random words, broken sentences, or one that stops after a few words is bad. Which response is better? "
     "Answer with one letter: A if Response A is better, B if Response B is better, C if they are equally good.")
-
-
-def _letter(text: str | None, letters: str) -> str | None:
-    """The verdict letter of a free reply: the first standalone letter among ``letters``."""
-    if not text:
-        return None
-    m = re.search(rf"\b([{letters}])\b", text.strip().upper())
-    return m.group(1) if m else None
 
 
 class PreferenceJudge:
@@ -127,17 +118,10 @@ class PreferenceJudge:
     def _ask(self, messages: list[list[dict]], letters: str) -> tuple[list[str | None], list[list[float] | None]]:
         """The verdict letter of every request, and (local models) the letters' probabilities, normalized
         over ``letters`` (None from an endpoint, whose reply is parsed)."""
-        from ..llm import ChatRequest, SamplingParams
-        from ..llm.choices import choice_logprobs, supports_choice_logprobs
+        from ..llm import ChatRequest
 
-        requests = [ChatRequest.of(m, self.seed) for m in messages]
-        if supports_choice_logprobs(self.llm):
-            done = choice_logprobs(self.llm, requests, list(letters), prefix="")
-            probs = [None if c.error else _normalized(c.logprobs) for c in done]
-            return [None if c.error else c.text for c in done], probs
-        done = self.llm.generate(requests, SamplingParams.make(temperature=0.0, max_new_tokens=self.max_new_tokens,
-                                                               seed=self.seed))
-        return [None if c.error else _letter(c.text, letters) for c in done], [None] * len(done)
+        return ask_letters(self.llm, [ChatRequest.of(m, self.seed) for m in messages], letters,
+                           max_new_tokens=self.max_new_tokens, seed=self.seed)
 
     def compare(self, prompts: Sequence[str], responses: Mapping[str, Sequence[str]]) -> dict[str, list]:
         """Judge every pair of systems on every prompt, in both orders. Returns a table, one row per
@@ -154,13 +138,7 @@ class PreferenceJudge:
             if len(rs) != len(prompts):
                 raise InvalidParameterError(f"responses[{name!r}] has {len(rs)} texts for {len(prompts)} prompts: "
                                             "give one response per prompt, in the same order.")
-        template = self.pairwise
-        rows, messages = [], []
-        for (a, b), i in itertools.product(itertools.combinations(names, 2), range(len(prompts))):
-            for first, second in ((a, b), (b, a)):
-                messages.append(template.render({"prompt": prompts[i], "first": responses[first][i] or "",
-                                                 "second": responses[second][i] or ""}, row_index=i))
-            rows.append((i, a, b))
+        rows, messages = pair_messages(self.pairwise, prompts, responses)
         verdicts, probs = self._ask(messages, "ABC")
         table: dict[str, list] = {k: [] for k in ("prompt_index", "model_a", "model_b", "verdict_ab", "verdict_ba",
                                                   "probs_ab", "probs_ba", "score_a", "winner")}
@@ -190,50 +168,6 @@ class PreferenceJudge:
                   else 4 - LEVELS.index(lv) for lv, p in zip(levels, probs)]
         return {"model": [n for n, _ in keys], "prompt_index": [i for _, i in keys], "level": levels,
                 "level_probs": probs, "level_score": scores}
-
-
-def _normalized(logprobs: Sequence[float]) -> list[float]:
-    """Probabilities renormalized over the choices (they were under the full vocabulary)."""
-    x = np.asarray(logprobs, dtype=np.float64)
-    p = np.exp(x - x.max())
-    return (p / p.sum()).round(6).tolist()
-
-
-def soft_score(probs_ab: Sequence[float] | None, probs_ba: Sequence[float] | None) -> float | None:
-    """The expected score of ``model_a`` (win 1, tie C 0.5) under the judge's A/B/C probabilities, averaged
-    over the two orders: a constant lean towards the first slot adds as much to one order as it takes
-    from the other, and cancels.
-
-    >>> round(soft_score([0.7, 0.2, 0.1], [0.6, 0.3, 0.1]), 4)   # leans to slot A; a is preferred once that cancels
-    0.55
-    """
-    if probs_ab is None or probs_ba is None:
-        return None
-    s_ab = probs_ab[0] + probs_ab[2] / 2
-    s_ba = probs_ba[1] + probs_ba[2] / 2
-    return float((s_ab + s_ba) / 2)
-
-
-def _score(verdict: str | None, shown_first: bool) -> float | None:
-    """Score of the system shown first (``shown_first``) or second, from one verdict letter."""
-    if verdict is None:
-        return None
-    if verdict == "C":
-        return 0.5
-    return 1.0 if (verdict == "A") == shown_first else 0.0
-
-
-def combine(verdict_ab: str | None, verdict_ba: str | None) -> str | None:
-    """The order-cancelled winner of a pair from its two verdicts (``"a"``, ``"b"``, ``"tie"``).
-
-    >>> combine("A", "B"), combine("A", "A"), combine("C", "B"), combine(None, "A")
-    ('a', 'tie', 'a', None)
-    """
-    s1, s2 = _score(verdict_ab, True), _score(verdict_ba, False)
-    if s1 is None or s2 is None:
-        return None
-    s = (s1 + s2) / 2
-    return "a" if s > 0.5 else "b" if s < 0.5 else "tie"
 
 
 def position_bias(table: Mapping[str, Sequence]) -> dict[str, Any]:
@@ -381,31 +315,3 @@ def level_shares(table: Mapping[str, Sequence]) -> dict[str, dict[str, float]]:
         out[m] = {k: round(sum(x == k for x in lv) / len(lv), 4) for k in LEVELS}
         out[m]["none"] = round(sum(x is None for x in lv) / len(lv), 4)
     return out
-
-
-def plot_scores(result: Mapping[str, Any], path, *, key: str = "bradley_terry_elo_scale", title: str | None = None):
-    """A PNG of the scores with their intervals (one row per system, best on top)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    scores, ci = result[key], result.get(f"{key}_ci") or {}
-    models = sorted(scores, key=scores.get)
-    fig, ax = plt.subplots(figsize=(6, 0.6 * len(models) + 1.2))
-    y = np.arange(len(models))
-    x = np.array([scores[m] for m in models])
-    lo = np.array([(ci.get(m) or [None, None])[0] if (ci.get(m) or [None])[0] is not None else scores[m] for m in models])
-    hi = np.array([(ci.get(m) or [None, None])[1] if (ci.get(m) or [None, None])[1] is not None else scores[m]
-                   for m in models])
-    ax.errorbar(x, y, xerr=[x - lo, hi - x], fmt="o", capsize=4)
-    ax.set_yticks(y, models)
-    label = {"bradley_terry_elo_scale": "Bradley-Terry score (Elo scale)", "bradley_terry": "Bradley-Terry log-strength",
-             "elo": "Elo"}.get(key, key)
-    ax.set_xlabel(f"{label}, {int(result.get('confidence', 0.95) * 100)}% bootstrap interval")
-    ax.set_title(title or f"Preference ranking ({result.get('matches')} matches)")
-    ax.grid(axis="x", alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100, metadata={"Software": None})  # no version stamp: same scores, same bytes
-    plt.close(fig)
-    return path

@@ -2,11 +2,11 @@
 
 from .conditions import Conditions
 from .demos import Demonstrations
-from .pools import ConceptTree, LLMValues, Pool
+from .pools import Pool
 from .rotation import TemplateRotation
 from .spec import TaskSpec
 from .template import Template
 from .words import RandomWords
 
-__all__ = ["Conditions", "Template", "TaskSpec", "TemplateRotation", "LLMValues", "ConceptTree", "RandomWords",
-           "Pool", "Demonstrations"]
+__all__ = ["Conditions", "Template", "TaskSpec", "TemplateRotation", "RandomWords", "Pool", "Demonstrations"]
+# The pools a model writes (LLMValues, ConceptTree) and fit_synthetic / fit_explained are in synth_datasets.generate.

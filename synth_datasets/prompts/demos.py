@@ -3,9 +3,10 @@
 Strategies: ``random`` (Self-Instruct), ``balanced`` (round-robin over labels), ``nearest`` to the
 row's query by sentence embedding (KATE, Liu et al. 2022), ``diverse`` (maximal marginal relevance:
 relevant to the query and unlike each other); and synthetic demos when no labelled pool exists
-(Self-Prompting, Li et al. 2022: :meth:`Demonstrations.fit_synthetic` has the model write the pool);
-and demos with explanations (He et al. 2023, explain-then-annotate: ``fit(pool, explain=llm)`` has the
-model explain each demo's label once, through the response cache, shown by ``{{ explanation }}``).
+(Self-Prompting, Li et al. 2022) and demos with explanations (He et al. 2023, explain-then-annotate,
+shown by ``{{ explanation }}``): the model writes or explains the pool in
+:func:`synth_datasets.generate.fit_synthetic` / :func:`synth_datasets.generate.fit_explained`, which then
+call :meth:`Demonstrations.fit` (this module makes no model call).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from ..columns import check_columns, check_new_columns
 from ..errors import EmptyDatasetError, InvalidParameterError, MissingColumnError, NotFittedError
 from ..seeding import derive_seed, row_keys
 from .template import Template
@@ -29,7 +31,7 @@ EXPLAIN = Template(
          "Output only the explanation.")
 
 
-def _rows_of(pool: Any) -> tuple[list[str], dict[str, list]]:
+def rows_of(pool: Any) -> tuple[list[str], dict[str, list]]:
     """(column names, columns) of a Dataset, a dict of lists or a list of dicts."""
     if hasattr(pool, "column_names") and hasattr(pool, "to_dict"):
         return list(pool.column_names), pool.to_dict()
@@ -152,40 +154,37 @@ class Demonstrations:
     def _embeds(self) -> bool:
         return self.strategy in ("nearest", "diverse")
 
-    # -- contract 3: fit -----------------------------------------------------------------------
-    def fit(self, pool: Any, *, progress: bool = False, source: dict[str, Any] | None = None,
-            explain: Any = None, explain_template: Template | None = None, explain_tokens: int = 64,
-            explain_seed: int = 0) -> "Demonstrations":
-        """Index the pool: render each row with ``item``, keep labels, embed texts (``nearest``/``diverse``).
-
-        With ``explain=llm`` (He et al. 2023), the model first explains each pool row's label once
-        (``explain_template``, default :data:`EXPLAIN`, reading ``{{ text }}`` and ``{{ label }}``; greedy,
-        ``explain_tokens`` new tokens, through the response cache, so a refit costs no model call); the
-        explanation is the ``explanation`` column ``item`` shows (``"{{ text }}\\nWhy: {{ explanation }}\\n
-        Label: {{ label }}"``). Rows whose explanation failed are left out of the pool; ``describe()``
-        records the model, the prompt and the counts.
-        """
-        cols, data = _rows_of(pool)
+    def pool_rows(self, pool: Any) -> tuple[list[str], dict[str, list]]:
+        """(column names, columns) of ``pool`` (a Dataset, a dict of lists or a list of dicts), checked: it
+        has rows, the text (and label) columns exist, and every text is non-empty."""
+        cols, data = rows_of(pool)
         n = len(data[cols[0]]) if cols else 0
         if n == 0:
-            raise EmptyDatasetError("The demo pool has no rows. Pass labelled examples, or use fit_synthetic().")
+            raise EmptyDatasetError("The demo pool has no rows. Pass labelled examples, or have the model write "
+                                    "them: synth_datasets.generate.fit_synthetic(demos, llm, template, rows).")
         for c in [self.text_column] + ([self.label_column] if self.label_column else []):
-            if c not in data:
-                raise MissingColumnError(f"Demo pool column {c!r} not found. Current columns: {cols}. "
-                                         "Set text_column=/label_column= to the pool's columns.")
-        texts = data[self.text_column]
-        for i, t in enumerate(texts):
+            check_columns(cols, [c], "Demo pool", hint="Set text_column=/label_column= to the pool's columns")
+        for i, t in enumerate(data[self.text_column]):
             if not isinstance(t, str) or not t.strip():
                 raise InvalidParameterError(f"Demo pool row {i} has no text in {self.text_column!r} ({t!r}). "
                                             "Drop empty rows from the pool first.")
-        if explain is not None:
-            cols, data, record = self._explain(explain, explain_template or EXPLAIN, cols, data, explain_tokens,
-                                               explain_seed, progress)
-            source = {**(source or {"source": "pool"}), "explanations": record}
-            n, texts = len(data[cols[0]]), data[self.text_column]
-        elif "explanation" in self._item_t.variables and "explanation" not in data:
-            raise MissingColumnError("item= shows {{ explanation }} but the pool has no 'explanation' column. Pass "
-                                     "fit(pool, explain=llm) to have the model explain each demo, or add the column.")
+        return cols, data
+
+    # -- contract 3: fit -----------------------------------------------------------------------
+    def fit(self, pool: Any, *, progress: bool = False, source: dict[str, Any] | None = None) -> "Demonstrations":
+        """Index the pool: render each row with ``item``, keep labels, embed texts (``nearest``/``diverse``).
+
+        A pool whose labels the model should explain first (He et al. 2023, an ``explanation`` column
+        that ``item`` shows) is fitted by :func:`synth_datasets.generate.fit_explained`; a pool the model
+        writes, by :func:`synth_datasets.generate.fit_synthetic`. ``source`` is what ``describe()``
+        records about where the pool came from.
+        """
+        cols, data = self.pool_rows(pool)
+        n, texts = len(data[cols[0]]), data[self.text_column]
+        if "explanation" in self._item_t.variables and "explanation" not in data:
+            raise MissingColumnError("item= shows {{ explanation }} but the pool has no 'explanation' column. Use "
+                                     "synth_datasets.generate.fit_explained(demos, pool, llm) to have the model "
+                                     "explain each demo (explain=llm before), or add the column.")
         labels = list(data[self.label_column]) if self.label_column else None
         items = [self._item_t.render({c: data[c][i] for c in cols}, row_index=i)[0]["content"] for i in range(n)]
         blob = json.dumps([items, texts, labels], default=str, ensure_ascii=False).encode()
@@ -197,96 +196,17 @@ class Demonstrations:
         self.pool = fitted
         return self
 
-    def _explain(self, llm: Any, template: Template, cols: list[str], data: dict[str, list], tokens: int, seed: int,
-                 progress: bool) -> tuple[list[str], dict[str, list], dict[str, Any]]:
-        """The pool with an ``explanation`` column written by ``llm`` (failed rows dropped) and its record."""
-        from ..llm import LLM, ChatRequest, SamplingParams
-
-        if not isinstance(llm, LLM):
-            raise InvalidParameterError(f"explain= needs an LLM, got {type(llm).__name__}. Use explain=LLM().")
-        if not self.label_column:
-            raise InvalidParameterError("explain= explains each demo's label: set label_column= to the pool's labels.")
-        if "explanation" not in self._item_t.variables:
-            raise InvalidParameterError("explain= writes an 'explanation' per demo, but item= does not show it. Add "
-                                        "{{ explanation }} to item=, e.g. item='{{ text }}\\nWhy: {{ explanation }}'.")
-        if "explanation" in data:
-            raise InvalidParameterError("The pool already has an 'explanation' column. Drop it, or fit without explain=.")
-        if not template.variables <= {"text", "label"}:
-            raise InvalidParameterError(f"explain_template may read only {{{{ text }}}} and {{{{ label }}}}, it reads "
-                                        f"{sorted(template.variables)}.")
-        if not isinstance(tokens, int) or tokens < 1:
-            raise InvalidParameterError(f"explain_tokens={tokens!r} must be an integer >= 1.")
-        n = len(data[cols[0]])
-        params = SamplingParams(temperature=0.0, max_new_tokens=tokens, seed=seed)
-        reqs = [ChatRequest.of(template.render({"text": data[self.text_column][i], "label": data[self.label_column][i]},
-                                               row_index=i), derive_seed(seed, "explain", i)) for i in range(n)]
-        done = llm.generate(reqs, params, progress=progress)
-        why = [" ".join(c.text.strip().split("\n\n")[0].split()) if c.error is None and c.text and c.text.strip()
-               else None for c in done]
-        keep = [i for i, w in enumerate(why) if w]
-        if not keep:
-            raise EmptyDatasetError("The model explained no demonstration (all failed or empty). Check "
-                                    "explain_template= and explain_tokens=, or fit without explain=.")
-        data = {c: [data[c][i] for i in keep] for c in cols}
-        data["explanation"] = [why[i] for i in keep]
-        blob = json.dumps(data["explanation"], ensure_ascii=False).encode()
-        record = {"llm": llm.describe(), "template": template.describe(), "max_new_tokens": tokens, "seed": seed,
-                  "explained": len(keep), "failed": n - len(keep), "sha256": hashlib.sha256(blob).hexdigest()}
-        return cols + ["explanation"], data, record
-
-    def fit_synthetic(self, llm: Any, template: Template | str, rows: Any, *, n: int = 2, seed: int = 0,
-                      temperature: float = 0.8, top_p: float = 0.95, max_new_tokens: int = 128,
-                      progress: bool = False) -> "Demonstrations":
-        """Self-Prompting: the model writes the pool first (``n`` texts per row of ``rows``, e.g.
-        ``[{"label": "positive"}, {"label": "negative"}]``, rendered with ``template``), then :meth:`fit`.
-
-        Requests go through the LLM's response cache (a refit costs no model call); failed or empty
-        completions are dropped; ``describe()`` records the prompt, the model and every text made.
-        """
-        from ..llm import LLM, ChatRequest, SamplingParams
-
-        if not isinstance(llm, LLM):
-            raise InvalidParameterError(f"fit_synthetic needs an LLM, got {type(llm).__name__}. Use LLM().")
-        if isinstance(template, str):
-            template = Template(user=template)
-        if not isinstance(n, int) or n < 1:
-            raise InvalidParameterError(f"n={n!r} must be an integer >= 1 (demos written per row).")
-        cols, data = _rows_of(rows)
-        m = len(data[cols[0]]) if cols else 0
-        if m == 0:
-            raise EmptyDatasetError("fit_synthetic needs rows to condition on, e.g. [{'label': 'positive'}].")
-        template.check_columns(cols)
-        params = SamplingParams(temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens, seed=seed)
-        conds = [{c: data[c][i] for c in cols} for i in range(m)]
-        reqs = [ChatRequest.of(template.render(r, row_index=i), derive_seed(seed, "self-prompting", i, j))
-                for i, r in enumerate(conds) for j in range(n)]
-        done = llm.generate(reqs, params, progress=progress)
-        made = [{**conds[i // n], self.text_column: c.text.strip()} for i, c in enumerate(done)
-                if c.error is None and c.text and c.text.strip()]
-        if not made:
-            raise EmptyDatasetError("The model wrote no usable demonstration (all failed or empty). Check the "
-                                    "template and max_new_tokens=, or pass a labelled pool to fit().")
-        source = {"source": "synthetic (Self-Prompting)", "template": template.describe(), "llm": llm.describe(),
-                  "rows": conds, "n": n, "seed": seed, "sampling": params.model_dump(mode="json"),
-                  "texts": [r[self.text_column] for r in made], "failed": len(done) - len(made)}
-        return self.fit(made, progress=progress, source=source)
-
     # -- contract 1: map ---------------------------------------------------------------------------
     def __call__(self, batch: dict[str, list], indices: Sequence[int] | None = None) -> dict[str, list]:
         if self.pool is None:
-            raise NotFittedError("Demonstrations is not fitted: call demos.fit(pool) (or fit_synthetic) before map.")
+            raise NotFittedError("Demonstrations is not fitted: call demos.fit(pool) (or synth_datasets.generate.fit_synthetic) before map.")
         first = next(iter(batch.values()), []) if isinstance(batch, Mapping) else None
         if first is None or isinstance(first, (str, bytes)) or not hasattr(first, "__len__"):
             raise InvalidParameterError("Demonstrations works on batches: use ds.map(demos, batched=True).")
-        clash = sorted({self.output, f"{self.output}_ids"} & set(batch))
-        if clash:
-            raise InvalidParameterError(f"Column {clash[0]!r} already exists. Choose another output= or remove it. "
-                                        f"Current columns: {sorted(batch)}")
+        check_new_columns([self.output, f"{self.output}_ids"], batch)
         cols = list(batch)
-        for needed in [self.same_label] + sorted(self._query_t.variables if self._query_t else []):
-            if needed and needed not in batch:
-                raise MissingColumnError(f"Demonstrations needs column {needed!r} in the rows. Current columns: "
-                                         f"{sorted(cols)}. Add it (e.g. with Conditions) before this step.")
+        check_columns(cols, [self.same_label or None] + sorted(self._query_t.variables if self._query_t else []),
+                      "Demonstrations", hint="Add it (e.g. with Conditions) before this step")
         size = len(batch[cols[0]]) if cols else 0
         keys = row_keys(batch, indices, self.key_column)
         rows = [{c: batch[c][i] for c in cols} for i in range(size)]
