@@ -30,10 +30,11 @@ from .errors import EndpointConfigError, GenerationError  # noqa: E402
 
 __all__ += ["EndpointConfigError", "GenerationError"]
 
-from .prompts import (ConceptTree, Demonstrations, LLMValues, RandomWords, TaskSpec,  # noqa: E402
-                      TemplateRotation)
+from .generate import ConceptTree, LLMValues, fit_explained, fit_synthetic  # noqa: E402  (pools a model writes)
+from .prompts import Demonstrations, RandomWords, TaskSpec, TemplateRotation  # noqa: E402
 
-__all__ += ["TaskSpec", "TemplateRotation", "LLMValues", "ConceptTree", "RandomWords", "Demonstrations"]
+__all__ += ["TaskSpec", "TemplateRotation", "LLMValues", "ConceptTree", "RandomWords", "Demonstrations",
+            "fit_synthetic", "fit_explained"]
 
 from .distributed import ray_map  # noqa: E402  (imports ray only when called)
 
