@@ -21,10 +21,11 @@ from . import curate  # noqa: E402
 __all__ += ["curate"]
 
 from .errors import BuilderError, HubAuthError, PublishError  # noqa: E402
-from .hub import publish  # noqa: E402
-from .recipe import Recipe, RunRecord  # noqa: E402
+from .hub import publish, run_and_publish  # noqa: E402
+from .recipe import Recipe  # noqa: E402
+from .record import RunRecord  # noqa: E402
 
-__all__ += ["Recipe", "RunRecord", "publish", "BuilderError", "HubAuthError", "PublishError"]
+__all__ += ["Recipe", "RunRecord", "publish", "run_and_publish", "BuilderError", "HubAuthError", "PublishError"]
 
 from .errors import EndpointConfigError, GenerationError  # noqa: E402
 

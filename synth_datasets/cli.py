@@ -25,6 +25,7 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
+from .cli_args import public_arg, type_of
 from .errors import BuilderError, InvalidParameterError, SynthDatasetsError
 from .secrets import scrub
 
@@ -49,15 +50,6 @@ def _models_usage() -> str:
 
 _OUTPUT_OPTIONS = {"out", "push_to_hub", "private", "revision", "create_pr", "overwrite", "no_report",
                    "from_provenance", "help", "decontaminate", "decontaminate_column", "decontaminate_n"}
-
-
-def _type_of(p) -> Any:
-    if isinstance(p.default, bool):
-        return bool
-    if p.default is not None and p.default is not p.empty:
-        return type(p.default)
-    ann = str(p.annotation)
-    return int if "int" in ann else float if "float" in ann else str
 
 
 def _add_output_options(ap: argparse.ArgumentParser) -> None:
@@ -135,7 +127,7 @@ def _builder_parser(builder, defaults: dict[str, Any]) -> argparse.ArgumentParse
         flag = "--" + name.replace("_", "-")
         required = p.default is p.empty and name not in defaults
         default = defaults.get(name, None if p.default is p.empty else p.default)
-        t = _type_of(p)
+        t = type_of(p)
         if t is bool:
             g.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=default,
                            help=helps.get(name, "") + f" (default: {default})")
@@ -176,7 +168,7 @@ def _check_recorded_params(builder, params: dict[str, Any], path: str) -> None:
     checks = {bool: lambda v: isinstance(v, bool), int: lambda v: isinstance(v, int) and not isinstance(v, bool),
               float: lambda v: isinstance(v, (int, float)) and not isinstance(v, bool), str: lambda v: isinstance(v, str)}
     for name, value in params.items():
-        t = _type_of(valid[name])
+        t = type_of(valid[name])
         if value is not None and t in checks and not checks[t](value):
             raise InvalidParameterError(f"--from-provenance {path}: params.{name} must be a {t.__name__} for builder "
                                         f"{builder.name}, but it holds {value!r}. Fix the value in the file.")
@@ -266,34 +258,16 @@ def run_build(builder, params: dict[str, Any], *, out: str | None = None, push_t
     return ds, publish(ds, push_to_hub, record=record, **options)
 
 
-def _public_arg(arg: str) -> str:
-    """An argument fit for a published card: an absolute path (or ``~/...``) becomes relative to the
-    working folder, or its last part, so no machine path is recorded.
-
-    >>> _public_arg("/home/me/builders/my_builder.py") in ("my_builder.py", "home/me/builders/my_builder.py")
-    True
-    >>> _public_arg("--n")
-    '--n'
-    """
-    if not (arg.startswith(("/", "~")) or (len(arg) > 2 and arg[1] == ":" and arg[2] in "\\/")):
-        return arg
-    p = Path(arg).expanduser()
-    try:
-        return p.resolve().relative_to(Path.cwd().resolve()).as_posix()
-    except (ValueError, OSError):
-        return p.name or arg
-
-
 def _load_models(recipe) -> None:
     """Load the recipe's local models now, saying so: loading takes seconds to minutes, and a bar
     sitting at 0% meanwhile looks like a hang."""
     import time
 
-    from .recipe import _llms_of
+    from .recipe import llms_of
 
     seen = set()
     for step in recipe.steps:
-        for llm in _llms_of(step.obj):
+        for llm in llms_of(step.obj):
             backend = getattr(llm, "backend", None)
             load = getattr(backend, "_load", None)
             if id(llm) in seen or load is None or getattr(backend, "_model", True) is not None:
@@ -326,7 +300,7 @@ def _build(argv: list[str]) -> int:
         builder, defaults, rest = builders.load(argv[0]), {}, argv[1:]
     args = vars(_builder_parser(builder, defaults).parse_args(rest))
     params = {k: args[k] for k in builder.parameters() if k in args}
-    command = shlex.join(["synth-datasets", "build", *map(_public_arg, argv)])
+    command = shlex.join(["synth-datasets", "build", *map(public_arg, argv)])
     decontaminate = None
     if args["decontaminate"]:
         from .curate import Decontaminate

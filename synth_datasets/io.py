@@ -156,7 +156,7 @@ def check_output_dir(out: str | os.PathLike, *, overwrite: bool = False, kind: O
         if not overwrite:
             msg = (f"Output folder {out} already exists and is not empty. Choose another folder, or replace it: "
                    "--overwrite on the command line, overwrite=True in Python (publish(..., overwrite=True), "
-                   "Recipe.run(target=..., overwrite=True)).")
+                   "run_and_publish(recipe, ..., overwrite=True)).")
             try:
                 check_replaceable(out, kind, carried=set(os.listdir(out)) if keep_foreign else None)
             except NotOurFolderError as e:

@@ -1,7 +1,8 @@
 """``Recipe``: a named, ordered list of steps that runs on a dataset and records what each step did.
 
-The record (:class:`RunRecord`) is what :func:`synth_datasets.publish` turns into the dataset card and
-``provenance.json``: every step's ``describe()``, rows in and out, wall time, token usage and errors.
+The record (:class:`RunRecord`, :mod:`synth_datasets.record`) is what :func:`synth_datasets.publish` turns
+into the dataset card and ``provenance.json``: every step's ``describe()``, rows in and out, wall time,
+token usage and errors. This module knows nothing of publishing (``hub`` imports the record, not the recipe).
 """
 
 from __future__ import annotations
@@ -10,100 +11,21 @@ import inspect
 import sys
 import time
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from typing import Any, Callable, Mapping
 
 from .errors import GenerationError, InvalidParameterError
+from .record import CARD_KEYS, USAGE_KEYS, RunRecord, Step, StepRecord, default_step_name, describe_step
 
-_FORMAT_VERSION = 1
+__all__ = ["Recipe", "bind_params", "llms_of", "KINDS",  # and, re-exported from synth_datasets.record:
+           "Step", "StepRecord", "RunRecord", "USAGE_KEYS", "CARD_KEYS", "describe_step", "default_step_name"]
+
 KINDS = ("map", "filter", "fit_map", "fit_filter", "loop")
-USAGE_KEYS = ("requests", "cache_hits", "prompt_tokens", "completion_tokens", "errors", "retries",
-              "cached_prompt_tokens", "cached_completion_tokens")  # cached_*: what the cached rows cost when made
 
 
-@dataclass
-class Step:
-    """One step of a recipe: ``kind`` is ``map``, ``filter``, ``fit_map`` or ``fit_filter``
-    (``obj.fit(ds)`` first, then ``map``/``filter`` with it); ``kwargs`` go to ``Dataset.map``/``filter``."""
-
-    kind: str
-    fn: Callable
-    name: str
-    kwargs: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def obj(self) -> Any:
-        """The configured object behind the callable (the instance of a bound method such as ``gen.acall``)."""
-        return getattr(self.fn, "__self__", None) or self.fn
-
-
-@dataclass
-class StepRecord:
-    index: int
-    name: str
-    kind: str
-    describe: dict[str, Any]
-    rows_in: int | None = None
-    rows_out: int | None = None
-    seconds: float | None = None
-    usage: dict[str, int] = field(default_factory=dict)
-    errors: int = 0
-    stats: dict[str, Any] | None = None
-    kwargs: dict[str, Any] = field(default_factory=dict)
-    finish_reasons: dict[str, dict[str, int]] | None = None  # per new ``*_finish_reason`` column: reason -> rows
-    rounds: list[dict[str, Any]] | None = None  # a loop step's rounds: conditions, made, kept, metrics
-
-
-@dataclass
-class RunRecord:
-    """What a recipe run did. ``to_dict()`` is the core of ``provenance.json``."""
-
-    name: str
-    params: dict[str, Any]
-    seed: int | None
-    steps: list[StepRecord]
-    rows_in: int | None = None
-    rows_out: int | None = None
-    seconds: float | None = None
-    usage: dict[str, int] = field(default_factory=dict)
-    card: dict[str, Any] = field(default_factory=dict)  # license, task_categories, text_column, ...
-    builder: dict[str, Any] | None = None  # name, path, sha256 of the builder script
-    command: str | None = None  # the command as typed (secrets never reach it: there is no token option)
-    reproduce: str | None = None  # the canonical command that repeats the run
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"format": _FORMAT_VERSION, **asdict(self)}
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "RunRecord":
-        d = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
-        d["steps"] = [StepRecord(**{k: v for k, v in s.items() if k in StepRecord.__dataclass_fields__})
-                      for s in d.get("steps", [])]
-        return cls(**d)
-
-    @classmethod
-    def from_steps(cls, steps, *, name: str = "dataset") -> "RunRecord":
-        """A record for loose step objects (no row counts): what ``publish(steps=[...])`` describes."""
-        recs = [StepRecord(i, _default_name(s), "step", describe_step(s)) for i, s in enumerate(steps)]
-        return cls(name=name, params={}, seed=None, steps=recs)
-
-
-def _default_name(fn: Any) -> str:
-    obj = getattr(fn, "__self__", None) or fn
-    return getattr(obj, "__name__", None) or type(obj).__name__
-
-
-def describe_step(fn: Any) -> dict[str, Any]:
-    """``describe()`` of a step; for a plain function, its qualified name and module."""
-    obj = getattr(fn, "__self__", None) or fn
-    if hasattr(obj, "describe"):
-        return obj.describe()
-    return {"type": "function", "qualname": getattr(obj, "__qualname__", repr(obj)),
-            "module": getattr(obj, "__module__", None)}
-
-
-def _llms_of(obj: Any) -> list:
-    """LLMs held by a step (as attributes, or in lists/dicts of attributes), each once."""
+def llms_of(obj: Any) -> list:
+    """LLMs held by a step (as attributes, or in lists/dicts of attributes), each once (usage is read from
+    their ``stats``; the CLI loads them before a run)."""
     from .llm import LLM
 
     if callable(getattr(obj, "llms", None)):  # a composite step (a chain, a loop) lists its own
@@ -227,16 +149,13 @@ class Recipe:
         (['A', 'A'], [('upper', 3, 3), ('no-b', 3, 2)])
     """
 
-    _CARD_KEYS = {"license", "task_categories", "source_datasets", "tags", "language", "pretty_name",
-                  "description", "text_column", "label_columns", "class_labels"}
-
     def __init__(self, name: str, *, source: Any = None, params: Mapping[str, Any] | None = None,
                  seed: int | None = None, **card: Any):
         if not isinstance(name, str) or not name.strip():
             raise InvalidParameterError("Recipe needs a non-empty name, e.g. Recipe('movie-reviews').")
-        unknown = set(card) - self._CARD_KEYS
+        unknown = set(card) - CARD_KEYS
         if unknown:
-            raise InvalidParameterError(f"Unknown Recipe option(s) {sorted(unknown)}. Valid: {sorted(self._CARD_KEYS)}.")
+            raise InvalidParameterError(f"Unknown Recipe option(s) {sorted(unknown)}. Valid: {sorted(CARD_KEYS)}.")
         self.name, self.source, self.seed = name, source, seed
         self.params = dict(params or {})
         self.card = dict(card)
@@ -249,7 +168,7 @@ class Recipe:
             raise InvalidParameterError(f"Step {name or fn!r} is not callable: a {kind} step needs a map-callable.")
         if kind.startswith("fit_") and not callable(getattr(fn, "fit", None)):
             raise InvalidParameterError(f"Step {name or type(fn).__name__!r} has no fit(ds): use map/filter for it.")
-        name = name or _default_name(fn)
+        name = name or default_step_name(fn)
         if any(s.name == name for s in self.steps):
             raise InvalidParameterError(f"Recipe {self.name!r} already has a step named {name!r}. Pass name=.")
         kwargs.setdefault("batched", True)
@@ -298,36 +217,30 @@ class Recipe:
             ds = declare_text_column(ds, column)
         return ds
 
-    def run(self, ds: Any = None, *, progress: bool = True, target: Any = None, overwrite: bool = False,
-            **publish_options: Any) -> tuple[Any, RunRecord]:
+    def run(self, ds: Any = None, *, progress: bool = True, **unknown: Any) -> tuple[Any, RunRecord]:
         """Run every step in order; return the dataset and the :class:`RunRecord`.
 
         Token usage is read from the ``stats`` of each LLM a step holds (in this process: with
         ``num_proc>1`` the workers' calls are not counted). A failing step re-raises with a note
-        naming the step.
+        naming the step. The run writes nothing: ``publish(ds, target, record=record)`` does, and
+        ``run_and_publish(recipe, target)`` checks the target first, runs, then publishes.
 
         Args:
             ds (`Dataset`, *optional*): the input; default: the recipe's ``source``.
             progress (`bool`, defaults to True): one bar over the whole run (steps done, rows/s, ETA),
                 besides each step's own bar.
-            target (`str` or `Path`, *optional*): publish the result there (``publish(ds, target,
-                record=record, overwrite=overwrite, **publish_options)``). The target is checked
-                **before** the first step (a non-empty folder without ``overwrite=True``, an unwritable
-                path, an invalid repo id or a missing token), so no generation is wasted.
-            overwrite (`bool`, defaults to False): replace a non-empty local ``target`` folder.
         """
-        if target is not None:
-            from .hub.publish import check_target
-
-            check_target(target, overwrite=overwrite, token=publish_options.get("token"),
-                         push_to_hub=publish_options.get("push_to_hub"))
+        if unknown:
+            raise InvalidParameterError(
+                f"Recipe.run() takes no {', '.join(map(repr, sorted(unknown)))}. To check a target, run, then "
+                "publish there: synth_datasets.run_and_publish(recipe, target, overwrite=..., ...).")
         ds = self._declare(self._source(ds))
         records, total = [], Counter()
         start = time.perf_counter()
         rows_in = ds.num_rows
         bar = _Progress(self.name, self.steps, rows_in, progress)
         for i, step in enumerate(self.steps):
-            llms = _llms_of(step.obj)
+            llms = llms_of(step.obj)
             before = [Counter(llm.stats) for llm in llms]
             cols, n_in, t0 = set(ds.column_names), ds.num_rows, time.perf_counter()
             try:
@@ -370,10 +283,6 @@ class Recipe:
                            rows_in=rows_in, rows_out=ds.num_rows, seconds=round(time.perf_counter() - start, 3),
                            usage={k: int(total.get(k, 0)) for k in (*USAGE_KEYS, "row_completion_tokens")},
                            card=dict(self.card))
-        if target is not None:
-            from .hub import publish
-
-            publish(ds, target, record=record, overwrite=overwrite, **publish_options)
         return ds, record
 
     def __repr__(self) -> str:

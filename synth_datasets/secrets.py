@@ -65,9 +65,17 @@ def register(*values: str | None) -> None:
     _REGISTERED.update(v for v in values if isinstance(v, str) and len(v) >= MIN_LEN)
 
 
-def known_secrets(*extra: str | None) -> set[str]:
-    """Every secret this process knows: registered ones, endpoint keys, key environment variables."""
+def known_secrets(*extra: str | None, hub_login: bool = False) -> set[str]:
+    """Every secret this process knows: registered ones, endpoint keys, key environment variables, ``extra``;
+    with ``hub_login``, also the stored Hugging Face login (``hf auth login``), as publishing needs."""
     found = {*_REGISTERED, *KEYS.values(), *(os.environ.get(e) for e in KEY_ENVS), *extra}
+    if hub_login:
+        try:
+            from huggingface_hub import get_token
+
+            found.add(get_token())
+        except Exception:  # no stored token, unreadable token file
+            pass
     return {s for s in found if isinstance(s, str) and len(s) >= MIN_LEN}
 
 

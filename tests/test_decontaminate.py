@@ -287,7 +287,7 @@ def test_short_rows_and_long_rows_do_not_mix():
 
 
 def test_card_has_a_decontamination_section(tmp_path):
-    from synth_datasets import Recipe
+    from synth_datasets import Recipe, run_and_publish
 
     reference = [f"test question {i}: which two films did the director make in the years before the war"
                  for i in range(30)]
@@ -295,7 +295,7 @@ def test_card_has_a_decontamination_section(tmp_path):
             "years before the war, asked the critic", "another clean row about acting and music"]
     dec = curate.Decontaminate(reference, n=N, reference_name="my-test-split")
     recipe = Recipe("decon", source=Dataset.from_dict({"text": rows})).fit_filter(dec, with_indices=True)
-    ds, record = recipe.run(target=tmp_path / "out", metrics=[], report=False, progress=False)
+    ds, record = run_and_publish(recipe, tmp_path / "out", metrics=[], report=False, progress=False)
     assert ds["text"] == [rows[0], rows[2]]
     card = (tmp_path / "out" / "README.md").read_text()
     section = card.split("## Decontamination", 1)[1].split("\n## ", 1)[0]
@@ -306,8 +306,8 @@ def test_card_has_a_decontamination_section(tmp_path):
     step = prov["steps"][0]["describe"]
     assert step["reference"]["rows"] == 30 and not any(t in json.dumps(prov) for t in reference)
     # a run without the step has no such section
-    Recipe("plain", source=Dataset.from_dict({"text": rows})).run(target=tmp_path / "plain", metrics=[], report=False,
-                                                                  progress=False)
+    run_and_publish(Recipe("plain", source=Dataset.from_dict({"text": rows})), tmp_path / "plain", metrics=[],
+                    report=False, progress=False)
     plain = (tmp_path / "plain" / "README.md").read_text()
     assert "## Decontamination" not in plain and "test sets (contamination)" in plain
 

@@ -9,7 +9,7 @@ import pytest
 from datasets import Dataset
 from datasets.fingerprint import Hasher
 
-from synth_datasets import LLM, Recipe, Template
+from synth_datasets import LLM, Recipe, Template, run_and_publish
 from synth_datasets.curate import rouge_l, rouge_tokens
 from synth_datasets.errors import EmptyDatasetError, InvalidParameterError
 from synth_datasets.generate import Expand, SelfInstruct
@@ -81,7 +81,7 @@ def test_self_instruct_rounds_rouge_rule_resume_and_rerun(embedded_llm, tmp_path
 
     # An uninterrupted run elsewhere gives the same rows, every call answered by the response cache
     before = embedded_llm.stats["requests"]
-    fresh, rec2 = _recipe(embedded_llm, tmp_path / "other").run(target=tmp_path / "out")
+    fresh, rec2 = run_and_publish(_recipe(embedded_llm, tmp_path / "other"), tmp_path / "out")
     assert fresh.to_list() == ds.to_list() and embedded_llm.stats["requests"] == before
     assert [r["kept"] for r in rec2.steps[0].rounds] == [r["kept"] for r in rounds]
     card = (tmp_path / "out" / "README.md").read_text()

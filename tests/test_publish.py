@@ -10,7 +10,7 @@ import pytest
 from datasets import Dataset, load_dataset
 from huggingface_hub import DatasetCard, hf_hub_download
 
-from synth_datasets import LLM, Conditions, Recipe, RunRecord, TextGenerator, publish
+from synth_datasets import LLM, Conditions, Recipe, RunRecord, TextGenerator, publish, run_and_publish
 from synth_datasets.curate import ExactDuplicates
 from synth_datasets.errors import HubAuthError, InvalidParameterError, PublishError
 from synth_datasets.hub import check_hub_access, push_folder
@@ -417,16 +417,18 @@ def test_a_busy_or_unwritable_target_is_refused_before_any_model_call(llm, tmp_p
     (busy / "mine.txt").write_text("keep")
     before = dict(llm.stats)
     with pytest.raises(InvalidParameterError, match=r"overwrite=True in Python \(publish\(\.\.\., overwrite=True\)"):
-        _recipe(llm, ["busy-1"]).run(target=busy, progress=False)
+        run_and_publish(_recipe(llm, ["busy-1"]), busy, progress=False)
     with pytest.raises(InvalidParameterError, match=r"Cannot create /proc/nope: .*Choose a writable --out"):
-        _recipe(llm, ["busy-1"]).run(target=Path("/proc/nope"), progress=False)
+        run_and_publish(_recipe(llm, ["busy-1"]), Path("/proc/nope"), progress=False)
     assert dict(llm.stats) == before and [p.name for p in busy.iterdir()] == ["mine.txt"]  # no call, no write
     with pytest.raises(InvalidParameterError, match=r"holds no provenance.json written by synth-datasets"):
-        _recipe(llm, ["busy-1"]).run(target=busy, overwrite=True, progress=False)  # not ours: never replaced
+        run_and_publish(_recipe(llm, ["busy-1"]), busy, overwrite=True, progress=False)  # not ours: never replaced
     assert dict(llm.stats) == before and [p.name for p in busy.iterdir()] == ["mine.txt"]
+    with pytest.raises(InvalidParameterError, match=r"Recipe.run\(\) takes no 'target'.*run_and_publish\(recipe, target"):
+        _recipe(llm, ["busy-1"]).run(target=busy)  # the run itself writes nothing: it says what does
     (busy / "mine.txt").unlink()  # emptied by its owner (this test): now it may be written
-    ds, _ = _recipe(llm, ["busy-1"]).run(target=busy, progress=False)
-    ds, _ = _recipe(llm, ["busy-1"]).run(target=busy, overwrite=True, progress=False)  # ours: replaced
+    ds, _ = run_and_publish(_recipe(llm, ["busy-1"]), busy, progress=False)
+    ds, _ = run_and_publish(_recipe(llm, ["busy-1"]), busy, overwrite=True, progress=False)  # ours: replaced
     assert load_dataset(str(busy), split="train").num_rows == ds.num_rows
 
 

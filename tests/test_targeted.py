@@ -10,7 +10,7 @@ import pytest
 from datasets import Dataset
 from sklearn.linear_model import LogisticRegression
 
-from synth_datasets import LLM, Recipe, Template
+from synth_datasets import LLM, Recipe, Template, run_and_publish
 from synth_datasets.embeddings import embed_texts_cached
 from synth_datasets.errors import InvalidParameterError
 from synth_datasets.generate import S3
@@ -55,7 +55,7 @@ def test_s3_targets_errors_and_resumes(embedded_llm, tmp_path, monkeypatch):
 
     monkeypatch.setattr(S3, "step", real_step)
     before = embedded_llm.stats["requests"] + embedded_llm.stats["cache_hits"]
-    ds, record = _recipe(embedded_llm, folder).run(target=tmp_path / "out")
+    ds, record = run_and_publish(_recipe(embedded_llm, folder), tmp_path / "out")
     rounds = record.steps[0].rounds
     assert [(r["round"], r["resumed"]) for r in rounds] == [(0, True), (1, False)]
     calls = embedded_llm.stats["requests"] + embedded_llm.stats["cache_hits"] - before

@@ -14,7 +14,7 @@ from synth_datasets.metrics.faithfulness import label_faithfulness
 from synth_datasets.metrics.faithfulness import mauve
 from synth_datasets.metrics.faithfulness import prdc
 from synth_datasets.metrics.faithfulness import reference_agreement
-from synth_datasets.metrics.faithfulness import _features
+from synth_datasets.metrics.faithfulness import embeddings_from
 
 
 _CITATION = """\
@@ -114,7 +114,7 @@ def _float32(rows):
     try:
         return np.asarray(rows, dtype=np.float32)
     except (ValueError, TypeError):
-        return rows  # ragged or not numeric: _features names the problem
+        return rows  # ragged or not numeric: embeddings_from names the problem
 
 
 @evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS_DESCRIPTION)
@@ -167,11 +167,11 @@ class Faithfulness(evaluate.Metric):
         if unknown or not measures:
             raise ValueError(f"measures={measures!r}: choose from ('prdc', 'mauve')")
         predictions = list(predictions or [])
-        synthetic = (_features(predictions, None, "") if predictions and isinstance(predictions[0], str)
-                     else _features(None, predictions, ""))
+        synthetic = (embeddings_from(predictions, None) if predictions and isinstance(predictions[0], str)
+                     else embeddings_from(None, predictions))
         if reference_embeddings is not None:  # evaluate stores predictions as float32: treat both sets alike
             reference_embeddings = _float32(reference_embeddings)
-        reference = _features(reference_texts, reference_embeddings, "reference_")
+        reference = embeddings_from(reference_texts, reference_embeddings, prefix="reference_")
         out = {}
         if "prdc" in measures:
             out.update(prdc(reference, synthetic, k=k))

@@ -21,7 +21,9 @@ import shlex
 from pathlib import Path
 from typing import Any
 
+from ..cli_args import public_arg, type_of
 from ..errors import InvalidParameterError
+from ..recipe import llms_of
 
 EMBEDDING_COLUMN = "compare_embedding"
 _KEYS = ("builder", "params", "vary", "curators", "seeds", "real_test", "real_text_column", "real_label_column",
@@ -185,11 +187,9 @@ def main(argv: list[str]) -> int:
     if "seed" not in bparams:
         raise InvalidParameterError(f"builder {builder.name} has no seed parameter: compare needs one to vary.")
     bp = argparse.ArgumentParser(prog=f"synth-datasets compare {builder.name}", add_help=False, allow_abbrev=False)
-    from ..cli import _type_of
-
     for name, p in bparams.items():
         if name != "seed":
-            bp.add_argument("--" + name.replace("_", "-"), dest=name, type=_type_of(p), default=argparse.SUPPRESS)
+            bp.add_argument("--" + name.replace("_", "-"), dest=name, type=type_of(p), default=argparse.SUPPRESS)
     extra, left = bp.parse_known_args(rest)
     if left:
         raise InvalidParameterError(f"unknown option {left[0]!r}: not a compare option nor a parameter of builder "
@@ -220,7 +220,7 @@ def main(argv: list[str]) -> int:
 
     def shared_llm():
         if "llm" not in llms:
-            from .. import LLM
+            from ..llm import LLM
 
             llms["llm"] = LLM(params["model"]) if params.get("model") and "://" not in str(params["model"]) else LLM()
         return llms["llm"]
@@ -238,15 +238,11 @@ def main(argv: list[str]) -> int:
         def run(seed: int):
             r = builder.recipe(llm=holder.get("llm"), **{**params, **overrides, "seed": seed})
             if "llm" not in holder:
-                from ..recipe import _llms_of
-
-                found = [x for s in r.steps for x in _llms_of(s.obj)]
+                found = [x for s in r.steps for x in llms_of(s.obj)]
                 if found:
                     holder["llm"] = found[0]
             return r
         return run
-
-    from ..cli import _public_arg
 
     res = compare({g: generation(o) for g, o in generations.items()}, curators=curators,
                   seeds=tuple(cfg.get("seeds") or (0, 1, 2)), real_test=real, text_column=cfg.get("text_column"),
@@ -257,7 +253,7 @@ def main(argv: list[str]) -> int:
                   embedding_column=EMBEDDING_COLUMN,
                   judge_llm=shared_llm() if "judge" in (cfg.get("metrics") or ()) else None,
                   output_dir=cfg.get("out"), overwrite=bool(cfg.get("overwrite")),
-                  command=shlex.join(["synth-datasets", "compare", *map(_public_arg, argv)]))
+                  command=shlex.join(["synth-datasets", "compare", *map(public_arg, argv)]))
     print(res.markdown)
     if res.folder:
         print(f"wrote {res.folder}/compare.md, compare.json and plots/")

@@ -437,6 +437,6 @@ def findings(provenance: Mapping[str, Any]) -> list[str]:
 
 
 def _usage(u: Mapping[str, int] | None) -> dict[str, int]:
-    from ..recipe import USAGE_KEYS
+    from ..record import USAGE_KEYS
 
     return {k: int((u or {}).get(k, 0)) for k in (*USAGE_KEYS, "row_completion_tokens")}

@@ -21,8 +21,8 @@ from typing import Any, Mapping, Sequence
 from .._versions import extra_versions, library_versions, source_version
 from ..errors import EmptyDatasetError, HubAuthError, InvalidParameterError, PublishError
 from ..io import check_output_dir, file_sha256, temp_dir, write_folder_atomically, write_parquet_shards
-from ..recipe import RunRecord
-from ..secrets import refuse_secrets_in
+from ..record import CARD_KEYS, RunRecord
+from ..secrets import known_secrets, refuse_secrets_in, scrub
 from . import card as _card
 from . import quality as _quality
 from .report import infer_label_columns, infer_text_column, render_report
@@ -30,7 +30,6 @@ from .report import infer_label_columns, infer_text_column, render_report
 logger = logging.getLogger(__name__)
 
 _PROVENANCE_FORMAT = 1
-_TOKEN_ENVS = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "SYNTH_DATASETS_API_KEY", "OPENAI_API_KEY")
 _TOKEN_HELP = ("Log in with `hf auth login`, or set the HF_TOKEN environment variable, or pass "
                "publish(..., token=...). The token needs write access to the repo's namespace.")
 
@@ -46,27 +45,6 @@ class PublishResult:
     pr_url: str | None = None
     files: list[str] = field(default_factory=list)
     provenance: dict[str, Any] = field(default_factory=dict)
-
-
-# -- secrets ---------------------------------------------------------------------------------
-def _secrets(token: str | None) -> set[str]:
-    """Every secret this process knows, so none of them can reach a written file."""
-    from ..secrets import known_secrets
-
-    found = {token, *(os.environ.get(e) for e in _TOKEN_ENVS), *known_secrets()}
-    try:
-        from huggingface_hub import get_token
-
-        found.add(get_token())
-    except Exception:  # no stored token, unreadable token file
-        pass
-    return {s for s in found if isinstance(s, str) and len(s) >= 8}
-
-
-def _scrub(text: str, secrets: set[str]) -> str:
-    for s in secrets:
-        text = text.replace(s, "***")
-    return text
 
 
 # -- targets ---------------------------------------------------------------------------------
@@ -117,7 +95,7 @@ def _retry_hint(repo_id: str, folder: Path | None) -> str:
 def _hub_error(e: Exception, action: str, repo_id: str, secrets: set[str], folder: Path | None,
                attempts: int = 1) -> Exception:
     status = getattr(getattr(e, "response", None), "status_code", None)
-    detail = _scrub(str(e).splitlines()[0] if str(e) else type(e).__name__, secrets)
+    detail = scrub(str(e).splitlines()[0] if str(e) else type(e).__name__, secrets=secrets, patterns=False)
     if status in (401, 403):
         return HubAuthError(f"The Hub refused the token (HTTP {status}) for {action} {repo_id}: {detail}. {_TOKEN_HELP}")
     tries = f" after {attempts} attempts" if attempts > 1 else ""
@@ -138,7 +116,7 @@ def _unreachable(e: BaseException, action: str, repo_id: str, secrets: set[str],
                  attempts: int = 1) -> PublishError:
     from huggingface_hub import constants
 
-    detail = _scrub(str(e).splitlines()[0] if str(e) else type(e).__name__, secrets)
+    detail = scrub(str(e).splitlines()[0] if str(e) else type(e).__name__, secrets=secrets, patterns=False)
     tries = f", {attempts} attempts" if attempts > 1 else ""
     again = _retry_hint(repo_id, folder) if folder else " Run the command again."
     return PublishError(f"Cannot reach the Hub at {constants.ENDPOINT} while {action} {repo_id} "
@@ -153,10 +131,11 @@ def _push_failure(e: BaseException, action: str, repo_id: str, secrets: set[str]
 
     cause = e.__cause__ if isinstance(e, RuntimeError) and e.__cause__ is not None else None
     if cause is not None:  # "Error while uploading 'data/...parquet' to the Hub." (after the client's retries)
-        what = _scrub(str(e).removesuffix(" to the Hub.").removeprefix("Error while "), secrets)
+        what = scrub(str(e).removesuffix(" to the Hub.").removeprefix("Error while "), secrets=secrets, patterns=False)
         status = getattr(getattr(cause, "response", None), "status_code", None)
         if what.startswith("uploading") and status in (401, 403):  # the file storage said no, not the Hub API
-            detail = _scrub(str(cause).splitlines()[0] if str(cause) else type(cause).__name__, secrets)
+            detail = scrub(str(cause).splitlines()[0] if str(cause) else type(cause).__name__, secrets=secrets,
+                           patterns=False)
             return PublishError(
                 f"The Hub's file storage refused {what} for {repo_id} (HTTP {status}): {detail}. This is the LFS "
                 "upload, not the token (the Hub accepted the token for the calls before it): an upload link that "
@@ -211,9 +190,9 @@ def check_hub_access(repo_id: str, *, token: str | None = None) -> str:
     try:
         HfApi(token=token).whoami()
     except HfHubHTTPError as e:
-        raise _hub_error(e, "checking the token for", repo_id, _secrets(token), None) from e
+        raise _hub_error(e, "checking the token for", repo_id, known_secrets(token, hub_login=True), None) from e
     except _network_errors() as e:
-        raise _unreachable(e, "checking the token for", repo_id, _secrets(token)) from e
+        raise _unreachable(e, "checking the token for", repo_id, known_secrets(token, hub_login=True)) from e
     return token
 
 
@@ -370,7 +349,7 @@ def stage(ds, folder: Path, *, record: RunRecord, metrics=None, repo_id: str | N
     """Write data shards, report, provenance.json and README.md (and ``builder.py`` / ``script.py``, the
     code that made the rows) into ``folder``; return the provenance."""
     folder = Path(folder)
-    secrets = _secrets(token)
+    secrets = known_secrets(token, hub_login=True)
     published = _with_class_labels(ds, record.card.get("class_labels"))
     if record.card.get("text_column") in published.column_names:  # declared in the features: curators find it
         from ..columns import declare_text_column
@@ -393,15 +372,15 @@ def stage(ds, folder: Path, *, record: RunRecord, metrics=None, repo_id: str | N
                                 metrics=results, title=record.card.get("pretty_name") or record.name)
         report_files = plotted["files"]
         md = folder / "report" / "report.md"
-        md.write_text(_scrub(md.read_text(encoding="utf-8"), secrets), encoding="utf-8")
+        md.write_text(scrub(md.read_text(encoding="utf-8"), secrets=secrets, patterns=False), encoding="utf-8")
     files = {p.relative_to(folder).as_posix(): file_sha256(p) for p in shards}
     prov = _provenance(ds, record, results, text_column, files, published=published, label_columns=labels,
                        script=script)
-    text = _scrub(json.dumps(prov, indent=2, ensure_ascii=False, default=str), secrets)
+    text = scrub(json.dumps(prov, indent=2, ensure_ascii=False, default=str), secrets=secrets, patterns=False)
     (folder / "provenance.json").write_text(text + "\n", encoding="utf-8")
     prov = json.loads(text)
     card = _card.build_card(prov, repo_id=repo_id, local_name=local_name, report_files=report_files)
-    (folder / "README.md").write_text(_scrub(str(card), secrets), encoding="utf-8")
+    (folder / "README.md").write_text(scrub(str(card), secrets=secrets, patterns=False), encoding="utf-8")
     return prov
 
 
@@ -412,7 +391,7 @@ def _card_for_repo(folder: Path, prov: dict, repo_id: str, files: list[str], sec
         return None
     report = [f.removeprefix("report/") for f in files if f.startswith("report/")]
     card = _card.build_card(prov, repo_id=repo_id, report_files=report)
-    return _scrub(str(card), secrets).encode("utf-8")
+    return scrub(str(card), secrets=secrets, patterns=False).encode("utf-8")
 
 
 def push_folder(folder: str | os.PathLike, repo_id: str, *, private: bool = False, revision: str | None = None,
@@ -432,7 +411,7 @@ def push_folder(folder: str | os.PathLike, repo_id: str, *, private: bool = Fals
                                     "Make one with publish(ds, Path(...)) or `synth-datasets build ... --out`.")
     check_repo_id(repo_id)
     token = resolve_token(token)
-    secrets = _secrets(token)
+    secrets = known_secrets(token, hub_login=True)
     refuse_secrets_in(folder, secrets)  # a known secret in the data: nothing is pushed
     api = HfApi(token=token)
     files = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
@@ -463,7 +442,8 @@ def push_folder(folder: str | os.PathLike, repo_id: str, *, private: bool = Fals
             step = "committing to"
             info = api.create_commit(  # parent_commit: a commit that landed unseen is never made twice
                 repo_id, ops, repo_type="dataset", revision=revision, create_pr=create_pr, parent_commit=parent,
-                commit_message=message, commit_description=_scrub(prov.get("reproduce") or "", secrets) or None)
+                commit_message=message,
+                commit_description=scrub(prov.get("reproduce") or "", secrets=secrets, patterns=False) or None)
             break
         except (HfHubHTTPError, RuntimeError, *_network_errors()) as e:
             if isinstance(e, RuntimeError) and not (isinstance(e, HfHubHTTPError) or "Error while uploading" in str(e)):
@@ -472,8 +452,8 @@ def push_folder(folder: str | os.PathLike, repo_id: str, *, private: bool = Fals
                 if create_pr:  # a lost answer: the pull request may exist; opening another would duplicate it
                     raise PublishError(
                         f"The connection dropped while opening a pull request on {repo_id} ({type(e).__name__}: "
-                        f"{_scrub(str(e), secrets)}): it may or may not have been opened. Check the repo's "
-                        "discussions before pushing again.") from e
+                        f"{scrub(str(e), secrets=secrets, patterns=False)}): it may or may not have been opened. "
+                        "Check the repo's discussions before pushing again.") from e
                 info = _landed(api, repo_id, revision, parent, message)
                 if info is not None:
                     break
@@ -547,14 +527,12 @@ def publish(ds, target: str | os.PathLike, *, record: RunRecord | None = None, s
         record = RunRecord.from_steps(steps, name=name or card.get("pretty_name") or "dataset")
     elif steps:
         raise InvalidParameterError("Pass either record= (from Recipe.run) or steps=, not both.")
-    from ..recipe import Recipe
-
-    unknown = set(card) - Recipe._CARD_KEYS
+    unknown = set(card) - CARD_KEYS
     if unknown:
         raise InvalidParameterError(f"Unknown publish option(s) {sorted(unknown)}. Card options: "
-                                    f"{sorted(Recipe._CARD_KEYS)}.")
+                                    f"{sorted(CARD_KEYS)}.")
     record = dataclasses.replace(record, card={**record.card, **card}, name=name or record.name)
-    refuse_secrets_in(ds, _secrets(token))  # a known secret in the data: nothing is written
+    refuse_secrets_in(ds, known_secrets(token, hub_login=True))  # a known secret in the data: nothing is written
     made_by = {} if record.builder else {"script": _script_record(script),
                                          "script_file": Path(script).expanduser() if script is not None else None}
     code = dict(builder_file=builder_file if record.builder else None, **made_by)

@@ -14,7 +14,7 @@ from synth_datasets.embeddings import embed_texts_cached
 from synth_datasets.errors import InvalidParameterError
 from synth_datasets.metrics._checks import check_list as _check_list
 from synth_datasets.metrics._checks import check_texts as _check_texts
-from synth_datasets.metrics.faithfulness import _accuracy_macro_f1, _features
+from synth_datasets.metrics.faithfulness import accuracy_macro_f1, embeddings_from
 
 __all__ = ["make_classifier", "tstr"]
 
@@ -46,7 +46,7 @@ def _fit_score(x_train, y_train, x_test, y_test, classifier, seed) -> tuple[floa
     clf = make_classifier(classifier, seed=seed).fit(x_train, np.array([ids[v] for v in y_train]))
     inverse = list(ids)
     predicted = [inverse[i] for i in clf.predict(x_test)]
-    return _accuracy_macro_f1(predicted, list(y_test))
+    return accuracy_macro_f1(predicted, list(y_test))
 
 
 def _cached(texts, embeddings, name: str, n: int):
@@ -91,12 +91,13 @@ def tstr(*, train_labels: Sequence, test_labels: Sequence, train_texts: Sequence
         if real_train_labels is not None:
             real_train_texts, real_train_embeddings = _cached(real_train_texts, real_train_embeddings, "real_train_",
                                                               len(_check_list(real_train_labels, "real_train_labels")))
-    x_train = _features(train_texts, train_embeddings, "train_", n=len(train_labels))
-    x_test = _features(test_texts, test_embeddings, "test_", n=len(test_labels))
+    x_train = embeddings_from(train_texts, train_embeddings, prefix="train_", n=len(train_labels))
+    x_test = embeddings_from(test_texts, test_embeddings, prefix="test_", n=len(test_labels))
     real_given = any(v is not None for v in (real_train_labels, real_train_texts, real_train_embeddings))
     if real_given:
         real_train_labels = _check_list(real_train_labels, "real_train_labels")
-        x_real = _features(real_train_texts, real_train_embeddings, "real_train_", n=len(real_train_labels))
+        x_real = embeddings_from(real_train_texts, real_train_embeddings, prefix="real_train_",
+                                 n=len(real_train_labels))
     for name, x in (("test", x_test), ("real_train", x_real if real_given else None)):
         if x is not None and x.shape[1] != x_train.shape[1]:
             raise InvalidParameterError(f"{name} features have dimension {x.shape[1]} but train features "

@@ -30,21 +30,26 @@ from synth_datasets.metrics.judge import DEFAULT_RUBRIC, JudgeScorer, judge_scor
 __all__ = [
     "normalize_answer", "exact_match", "token_f1", "reference_agreement", "label_faithfulness",
     "prdc", "mauve", "mauve_from_histograms", "parse_rating", "JudgeScorer", "judge_score",
-    "DEFAULT_RUBRIC",
+    "DEFAULT_RUBRIC", "embeddings_from", "accuracy_macro_f1",
 ]
 
 # --- inputs ----------------------------------------------------------------------------------
 
-def _features(texts, embeddings, name: str, n: int | None = None) -> np.ndarray:
-    """Embeddings from exactly one of ``{name}texts`` (embedded with MiniLM) or ``{name}embeddings``."""
+def embeddings_from(texts, embeddings, *, prefix: str = "", n: int | None = None) -> np.ndarray:
+    """A float matrix from exactly one of ``texts`` (embedded with MiniLM) or ``embeddings`` (checked); errors
+    name the arguments ``{prefix}texts`` / ``{prefix}embeddings``; with ``n``, one row per label is required.
+
+    >>> embeddings_from(None, [[1, 0], [0, 1]], n=2).shape
+    (2, 2)
+    """
     if (texts is None) == (embeddings is None):
-        raise InvalidParameterError(f"pass exactly one of {name}texts= or {name}embeddings=")
+        raise InvalidParameterError(f"pass exactly one of {prefix}texts= or {prefix}embeddings=")
     if texts is not None:
-        x = np.asarray(embed_texts(_check_texts(texts, f"{name}texts")), dtype=np.float64)
+        x = np.asarray(embed_texts(_check_texts(texts, f"{prefix}texts")), dtype=np.float64)
     else:
-        x = _check_matrix(embeddings, f"{name}embeddings")
+        x = _check_matrix(embeddings, f"{prefix}embeddings")
     if n is not None and x.shape[0] != n:
-        raise InvalidParameterError(f"{name}{'texts' if texts is not None else 'embeddings'} has {x.shape[0]} "
+        raise InvalidParameterError(f"{prefix}{'texts' if texts is not None else 'embeddings'} has {x.shape[0]} "
                                     f"rows but there are {n} labels: pass one row per label")
     return x
 
@@ -98,9 +103,13 @@ def token_f1(prediction: str, references: str | Sequence[str]) -> float:
     return max(_f1(p, normalize_answer(r).split()) for r in _refs(references))
 
 
-def _accuracy_macro_f1(predictions: list, references: list) -> tuple[float, float]:
+def accuracy_macro_f1(predictions: list, references: list) -> tuple[float, float]:
     """Accuracy, and macro-F1 over the labels seen in either list (scikit-learn's default; an F1 with
-    an empty denominator cannot occur for those labels)."""
+    an empty denominator cannot occur for those labels).
+
+    >>> accuracy_macro_f1(["a", "b", "b"], ["a", "b", "a"])
+    (0.6666666666666666, 0.6666666666666666)
+    """
     ids: dict[Any, int] = {}
     p = np.fromiter((ids.setdefault(v, len(ids)) for v in predictions), dtype=np.int64, count=len(predictions))
     r = np.fromiter((ids.setdefault(v, len(ids)) for v in references), dtype=np.int64, count=len(references))
@@ -128,7 +137,7 @@ def reference_agreement(predictions: Sequence, references: Sequence) -> dict[str
     multi = [isinstance(r, (list, tuple)) for r in references]
     out: dict[str, float] = {}
     if not any(multi):
-        out["accuracy"], out["macro_f1"] = _accuracy_macro_f1(predictions, references)
+        out["accuracy"], out["macro_f1"] = accuracy_macro_f1(predictions, references)
     if any(multi) or all(isinstance(v, str) for v in predictions + references):
         for i, (p, r) in enumerate(zip(predictions, references)):
             if not isinstance(p, str):
@@ -163,7 +172,7 @@ def label_faithfulness(labels: Sequence, *, texts: Sequence[str] | None = None, 
     1.0
     """
     labels = _check_list(labels, "labels")
-    x = _features(texts, embeddings, "", n=len(labels))
+    x = embeddings_from(texts, embeddings, n=len(labels))
     folds = _fit_folds(labels, folds)
     proba, classes = out_of_fold_proba(x, labels, folds=folds, seed=seed, C=C)
     y = np.array([classes.index(v) for v in labels])

@@ -181,9 +181,10 @@ def rewrite_folder(folder: Path, ds, prov: dict[str, Any], summary: dict[str, An
     """Re-publish ``folder`` with the merged rows: data, report, provenance (+ review record and a
     ``human_review`` step), card; the reviews file is carried over with a ``merged`` marker appended."""
     from ..hub import card as _card
-    from ..hub.publish import _scrub, _secrets, stage
+    from ..hub.publish import stage
     from ..io import write_folder_atomically
-    from ..recipe import RunRecord, StepRecord
+    from ..record import RunRecord, StepRecord
+    from ..secrets import known_secrets, scrub
 
     record = RunRecord.from_dict(prov) if prov.get("steps") is not None else RunRecord.from_steps([], name=folder.name)
     rounds = sum(1 for s in record.steps if s.kind == "review") + 1
@@ -209,12 +210,12 @@ def rewrite_folder(folder: Path, ds, prov: dict[str, Any], summary: dict[str, An
                     local_name=str(folder), report=(folder / "report").is_dir(), builder_file=builder,
                     script=prov.get("script"))
         new["review"] = {**summary, "round": rounds, "metrics_before_review": bool(metrics)}
-        secrets = _secrets(None)
-        text = _scrub(json.dumps(new, indent=2, ensure_ascii=False, default=str), secrets)
+        secrets = known_secrets(hub_login=True)
+        text = scrub(json.dumps(new, indent=2, ensure_ascii=False, default=str), secrets=secrets, patterns=False)
         (tmp / "provenance.json").write_text(text + "\n", encoding="utf-8")
         report = sorted(p.name for p in (tmp / "report").glob("*.png")) if (tmp / "report").is_dir() else []
         card = _card.build_card(json.loads(text), local_name=str(folder), report_files=report)
-        (tmp / "README.md").write_text(_scrub(str(card), secrets), encoding="utf-8")
+        (tmp / "README.md").write_text(scrub(str(card), secrets=secrets, patterns=False), encoding="utf-8")
         if log.path.resolve().parent == folder.resolve():
             shutil.copy2(log.path, tmp / log.path.name)
             ReviewLog(tmp / log.path.name).append({"type": "merged", "rows_in": summary["rows_in"],
