@@ -22,7 +22,7 @@ _FORMAT_VERSION = 1  # of RunRecord.to_dict (the "format" key of provenance.json
 
 #: token usage keys summed per step and per run (``cached_*``: what the cached rows cost when made)
 USAGE_KEYS = ("requests", "cache_hits", "prompt_tokens", "completion_tokens", "errors", "retries",
-              "cached_prompt_tokens", "cached_completion_tokens")
+              "cached_prompt_tokens", "cached_completion_tokens", "batch_requests")  # batch_*: via a Batch API
 #: what a recipe (or ``publish(**card)``) may say about its dataset for the card
 CARD_KEYS = frozenset({"license", "task_categories", "source_datasets", "tags", "language", "pretty_name",
                        "description", "text_column", "label_columns", "class_labels"})

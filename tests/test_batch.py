@@ -16,7 +16,7 @@ import pytest
 from datasets import Dataset
 
 from batch_server import BatchServer
-from synth_datasets import LLM, EndpointConfigError, InvalidParameterError, Template, TextGenerator
+from synth_datasets import LLM, EndpointConfigError, InvalidParameterError, Recipe, Template, TextGenerator, publish
 from synth_datasets.llm import ChatRequest, SamplingParams
 from synth_datasets.llm.batch import BatchStore, batch_digest, state_path
 from synth_datasets.llm.cache import request_key
@@ -248,3 +248,17 @@ def test_options_are_checked_before_any_request(server):
     with pytest.raises(InvalidParameterError, match="poll_interval"):
         LLM(server.url, mode="batch", poll_interval=-1)
     assert not server.log
+
+
+def test_the_card_counts_batch_calls(server, tmp_path):
+    llm = batch_llm(server, tmp_path / "r.sqlite")
+    recipe = (Recipe("batch-notes", source=Dataset.from_dict({"w": ["cats", "dogs", "owls"]}), seed=7,
+                     license="cc-by-4.0", text_column="text")
+              .map(TextGenerator(llm, "Write about {{ w }}.", max_new_tokens=20), name="generate", batch_size=None))
+    ds, record = recipe.run(progress=False)
+    assert record.usage["batch_requests"] == 3 and record.usage["requests"] == 3
+    publish(ds, tmp_path / "out", record=record)
+    card = (tmp_path / "out" / "README.md").read_text()
+    assert "3 model calls (3 batch calls), 0 cached" in card  # the step's line
+    assert "**This run paid** 3 model calls (3 batch calls, sent through the provider's Batch API)" in card
+    assert KEY not in card and KEY not in (tmp_path / "out" / "provenance.json").read_text()

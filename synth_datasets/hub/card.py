@@ -49,7 +49,7 @@ Recipe `{{ recipe_name }}`{% if seed is not none %}, seed {{ seed }}{% endif %},
 {% for s in steps %}
 ### Step {{ s.index + 1 }}: `{{ s.name }}` ({{ s.kind }}, {{ s.type }})
 {% if s.rows_in is not none %}
-Rows {{ s.rows_in }} -> {{ s.rows_out }} in {{ s.seconds }} s{% if s.usage %}; {{ s.usage.requests }} model calls, {{ s.usage.cache_hits }} cached, {{ s.usage.prompt_tokens }} prompt + {{ s.usage.completion_tokens }} completion tokens{% endif %}; {{ s.errors }} failed rows.
+Rows {{ s.rows_in }} -> {{ s.rows_out }} in {{ s.seconds }} s{% if s.usage %}; {{ s.usage.requests }} model calls{% if s.usage.batch_requests %} ({{ s.usage.batch_requests }} batch calls){% endif %}, {{ s.usage.cache_hits }} cached, {{ s.usage.prompt_tokens }} prompt + {{ s.usage.completion_tokens }} completion tokens{% endif %}; {{ s.errors }} failed rows.
 {% endif %}{% if s.links %}
 | sub-step | rows in | rows out | dropped (gate) | skipped (an input failed) |
 |---|---|---|---|---|
@@ -122,7 +122,7 @@ response cache for free. The last column counts the tokens of every generated ro
 step that made it.
 
 **Cost of producing these rows**: {{ produced.calls }} model calls, {{ produced.prompt_tokens }} prompt + {{ produced.completion_tokens }}
-completion tokens, whichever run paid for them. **This run paid** {{ usage.requests }} model calls,
+completion tokens, whichever run paid for them. **This run paid** {{ usage.requests }} model calls{% if usage.batch_requests %} ({{ usage.batch_requests }} batch calls, sent through the provider's Batch API){% endif %},
 {{ usage.prompt_tokens }} prompt + {{ usage.completion_tokens }} completion tokens; {{ usage.cache_hits }} calls were answered
 from the cache, where an earlier run had paid {{ usage.cached_prompt_tokens }} prompt + {{ usage.cached_completion_tokens }} completion tokens for them.
 {% if metrics %}
