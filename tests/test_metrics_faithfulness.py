@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from realdata import rotten_tomatoes_embeddings
-from synth_datasets.errors import InvalidParameterError
+from synth_datasets.errors import InvalidParameterError, MissingColumnError
 from synth_datasets.llm import ChatRequest
 from synth_datasets.llm.cache import request_key
 from synth_datasets.metrics import (
@@ -428,8 +428,8 @@ def test_judge_rejects_bad_setup(embedded_llm):
         JudgeScorer("gpt")
     with pytest.raises(InvalidParameterError, match=r"texts\[1\] is None"):
         JudgeScorer(embedded_llm).rate(["ok", None])
-    with pytest.raises(InvalidParameterError, match="Current columns"):
-        JudgeScorer(embedded_llm)({"review": ["x"]})
+    with pytest.raises(MissingColumnError, match=r"JudgeScorer: column 'text' .* Current columns: \['review'\]"):
+        JudgeScorer(embedded_llm)({"review": ["x"]})  # the shared column check (a KeyError, as elsewhere)
 
 
 # --- bad inputs -----------------------------------------------------------------------------

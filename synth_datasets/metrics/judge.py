@@ -95,7 +95,7 @@ class JudgeScorer:
 
     def __call__(self, batch: dict[str, list]) -> dict[str, list]:
         check_batched(batch, "JudgeScorer")
-        check_columns(batch, [self.column], "JudgeScorer", hint="Pass column=...")
+        check_columns(batch, [self.column], "JudgeScorer", hint="Pass column= (the text column)")
         return {self.output: self.rate(batch[self.column])["scores"]}
 
     def describe(self) -> dict[str, Any]:
