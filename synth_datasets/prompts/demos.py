@@ -184,7 +184,7 @@ class Demonstrations:
         if "explanation" in self._item_t.variables and "explanation" not in data:
             raise MissingColumnError("item= shows {{ explanation }} but the pool has no 'explanation' column. Use "
                                      "synth_datasets.generate.fit_explained(demos, pool, llm) to have the model "
-                                     "explain each demo (explain=llm before), or add the column.")
+                                     "explain each demo, or add the column.")
         labels = list(data[self.label_column]) if self.label_column else None
         items = [self._item_t.render({c: data[c][i] for c in cols}, row_index=i)[0]["content"] for i in range(n)]
         blob = json.dumps([items, texts, labels], default=str, ensure_ascii=False).encode()
@@ -199,7 +199,8 @@ class Demonstrations:
     # -- contract 1: map ---------------------------------------------------------------------------
     def __call__(self, batch: dict[str, list], indices: Sequence[int] | None = None) -> dict[str, list]:
         if self.pool is None:
-            raise NotFittedError("Demonstrations is not fitted: call demos.fit(pool) (or synth_datasets.generate.fit_synthetic) before map.")
+            raise NotFittedError("Demonstrations is not fitted: call demos.fit(pool) (or "
+                                 "synth_datasets.generate.fit_synthetic) before map.")
         first = next(iter(batch.values()), []) if isinstance(batch, Mapping) else None
         if first is None or isinstance(first, (str, bytes)) or not hasattr(first, "__len__"):
             raise InvalidParameterError("Demonstrations works on batches: use ds.map(demos, batched=True).")
