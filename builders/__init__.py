@@ -6,10 +6,11 @@ A builder is a plain Python file that defines ``recipe(*, ...) -> Recipe``. Its 
 
     synth-datasets build movie-reviews --n 200 --out out/movie-reviews
     synth-datasets build movie-reviews-v2 --n 200 --out out/movie-reviews-v2
+    synth-datasets build text-classification --task "news article" --labels sport tech --n 200 --out out/news
     synth-datasets build path/to/my_builder.py --out out/mine
 
 >>> sorted(BUILDERS)
-['movie-reviews', 'movie-reviews-v2', 'qa-pairs', 'support-dialogues']
+['movie-reviews', 'movie-reviews-v2', 'qa-pairs', 'support-dialogues', 'text-classification']
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from synth_datasets.recipe import Recipe, bind_params
 
 BUILDERS = {"movie-reviews": "builders.movie_reviews", "movie-reviews-v2": "builders.movie_reviews_v2",
             "qa-pairs": "builders.qa_pairs",
-            "support-dialogues": "builders.support_dialogues"}
+            "support-dialogues": "builders.support_dialogues", "text-classification": "builders.text_classification"}
 _ROOT = Path(__file__).resolve().parent
 
 
@@ -85,6 +86,8 @@ class Builder:
             flag = "--" + k.replace("_", "-")
             if isinstance(v, bool):
                 args.append(flag if v else "--no-" + k.replace("_", "-"))
+            elif isinstance(v, (list, tuple)):
+                args += [flag, *map(str, v)] if v else []
             elif v is not None:
                 args += [flag, str(v)]
         if out:

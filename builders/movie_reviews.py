@@ -24,6 +24,7 @@ from synth_datasets import LLM, Conditions, Template, TextGenerator
 from synth_datasets.curate import ExactDuplicates, Length, Truncated
 from synth_datasets.errors import EmptyDatasetError
 from synth_datasets.recipe import Recipe
+from synth_datasets.target import CloseToReal, DropColumns, RealnessGate, load_examples
 
 
 NAME = "movie-reviews"
@@ -50,6 +51,16 @@ TEMPLATE = Template(
 )
 
 
+RT_LABELS = {"fresh": "positive", "rotten": "negative"}  # Rotten Tomatoes' labels, accepted in --examples
+AIMED = ("Real reviews of this kind:\n{{ demos }}\n\nWrite one more {{ label }} review like these, "
+         "in your own words. Style: {{ style }}. Length: %s. Output only the review.")
+
+
+def aimed_template(length: str) -> Template:
+    """The prompt with --examples: real demos of the row's label and the sample's length (``length``)."""
+    return Template(system=TEMPLATE.system, user=AIMED % length)
+
+
 BATCH_SIZE = 128  # rows a local model decodes at once: its fastest setting here (BENCHMARKS.md, local generation)
 
 
@@ -72,7 +83,7 @@ def make_llm(model: str | None, model_name: str | None, batch_size: int) -> LLM:
 
 def recipe(*, n: int = 50, seed: int = 0, n_per_row: int = 1, max_new_tokens: int | None = None,
            batch_size: int = BATCH_SIZE, min_words: int = 10, max_words: int = 200, model: str | None = None,
-           model_name: str | None = None, llm: LLM | None = None) -> Recipe:
+           model_name: str | None = None, examples: str | None = None, llm: LLM | None = None) -> Recipe:
     """``n`` rows of sampled conditions -> ``n * n_per_row`` reviews -> truncated and failed reviews
     dropped -> ``min_words`` to ``max_words`` words -> exact duplicates removed.
 
@@ -89,6 +100,10 @@ def recipe(*, n: int = 50, seed: int = 0, n_per_row: int = 1, max_new_tokens: in
         model (`str`, *optional*): a .gguf file, a model folder, a cached Hub id or an http(s) URL of an
             OpenAI-compatible server; default: the embedded SmolLM2-135M-Instruct.
         model_name (`str`, *optional*): the model name to ask the server for (with an http(s) --model).
+        examples (`str`, *optional*): 20-200 real labelled reviews (csv/jsonl/parquet with text and label,
+            positive/negative or fresh/rotten; or a cached Hub dataset id) to aim at: 4 real reviews of the
+            row's label as demos, the sample's length asked for (and its token budget, first-paragraph stop)
+            instead of the length condition, a realness gate, and a held-out TSTR/TRTR line in the card.
 
     Example:
         >>> ds, record = recipe(n=4, max_new_tokens=32).run()                 # doctest: +SKIP
@@ -97,10 +112,14 @@ def recipe(*, n: int = 50, seed: int = 0, n_per_row: int = 1, max_new_tokens: in
     """
     if not isinstance(n, int) or n < 1:
         raise EmptyDatasetError(f"n={n!r}: nothing to generate. Ask for at least one row (--n 1 or more).")
+    ex = load_examples(examples, labels=LABELS, label_map=RT_LABELS, seed=seed) if examples else None  # before the model
     llm = llm or make_llm(model, model_name, batch_size)
-    conditions = Conditions(label=LABELS, style=STYLES, length=LENGTHS, seed=seed)
-    generator = TextGenerator(llm, TEMPLATE, output="review", n=n_per_row, seed=seed, temperature=0.8, top_p=0.95,
-                              max_new_tokens=max_new_tokens or token_budget(), progress=True)
+    conditions = Conditions(label=LABELS, style=STYLES, **({} if ex else {"length": LENGTHS}), seed=seed)
+    target = ex.length() if ex else None
+    template = aimed_template(target.phrase) if ex else TEMPLATE
+    generator = TextGenerator(llm, template, output="review", n=n_per_row, seed=seed, temperature=0.8, top_p=0.95,
+                              max_new_tokens=max_new_tokens or (target.max_new_tokens if ex else token_budget()),
+                              stop=list(target.stop) if ex else None, progress=True)
     r = Recipe(NAME, source=lambda: Dataset.from_dict({"id": list(range(n))}), seed=seed,
                license="apache-2.0", task_categories=["text-classification"], language=["en"],
                tags=["movie-reviews", "sentiment", "attrprompt"], pretty_name="Synthetic movie reviews",
@@ -109,11 +128,20 @@ def recipe(*, n: int = 50, seed: int = 0, n_per_row: int = 1, max_new_tokens: in
                            "label, writing style and length (attributed prompts, AttrPrompt-style), then "
                            "truncated ones dropped, filtered by length and deduplicated.")
     r.map(conditions, name="conditions", desc="Sampling conditions")
+    if ex:
+        r.map(ex.demonstrations(4, seed=seed), name="demos", with_indices=True, desc="Real demos of the label")
     r.map(generator, name="generate", batch_size=map_batch(batch_size), desc="Generating reviews")
+    if ex:  # the real demos are not published with the data
+        r.map(DropColumns(["demos", "demos_ids"]), name="drop-demos", remove_columns=["demos", "demos_ids"])
     r.filter(Truncated(column="review"), name="truncated", desc="Dropping truncated or failed reviews")
-    r.filter(Length(column="review", min_words=min_words, max_words=max_words), name="length",
-             desc="Filtering by length")
+    r.filter(Length(column="review", min_words=min(min_words, target.words_low) if ex else min_words,
+                    max_words=max_words), name="length", desc="Filtering by length")
     r.fit_filter(ExactDuplicates(column="review"), name="dedup", with_indices=True, desc="Removing duplicates")
+    if ex:
+        r.fit_filter(RealnessGate(real_texts=ex.train["text"], column="review", seed=seed, sample_name=ex.name),
+                     name="realness", with_indices=True, desc="Realness gate")
+        r.fit_map(CloseToReal(train=ex.train, test=ex.test, column="review", sample=ex.describe(), seed=seed),
+                  name="close-to-real", desc="Measuring against the held-out sample")
     return r
 
 

@@ -132,7 +132,8 @@ def _builder_parser(builder, defaults: dict[str, Any]) -> argparse.ArgumentParse
             g.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=default,
                            help=helps.get(name, "") + f" (default: {default})")
         else:
-            g.add_argument(flag, dest=name, type=t, default=default, required=required,
+            many = "list" in str(p.annotation)  # list[str]: --labels a b c
+            g.add_argument(flag, dest=name, type=t, default=default, required=required, nargs="+" if many else None,
                            help=(helps.get(name, "") + f" (default: {default})").strip())
     return ap
 
@@ -169,6 +170,8 @@ def _check_recorded_params(builder, params: dict[str, Any], path: str) -> None:
               float: lambda v: isinstance(v, (int, float)) and not isinstance(v, bool), str: lambda v: isinstance(v, str)}
     for name, value in params.items():
         t = type_of(valid[name])
+        if isinstance(value, list) and "list" in str(valid[name].annotation):  # list[str]: check the items
+            value = next((v for v in value if not isinstance(v, str)), None)
         if value is not None and t in checks and not checks[t](value):
             raise InvalidParameterError(f"--from-provenance {path}: params.{name} must be a {t.__name__} for builder "
                                         f"{builder.name}, but it holds {value!r}. Fix the value in the file.")

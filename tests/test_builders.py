@@ -50,7 +50,7 @@ def test_movie_reviews_end_to_end(movie):
                              "logprobs": False}
     assert gen["template"]["user"] == movie_reviews.TEMPLATE.user and steps[0]["describe"]["seed"] == 0
     assert prov["params"] == {"n": 6, "seed": 0, "n_per_row": 1, "max_new_tokens": None, "batch_size": 128,
-                              "min_words": 10, "max_words": 200, "model": None, "model_name": None}
+                              "min_words": 10, "max_words": 200, "model": None, "model_name": None, "examples": None}
     assert prov["builder"] == {"name": "movie-reviews", "path": "builders/movie_reviews.py", "registered": True,
                                "sha256": file_sha256(movie_reviews.__file__), "file": "builder.py"}
     assert (out / "builder.py").read_bytes() == Path(movie_reviews.__file__).read_bytes()
@@ -285,7 +285,7 @@ def test_a_users_builder_script(tmp_path, hub_server, monkeypatch, capsys):
 @pytest.mark.parametrize("args, message", [
     (["build", "no-such-builder", "--out", "{tmp}/o"], "Unknown builder 'no-such-builder'. Known builders: "
                                                       "['movie-reviews', 'movie-reviews-v2', 'qa-pairs', "
-                                                      "'support-dialogues']"),
+                                                      "'support-dialogues', 'text-classification']"),
     (["build", "{tmp}/missing/builder.py", "--out", "{tmp}/o"], "does not exist"),
     (["build", "{tmp}/not_a_builder.py", "--out", "{tmp}/o"], "defines no recipe() function"),
     (["build", "{tmp}/broken.py", "--out", "{tmp}/o"], "has a syntax error on line 1"),

@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 from typing import Any, Mapping
 
+from .closeness import close_to_real
+
 SIZE_CATEGORIES = [(1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M"),
                    (10_000_000, "1M<n<10M"), (100_000_000, "10M<n<100M"), (1_000_000_000, "100M<n<1B")]
 BASE_TAGS = ["synthetic", "synth-datasets"]
@@ -106,6 +108,10 @@ Step `{{ d.step }}` checked every row against **{{ d.name }}** ({{ d.rows }} row
 |---|---|---|
 {% for e in d.examples %}| {{ e.row }} | {{ e.reference_row }} | {{ e.ngram }} |
 {% endfor %}{% endif %}{% endfor %}
+{% endif %}{% if close_to_real %}## How close to real
+{% for line in close_to_real %}
+{{ line }}
+{% endfor %}
 {% endif %}## Errors and retries
 
 {{ errors }} rows failed (their `*_error` column says why; they are kept in the data with the text empty unless a later step dropped them); {{ usage.retries }} requests were retried and {{ usage.errors }} requests failed after their retries.
@@ -365,7 +371,7 @@ def build_card(provenance: Mapping[str, Any], *, repo_id: str | None = None, loc
         library=provenance.get("library") or {}, reproduce=provenance.get("reproduce"), review=provenance.get("review"),
         command=provenance.get("command"), produced=_produced(provenance.get("usage")),
         fields=_fields(provenance["dataset"]), findings=findings(provenance),
-        decontamination=_decontamination(steps),
+        decontamination=_decontamination(steps), close_to_real=close_to_real(steps),
         not_checked=(provenance.get("quality") or {}).get("not_checked") or [], repo_id=repo_id,
         folder=(repo_id or provenance.get("name") or "dataset").split("/")[-1], script=provenance.get("script"),
         reproduced=reproduced_dir(provenance.get("name")))

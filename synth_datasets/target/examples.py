@@ -33,7 +33,7 @@ import numpy as np
 
 from ..errors import EmptyDatasetError, InvalidParameterError, MissingColumnError
 
-__all__ = ["Examples", "LengthTarget", "load_examples", "FILE_TYPES", "MIN_ROWS", "MAX_ROWS"]
+__all__ = ["Examples", "LengthTarget", "load_examples", "DropColumns", "FILE_TYPES", "MIN_ROWS", "MAX_ROWS"]
 
 FILE_TYPES = {".csv": "csv", ".jsonl": "json", ".json": "json", ".parquet": "parquet"}
 MIN_ROWS, MAX_ROWS = 20, 200
@@ -94,7 +94,7 @@ def _texts_labels(table, text_column: str, label_column: str, name: str, who: st
         if y is None or (isinstance(y, str) and not y.strip()):
             raise InvalidParameterError(f"{who} {name}: row {i} has no label in {label_column!r}. Drop or label "
                                         "that row.")
-    return [" ".join(t.split()) for t in texts], labels
+    return [t.strip() for t in texts], labels
 
 
 @dataclass(frozen=True)
@@ -258,3 +258,23 @@ def load_examples(source: str | Path, *, labels: Sequence[str] | None = None, te
     used = {y: label_map[y] for y in set(raw) if y in label_map}
     return Examples(texts, mapped, name=name, sha256=hashlib.sha256(blob).hexdigest(), held_out=held_out, seed=seed,
                     original_labels=used)
+
+
+class DropColumns:
+    """A map-callable that adds nothing, for ``Recipe.map(DropColumns(cols), remove_columns=cols)``: the real
+    demos a prompt showed are not published with the synthetic rows.
+
+    >>> from datasets import Dataset
+    >>> Dataset.from_dict({"a": [1], "demos": ["x"]}).map(DropColumns(["demos"]), batched=True,
+    ...                                                   remove_columns=["demos"]).column_names
+    ['a']
+    """
+
+    def __init__(self, columns: Sequence[str]):
+        self.columns = list(columns)
+
+    def __call__(self, batch: dict[str, list]) -> dict[str, list]:
+        return {}
+
+    def describe(self) -> dict[str, Any]:
+        return {"type": "DropColumns", "columns": self.columns}

@@ -8,7 +8,7 @@ machine-made one near 0.
 
 >>> from datasets import Dataset
 >>> real = ["A quietly moving film.", "Sharp, funny and humane.", "Too long by half.", "A dull, lifeless remake."] * 3
->>> gate = RealnessGate(real_texts=real, threshold=0.2, folds=3)
+>>> gate = RealnessGate(real_texts=real, folds=3)
 >>> syn = Dataset.from_dict({"text": real[:6] + ["ERROR 404 page not found"] * 6})
 >>> kept = syn.filter(gate.fit(syn), batched=True, with_indices=True)   # doctest: +SKIP
 """
@@ -35,14 +35,14 @@ def _embed(texts: Sequence[str]) -> np.ndarray:
 
 
 def discriminator_scores(real: np.ndarray, synthetic: np.ndarray, *, folds: int = 5, seed: int = 0,
-                         C: float = 1.0) -> tuple[np.ndarray, float]:
-    """``(p_real, auc)``: each synthetic row's out-of-fold P(real) from a class-balanced logistic
-    regression (real vs synthetic embeddings) and the discriminator's out-of-fold ROC AUC over both sets
-    (0.5: it cannot tell them apart; 1.0: it always can).
+                         C: float = 1.0) -> tuple[np.ndarray, np.ndarray, float]:
+    """``(p_synthetic, p_real_rows, auc)``: the out-of-fold P(real) of each synthetic row and of each real
+    row from a class-balanced logistic regression (real vs synthetic embeddings), and the discriminator's
+    out-of-fold ROC AUC over both sets (0.5: it cannot tell them apart; 1.0: it always can).
 
     >>> rng = np.random.default_rng(0)
-    >>> p, auc = discriminator_scores(rng.normal(0, 1, (30, 4)), rng.normal(3, 1, (30, 4)), folds=3)
-    >>> bool(auc > 0.95 and p.mean() < 0.2)
+    >>> p, p_real, auc = discriminator_scores(rng.normal(0, 1, (30, 4)), rng.normal(3, 1, (30, 4)), folds=3)
+    >>> bool(auc > 0.95 and p.mean() < 0.2 < 0.8 < p_real.mean())
     True
     """
     from sklearn.linear_model import LogisticRegression
@@ -59,40 +59,45 @@ def discriminator_scores(real: np.ndarray, synthetic: np.ndarray, *, folds: int 
     for train, test in StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed).split(x, y):
         clf = LogisticRegression(C=C, max_iter=1000, class_weight="balanced").fit(x[train], y[train])
         p[test] = clf.predict_proba(x[test])[:, 1]
-    return p[len(real):], float(roc_auc_score(y, p))
+    return p[len(real):], p[:len(real)], float(roc_auc_score(y, p))
 
 
 class RealnessGate(FittedFilter):
     """Keeps the synthetic rows a real-vs-synthetic discriminator finds plausible as real.
 
     Fit-then-filter: ``gate.fit(ds)`` scores every row (out-of-fold P(real), see the module), then
-    ``ds.filter(gate, batched=True, with_indices=True)`` drops rows with P(real) below ``threshold``
-    (reason ``looks_synthetic``), but never more than ``max_drop`` of the rows (the least real-looking
-    first). ``ds.map(gate.mark, batched=True, with_indices=True)`` adds ``realness_p_real`` and the reason.
+    ``ds.filter(gate, batched=True, with_indices=True)`` drops rows whose P(real) is below that of the
+    ``real_quantile`` least real-looking real rows (their own out-of-fold P(real): a row is kept when it
+    looks at least as real as the 90% most typical real rows, whatever the discriminator's scale), or
+    below a fixed ``threshold`` when one is given (reason ``looks_synthetic``), but never more than
+    ``max_drop`` of the rows (the least real-looking first). ``ds.map(gate.mark, batched=True, with_indices=True)`` adds ``realness_p_real`` and the reason.
     ``describe()`` records the discriminator's AUC (how far the set is from real), the rows dropped and
     the sample's name and size (its texts are part of the configuration, so the fingerprint follows them).
 
     Args:
         real_texts (`list[str]`): the real sample (the part not held out for measuring).
         column (`str`, *optional*): the synthetic text column (default: the declared text column).
-        threshold (`float`, defaults to 0.2): the lowest P(real) kept.
+        real_quantile (`float`, defaults to 0.1): the cut, as a quantile of the real rows' own P(real).
+        threshold (`float`, *optional*): a fixed lowest P(real) kept instead.
         max_drop (`float`, defaults to 0.5): the largest share of rows dropped.
         folds (`int`, defaults to 5), seed (`int`, defaults to 0), C (`float`, defaults to 1.0): the discriminator.
         sample_name (`str`, *optional*): how ``describe()`` names the sample (a file name or Hub id).
     """
 
     _FORMAT = _FORMAT
-    _PARAMS = ("column", "threshold", "max_drop", "folds", "seed", "C", "sample_name")
+    _PARAMS = ("column", "real_quantile", "threshold", "max_drop", "folds", "seed", "C", "sample_name")
     name = "realness"
 
-    def __init__(self, *, real_texts: Sequence[str], column: str | None = None, threshold: float = 0.2,
-                 max_drop: float = 0.5, folds: int = 5, seed: int = 0, C: float = 1.0,
+    def __init__(self, *, real_texts: Sequence[str], column: str | None = None, real_quantile: float = 0.1,
+                 threshold: float | None = None, max_drop: float = 0.5, folds: int = 5, seed: int = 0, C: float = 1.0,
                  sample_name: str | None = None, name: str | None = None):
         from ..curate.base import check_range
 
         if isinstance(real_texts, str) or len(real_texts) < 2 or not all(isinstance(t, str) and t for t in real_texts):
             raise InvalidParameterError("real_texts= must be a list of at least 2 non-empty real texts.")
-        check_range("threshold", threshold, 0.0, 1.0)
+        check_range("threshold", threshold, 0.0, 1.0, allow_none=True)
+        check_range("real_quantile", real_quantile, 0.0, 1.0)
+        self.real_quantile, self.cut = real_quantile, None
         check_range("max_drop", max_drop, 0.0, 1.0)
         check_range("folds", folds, 2, integer=True)
         check_range("C", C, 1e-12)
@@ -114,19 +119,25 @@ class RealnessGate(FittedFilter):
              "discriminator": "class-balanced logistic regression, real vs synthetic, out-of-fold"}
         if self.auc is not None:
             d["discriminator_auc"] = round(self.auc, 4)
+        if self.cut is not None:
+            d["p_real_cut"] = round(self.cut, 4)
         return d
 
     def _scores(self, ds) -> np.ndarray:
         from ..columns import resolve_text_column
 
         col = resolve_text_column(ds, self.column, type(self).__name__)
-        p, self.auc = discriminator_scores(_embed(self.real_texts), _embed(list(ds[col])), folds=self.folds,
-                                           seed=self.seed, C=self.C)
+        p, p_real, self.auc = discriminator_scores(_embed(self.real_texts), _embed(list(ds[col])), folds=self.folds,
+                                                   seed=self.seed, C=self.C)
+        self.cut = float(np.quantile(p_real, self.real_quantile)) if self.threshold is None else float(self.threshold)
         return p
 
     def _fit(self, ds):
+        if ds.num_rows < 2:  # nothing to tell apart: keep the row, and say so
+            self.auc = None
+            return np.zeros(ds.num_rows, dtype=np.int16), ["looks_synthetic"], {f"{self.name}_p_real": [None] * ds.num_rows}
         p = self._scores(ds)
-        drop = p < self.threshold
+        drop = p < self.cut
         cap = int(self.max_drop * len(p))
         if drop.sum() > cap:  # keep all but the ``cap`` least real-looking
             drop = np.zeros(len(p), dtype=bool)
@@ -226,7 +237,7 @@ class CloseToReal:
         if k >= 1:
             res.update({f"{m}": v for m, v in prdc(real, xs, k=k).items()})
             res["prdc_k"] = k
-        _, res["discriminator_auc"] = discriminator_scores(real, xs, folds=5, seed=self.seed)
+        _, _, res["discriminator_auc"] = discriminator_scores(real, xs, folds=5, seed=self.seed)
         res["mean_pairwise_distance_synthetic"] = float(mean_pairwise_distance(xs))
         res["mean_pairwise_distance_real"] = float(mean_pairwise_distance(real))
         self.results = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in res.items()}
