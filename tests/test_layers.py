@@ -133,3 +133,40 @@ def test_record_and_recipe_sit_below_publishing():
 def test_no_private_name_is_imported_across_packages():
     bad = private_imports()
     assert not bad, "private names crossing packages (make them public in the owning module):\n" + "\n".join(bad)
+
+
+def readme_layout() -> list[str]:
+    """The modules README.md's "Layout" lists under ``synth_datasets/``, in order (a package's
+    ``__init__`` stands after its last module: it imports them)."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8").split("\n## Layout\n", 1)[1]
+    block = text.split("```\n", 2)[1]
+    order, folders = [], []
+    for line in block.splitlines():
+        name = line.strip().split(" ", 1)[0]
+        depth = (len(line) - len(line.lstrip())) // 2
+        if depth == 0 and name != PACKAGE + "/":
+            if folders:
+                break
+            continue
+        while len(folders) > depth:
+            closed = ".".join(folders)
+            order.append(closed)  # the package (its __init__) comes after its modules
+            folders.pop()
+        if name.endswith("/"):
+            folders.append(name.rstrip("/"))
+        elif name.endswith(".py"):
+            module = ".".join([*folders, name.removesuffix(".py")])
+            order.append(PACKAGE if name == "__init__.py" and len(folders) == 1 else module)
+    return order
+
+
+def test_readme_layout_lists_every_module_in_an_order_the_imports_respect():
+    order = readme_layout()
+    position = {m: i for i, m in enumerate(order)}
+    graph = _graph()
+    assert sorted(set(order)) == sorted(order), "a module is listed twice"
+    assert set(position) == set(graph), (f"README Layout misses {sorted(set(graph) - set(position))}, "
+                                         f"lists {sorted(set(position) - set(graph))} that do not exist")
+    upward = [f"{m} imports {d}" for m, deps in graph.items() for d in deps
+              if position[d] > position[m] and not m.startswith(d + ".") and m != PACKAGE]
+    assert not upward, "README Layout lists these after the modules that import them:\n" + "\n".join(upward)
