@@ -6,13 +6,14 @@ import glob
 import hashlib
 import json
 import logging
+import math
 import os
 import shutil
 import tempfile
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable, Mapping
 
 from .errors import InvalidParameterError, NotOurFolderError
 
@@ -314,3 +315,26 @@ def file_sha256(path: str | os.PathLike) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+def json_value(v: Any, *, max_items: int | None = None, max_chars: int | None = None) -> Any:
+    """``v`` as plain JSON data: numpy scalars unwrapped, NaN/inf as None, mappings (string keys) and
+    sequences recursed into, anything else as its ``str``; optionally at most ``max_items`` items per
+    list/mapping and ``max_chars`` characters per string (``" ..."`` marks a cut).
+
+    >>> import numpy as np
+    >>> json_value({"a": np.float32(0.5), 1: [float("nan"), (2, "xyz")]}, max_chars=2)
+    {'a': 0.5, '1': [None, [2, 'xy ...']]}
+    """
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    if hasattr(v, "item") and not isinstance(v, (list, dict, str)):
+        return json_value(v.item(), max_items=max_items, max_chars=max_chars)
+    if isinstance(v, Mapping):
+        return {str(k): json_value(x, max_items=max_items, max_chars=max_chars)
+                for k, x in list(v.items())[:max_items]}
+    if isinstance(v, (list, tuple)):
+        return [json_value(x, max_items=max_items, max_chars=max_chars) for x in v[:max_items]]
+    if isinstance(v, str) and max_chars is not None and len(v) > max_chars:
+        return v[:max_chars] + " ..."
+    return v if isinstance(v, (int, float, str, bool, type(None))) else str(v)

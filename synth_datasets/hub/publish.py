@@ -6,7 +6,6 @@ import dataclasses
 import datetime
 import json
 import logging
-import math
 import os
 import platform
 import shutil
@@ -20,7 +19,7 @@ from typing import Any, Mapping, Sequence
 
 from .._versions import extra_versions, library_versions, source_version
 from ..errors import EmptyDatasetError, HubAuthError, InvalidParameterError, PublishError
-from ..io import check_output_dir, file_sha256, temp_dir, write_folder_atomically, write_parquet_shards
+from ..io import check_output_dir, file_sha256, json_value, temp_dir, write_folder_atomically, write_parquet_shards
 from ..record import CARD_KEYS, RunRecord
 from ..secrets import known_secrets, refuse_secrets_in, scrub
 from . import card as _card
@@ -278,18 +277,6 @@ def _with_class_labels(ds, class_labels: Mapping[str, Sequence[str]] | None):
     return ds
 
 
-def _clean(v: Any) -> Any:
-    if isinstance(v, float) and not math.isfinite(v):
-        return None
-    if hasattr(v, "item") and not isinstance(v, (list, dict, str)):
-        return _clean(v.item())
-    if isinstance(v, Mapping):  # nested results (e.g. a ranking's per-system scores) stay JSON, not a repr
-        return {str(k): _clean(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [_clean(x) for x in v]
-    return v if isinstance(v, (int, float, str, bool, type(None))) else str(v)
-
-
 def compute_metrics(ds, metrics: Sequence[Any] | None, text_column: str | None) -> dict[str, dict[str, Any]]:
     """``None``: lexical diversity of the text column. Items: a dict of precomputed results (or of
     ``{name: results}``), an ``evaluate`` module (``compute(predictions=texts)``), or ``f(texts) -> dict``."""
@@ -316,7 +303,7 @@ def compute_metrics(ds, metrics: Sequence[Any] | None, text_column: str | None) 
             raise InvalidParameterError(f"metrics[{i}] is a {type(m).__name__}: pass a dict of results, an evaluate "
                                         "module or a function texts -> dict.")
         for k, v in items.items():
-            out[str(k)] = {str(a): _clean(b) for a, b in dict(v).items()}
+            out[str(k)] = {str(a): json_value(b) for a, b in dict(v).items()}
     return out
 
 

@@ -18,7 +18,6 @@ column when the data has one, else the recorded template (``provenance.json``) r
 from __future__ import annotations
 
 import json
-import math
 import os
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -27,6 +26,7 @@ import numpy as np
 
 from ..columns import resolve_text_column
 from ..errors import InvalidParameterError, MissingColumnError
+from ..io import json_value
 
 #: column suffix -> evidence kind (longest suffix wins)
 EVIDENCE = {"_predicted_confidence": "confidence", "_confidence": "confidence", "_agreement": "confidence",
@@ -46,17 +46,8 @@ def _kind(column: str) -> str | None:
 
 
 def _jsonable(v: Any) -> Any:
-    if isinstance(v, float) and not math.isfinite(v):
-        return None
-    if hasattr(v, "item") and not isinstance(v, (list, dict, str)):
-        return _jsonable(v.item())
-    if isinstance(v, (list, tuple)):
-        return [_jsonable(x) for x in v[:50]]
-    if isinstance(v, dict):
-        return {str(k): _jsonable(x) for k, x in list(v.items())[:50]}
-    if isinstance(v, str) and len(v) > _SHOWN_CHARS:
-        return v[:_SHOWN_CHARS] + " ..."
-    return v if isinstance(v, (int, float, str, bool, type(None))) else str(v)
+    """What the page shows of a value: JSON, at most 50 items and ``_SHOWN_CHARS`` characters a string."""
+    return json_value(v, max_items=50, max_chars=_SHOWN_CHARS)
 
 
 def load_folder(folder: str | os.PathLike):
