@@ -78,3 +78,21 @@ def test_conversion_replaces_a_folder_that_is_no_model(tmp_path):
     assert (out / "model.safetensors").is_file() and (out / "config.json").read_text() != "{}"
     assert [p.name for p in tmp_path.iterdir()] == [out.name]
     shutil.rmtree(out)  # ~520 MB: pytest keeps its last temporary folders
+
+
+def test_a_bfloat16_folder_holds_the_float32_weights_rounded_and_loads_without_a_float32_copy(tmp_path, monkeypatch):
+    from transformers import AutoModelForCausalLM
+
+    gguf = embedded_model_path()
+    f32 = folder_from_gguf(gguf, cache_dir=tmp_path)
+    bf16 = folder_from_gguf(gguf, cache_dir=tmp_path, dtype="bfloat16")
+    assert bf16.name == f32.name + "-bf16" and (bf16 / MARKER).is_file()
+    assert (bf16 / "model.safetensors").stat().st_size < 0.6 * (f32 / "model.safetensors").stat().st_size
+    cast = AutoModelForCausalLM.from_pretrained(f32, dtype=torch.bfloat16).state_dict()
+    made = AutoModelForCausalLM.from_pretrained(bf16, dtype=torch.bfloat16).state_dict()
+    assert sorted(cast) == sorted(made) and [k for k in cast if not torch.equal(cast[k], made[k])] == []
+    with pytest.raises(ValueError, match="'float32' or 'bfloat16'"):
+        folder_from_gguf(gguf, cache_dir=tmp_path, dtype="float16")
+    monkeypatch.setenv("SYNTH_DATASETS_HOME", str(tmp_path))
+    backend = TransformersBackend(str(gguf), dtype="bfloat16")
+    assert backend._gguf_folder({}) == str(bf16)  # a bfloat16 model maps its own folder

@@ -9,14 +9,15 @@ pytestmark = pytest.mark.skipif(not onednn.available(), reason="this PyTorch bui
 
 
 class _Tied(torch.nn.Module):
-    def __init__(self):
+    def __init__(self, tied: bool = True):
         super().__init__()
         torch.manual_seed(0)
         self.embed = torch.nn.Embedding(50, 16)
         self.up = torch.nn.Linear(16, 32)
         self.down = torch.nn.Linear(32, 16, bias=False)
         self.head = torch.nn.Linear(16, 50, bias=False)
-        self.head.weight = self.embed.weight  # tied, as in SmolLM2 and Qwen2.5
+        if tied:
+            self.head.weight = self.embed.weight  # tied, as in SmolLM2
 
     def get_output_embeddings(self):
         return self.head
@@ -35,6 +36,13 @@ def test_freed_weights_give_the_same_outputs_and_keep_what_is_shared():
     assert freed.up.weight.shape[1] == 16  # in_features still readable
     assert kept.up.weight.numel() == 16 * 32  # without free_weights, kept
     assert freed.head.weight.shape == (50, 16) and freed.head.weight is freed.embed.weight  # tied: kept
+    untied = _Tied(tied=False).eval()  # an output layer of its own (Qwen2.5's converted GGUFs) is released too
+    with torch.inference_mode():
+        ref = untied(ids)
+    onednn.pack_linears(untied, free_weights=True)
+    with torch.inference_mode():
+        assert torch.equal(untied(ids), ref)
+    assert untied.head.weight.numel() == 0 and untied.head.out_features == 50
 
 
 @pytest.mark.slow
@@ -44,7 +52,8 @@ def test_the_local_backend_releases_the_unpacked_weights(embedded_llm):
     model = backend._model
     linears = [m for m in model.modules() if type(m) is torch.nn.Linear]
     assert linears and all(hasattr(m, "_onednn_weight") for m in linears)
-    out = model.get_output_embeddings()
-    freed = [m for m in linears if m is not out]
+    out, inp = model.get_output_embeddings(), model.get_input_embeddings()
+    tied = out.weight is inp.weight
+    freed = [m for m in linears if not (tied and m is out)]
     assert freed and all(m.weight.numel() == 0 for m in freed)
-    assert out.weight.numel() > 0
+    assert inp.weight.numel() > 0 and out.out_features == inp.weight.shape[0]

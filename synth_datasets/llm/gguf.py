@@ -83,23 +83,31 @@ def _not_ours(out: Path) -> ModelFileError:
         "leaves it alone. Move or delete it yourself, or set SYNTH_DATASETS_HOME to another folder.")
 
 
-def folder_from_gguf(gguf: str | os.PathLike, *, cache_dir: str | os.PathLike | None = None) -> Path:
+def folder_from_gguf(gguf: str | os.PathLike, *, cache_dir: str | os.PathLike | None = None,
+                     dtype: str = "float32") -> Path:
     """A plain transformers folder (float32 safetensors, tokenizer, chat template) holding the
     dequantized weights of ``gguf``, made once under ``cache_dir`` (default :func:`models_home`) and
     named after the file's sha256. Made in a temporary folder and renamed into place, so a killed
     conversion leaves nothing half-written and two processes converting at once both end with the
     same complete folder.
 
+    ``dtype="bfloat16"``: a second folder (``...-hf-bf16``) holding the float32 weights rounded to
+    bfloat16, exactly what loading the float32 folder with ``dtype=torch.bfloat16`` gives, at half the
+    size: a bfloat16 model then maps its weights straight from the file instead of reading 4 bytes per
+    parameter and converting (for Qwen2.5-Coder-1.5B, peak memory at load 10.9 -> ~4 GB).
+
     An incomplete folder of that name is replaced only when it holds our :data:`MARKER`; any other
     folder there raises :class:`~synth_datasets.errors.ModelFileError` (an ``OSError``) and is left
     untouched, before any conversion work. Raises ``OSError`` when the folder cannot be written
     (read-only or full disk).
     """
+    if dtype not in ("float32", "bfloat16"):
+        raise ValueError(f"dtype={dtype!r}: a converted folder is 'float32' or 'bfloat16'.")
     gguf = Path(gguf)
     root = Path(cache_dir) if cache_dir else models_home()
     tag = file_sha256(gguf)[:12]
     stem = gguf.stem if gguf.stem.endswith(f"-{tag}") else f"{gguf.stem}-{tag}"  # a named model's file has it
-    out = root / f"{stem}-hf"
+    out = root / f"{stem}-hf{'-bf16' if dtype == 'bfloat16' else ''}"
     if (out / "model.safetensors").is_file():
         return out
     if out.exists() and not (out / MARKER).is_file():
@@ -107,14 +115,20 @@ def folder_from_gguf(gguf: str | os.PathLike, *, cache_dir: str | os.PathLike | 
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    logger.info("converting %s into %s (once)", gguf, out)
-    tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
-    cfg = model.config
-    if hasattr(cfg, "quantization_config"):
-        delattr(cfg, "quantization_config")
-    clean = AutoModelForCausalLM.from_config(cfg, dtype=torch.float32)
-    clean.load_state_dict(model.state_dict())
+    if dtype == "bfloat16":  # rounded from the float32 folder (made first if needed): the same weights as a cast
+        base = folder_from_gguf(gguf, cache_dir=cache_dir)
+        logger.info("converting %s into %s (once)", base, out)
+        tok = AutoTokenizer.from_pretrained(base)
+        clean = AutoModelForCausalLM.from_pretrained(base, dtype=torch.bfloat16)
+    else:
+        logger.info("converting %s into %s (once)", gguf, out)
+        tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+        cfg = model.config
+        if hasattr(cfg, "quantization_config"):
+            delattr(cfg, "quantization_config")
+        clean = AutoModelForCausalLM.from_config(cfg, dtype=torch.float32)
+        clean.load_state_dict(model.state_dict())
     root.mkdir(parents=True, exist_ok=True)
     remove_stale_temps(out)
     tmp = temp_path(out)
@@ -122,7 +136,7 @@ def folder_from_gguf(gguf: str | os.PathLike, *, cache_dir: str | os.PathLike | 
         clean.save_pretrained(tmp)
         tok.save_pretrained(tmp)
         (tmp / MARKER).write_text(json.dumps({"made_by": "synth-datasets", "gguf": gguf.name,
-                                              "gguf_sha256": file_sha256(gguf)}) + "\n")
+                                              "gguf_sha256": file_sha256(gguf), "dtype": dtype}) + "\n")
         try:
             tmp.rename(out)
         except OSError:

@@ -101,7 +101,8 @@ def backend_processor(backend, response_format: str, batch: int):
     tok, model = backend._tokenizer, backend._model
     lltok = getattr(backend, "_ll_tokenizer", None)
     if lltok is None:
-        n_vocab = int(model.get_output_embeddings().weight.shape[0])
+        head = model.get_output_embeddings()
+        n_vocab = int(getattr(head, "out_features", None) or head.weight.shape[0])
         lltok = backend._ll_tokenizer = ll_tokenizer(tok, n_vocab)
     return grammar_processor(lltok, grammar, batch, tok.eos_token_id)
 
