@@ -30,7 +30,7 @@ from .llm.choices import choice_logprobs, supports_choice_logprobs
 from .prompts import Template
 
 __all__ = ["parse_score", "parse_rating", "parse_letter", "rubric_requests", "normalized", "ask_letters",
-           "expected_rating", "pair_messages", "soft_score", "combine"]
+           "expected_rating", "pair_messages", "soft_score", "verdict_score", "combine"]
 
 _NUM = r"(-?\d+(?:\.\d+)?)"
 _END = r"(?!\w|\.\d)"  # a number ends here (a sentence's full stop may follow)
@@ -168,7 +168,7 @@ def soft_score(probs_ab: Sequence[float] | None, probs_ba: Sequence[float] | Non
     return float((s_ab + s_ba) / 2)
 
 
-def _score(verdict: str | None, shown_first: bool) -> float | None:
+def verdict_score(verdict: str | None, shown_first: bool) -> float | None:
     """Score of the system shown first (``shown_first``) or second, from one verdict letter."""
     if verdict is None:
         return None
@@ -183,7 +183,7 @@ def combine(verdict_ab: str | None, verdict_ba: str | None) -> str | None:
     >>> combine("A", "B"), combine("A", "A"), combine("C", "B"), combine(None, "A")
     ('a', 'tie', 'a', None)
     """
-    s1, s2 = _score(verdict_ab, True), _score(verdict_ba, False)
+    s1, s2 = verdict_score(verdict_ab, True), verdict_score(verdict_ba, False)
     if s1 is None or s2 is None:
         return None
     s = (s1 + s2) / 2

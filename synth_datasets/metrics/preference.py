@@ -22,7 +22,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from ..errors import InvalidParameterError
-from ..judging import ask_letters, combine, pair_messages, soft_score  # noqa: F401 (combine, soft_score: public here too)
+from ..judging import ask_letters, combine, pair_messages, soft_score, verdict_score  # noqa: F401 (public here too)
 
 __all__ = ["PAIRWISE_TEMPLATE", "PAIRWISE_RUBRIC_TEMPLATE", "LEVELS_TEMPLATE", "PreferenceJudge", "bradley_terry", "elo", "rank",
            "outcome_table", "level_shares", "soft_score", "combine", "position_bias"]
@@ -182,7 +182,7 @@ def position_bias(table: Mapping[str, Sequence]) -> dict[str, Any]:
                 firsts += v == "A"
         if vab is not None and vba is not None:
             pairs += 1
-            agree += _score(vab, True) == _score(vba, False)
+            agree += verdict_score(vab, True) == verdict_score(vba, False)
     leans = [p[0] / (p[0] + p[1]) for key in ("probs_ab", "probs_ba") for p in table.get(key) or []
              if p is not None and p[0] + p[1] > 0]
     return {"first_position_rate": firsts / decisive if decisive else None,
