@@ -53,7 +53,7 @@ def phase_ours(args) -> dict:
 
     msgs = _prompts(args.prompts)
     t0 = time.perf_counter()
-    llm = LLM(args.model, cache=False, dtype=args.dtype, batch_size=max(args.batches))
+    llm = LLM(args.model, cache=False, dtype=args.dtype, batch_size=max(args.batches), threads=args.threads)
     llm.backend._load()
     load_s = time.perf_counter() - t0
     llm.backend.generate([ChatRequest.of(msgs[0], 0)], SamplingParams(max_new_tokens=1, **SAMPLING))
@@ -87,7 +87,7 @@ def phase_llama(args) -> dict:
     path = str(MODELS[args.model].path())
     msgs = _prompts(args.llama_prompts)
     t0 = time.perf_counter()
-    llama = Llama(model_path=path, n_ctx=2048, n_threads=os.cpu_count() or 2, verbose=False)
+    llama = Llama(model_path=path, n_ctx=2048, n_threads=args.threads, verbose=False)
     load_s = time.perf_counter() - t0
     llama.create_chat_completion(msgs[0], max_tokens=1, **SAMPLING, seed=0)
     first = time.perf_counter() - t0
@@ -161,6 +161,8 @@ def main() -> None:
     ap.add_argument("--max-new", type=int, default=128)
     ap.add_argument("--runs", type=int, default=2)
     ap.add_argument("--no-llama", action="store_true")
+    ap.add_argument("--threads", type=int, default=os.cpu_count() or 2,
+                    help="CPU threads for ours and llama.cpp (vLLM binds VLLM_CPU_OMP_THREADS_BIND, default 0-1)")
     ap.add_argument("--vllm-python", default=os.environ.get("VLLM_PYTHON"),
                     help="python of a venv with vllm-cpu 0.32 (see bench_vllm_cpu.py); omitted: no vLLM")
     ap.add_argument("--vllm-dtypes", nargs="*", default=None, help="default: --dtypes")
@@ -171,7 +173,7 @@ def main() -> None:
         result = {"ours": phase_ours, "llama": phase_llama, "vllm": phase_vllm}[args.phase](args)
         print("RESULT " + json.dumps(result), flush=True)
         return
-    common = ["--model", args.model, "--batches", *map(str, args.batches), "--prompts", str(args.prompts),
+    common = ["--model", args.model, "--threads", str(args.threads), "--batches", *map(str, args.batches), "--prompts", str(args.prompts),
               "--llama-prompts", str(args.llama_prompts), "--max-new", str(args.max_new), "--runs", str(args.runs)]
     phases = [["--phase", "ours", "--dtype", d] for d in args.dtypes]
     if not args.no_llama:

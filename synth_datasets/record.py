@@ -116,3 +116,14 @@ def describe_step(fn: Any) -> dict[str, Any]:
         return obj.describe()
     return {"type": "function", "qualname": getattr(obj, "__qualname__", repr(obj)),
             "module": getattr(obj, "__module__", None)}
+
+
+def steps_of_type(steps: Any, type_name: str) -> list[tuple[Mapping[str, Any], dict[str, Any]]]:
+    """``(step, describe)`` for each recorded step (``RunRecord.to_dict()["steps"]`` or a provenance's
+    ``steps``) whose ``describe()["type"]`` is ``type_name``: what a card section reads about one kind of step.
+
+    >>> steps_of_type([{"name": "d", "describe": {"type": "Decontaminate"}}, {"name": "x"}], "Decontaminate")
+    [({'name': 'd', 'describe': {'type': 'Decontaminate'}}, {'type': 'Decontaminate'})]
+    """
+    return [(s, s.get("describe") or {}) for s in steps or () if (s.get("describe") or {}).get("type") == type_name]
+

@@ -171,6 +171,25 @@ def test_llm_by_name_resolves_assembles_and_records_name_and_license(tmp_path, p
     assert d["packages"] == ["tinytest-part1==1.2.3", "tinytest-part2==1.2.3", "tinytest-part3==1.2.3"]
 
 
+def test_a_named_model_picks_its_cpu_dtype_unless_one_is_given(tmp_path, payload, monkeypatch):
+    """Qwen's entries ask for bfloat16 on a CPU with bfloat16 instructions; an explicit dtype wins, and the
+    dtype is part of the identity (so of every cache key)."""
+    from synth_datasets.llm.transformers_backend import cpu_has_bf16
+
+    data = embedded_model_path().read_bytes()
+    site = tmp_path / "site"
+    m = fake_model(site, data, [len(data) // 2, len(data) - len(data) // 2], name="smol-bf16", cpu_dtype="bfloat16")
+    monkeypatch.setitem(MODELS, m.name, m)
+    monkeypatch.setenv("SYNTH_DATASETS_HOME", str(tmp_path / "home"))
+    monkeypatch.syspath_prepend(str(site))
+    chosen = LLM("smol-bf16", cache=False)
+    assert chosen.backend.dtype == ("bfloat16" if cpu_has_bf16() else "float32")
+    assert LLM("smol-bf16", cache=False, dtype="float32").backend.dtype == "float32"
+    assert chosen.identity()["dtype"] == chosen.backend.dtype
+    assert LLM("smollm2-135m", cache=False).backend.dtype == "float32"  # the default model keeps float32
+    assert {MODELS["qwen2.5-coder-1.5b"].cpu_dtype, MODELS["qwen2.5-coder-0.5b"].cpu_dtype} == {"bfloat16"}
+
+
 def test_smollm2_by_name_is_the_embedded_default():
     named, default = LLM("smollm2-135m", cache=False), LLM(cache=False)
     assert named.identity() == default.identity()  # same cache keys: existing caches hit

@@ -157,10 +157,14 @@ class Filter(Curator):
     def reason_column(self) -> str:
         return f"{self.name}_reason"
 
+    #: the suffixes of the columns :meth:`annotate` adds (``<name>_<suffix>``); a subclass whose columns are
+    #: not named that way overrides :attr:`score_columns` instead
+    score_suffixes: tuple[str, ...] = ()
+
     @property
     def score_columns(self) -> list[str]:
         """Columns :meth:`annotate` adds (none by default)."""
-        return []
+        return [f"{self.name}_{s}" for s in self.score_suffixes]
 
     def annotate(self, batch: dict[str, list], indices: Sequence[int] | None = None) -> dict[str, list]:
         return {}

@@ -118,9 +118,7 @@ class NoiseScore(EmbeddingInputs, FittedFilter):
         self._combiner: dict | None = None
         super().__init__(name=name)
 
-    @property
-    def score_columns(self):
-        return [f"{self.name}_score", f"{self.name}_classifier", f"{self.name}_neighbours"]
+    score_suffixes = ("score", "classifier", "neighbours")
 
     def _describe_extra(self):
         d = self._embedding_identity()

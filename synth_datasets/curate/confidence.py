@@ -133,6 +133,14 @@ class EmbeddingInputs(TextColumn):
             d["support"] = self._support_summary()
         return d
 
+    def _describe_thresholds(self, rule: str) -> dict[str, Any]:
+        """The embedding identity, plus the flagging ``rule`` and per-class thresholds once fitted."""
+        d = self._embedding_identity()
+        if getattr(self, "_thresholds", None) is not None:
+            d["rule"] = rule
+            d["thresholds"] = dict(self._thresholds)
+        return d
+
 
 class ClassifierConsistency(EmbeddingInputs, FittedFilter):
     """Agreement between each row's label and an auxiliary logistic-regression classifier on its
@@ -183,17 +191,11 @@ class ClassifierConsistency(EmbeddingInputs, FittedFilter):
         self._thresholds: dict | None = None
         super().__init__(name=name)
 
-    @property
-    def score_columns(self):
-        return [f"{self.name}_predicted", f"{self.name}_confidence", f"{self.name}_predicted_confidence"]
+    score_suffixes = ("predicted", "confidence", "predicted_confidence")
 
     def _describe_extra(self):
-        d = self._embedding_identity()
-        if self._thresholds is not None:
-            d["rule"] = ("confident learning: flagged when another class reaches its per-class threshold (the mean "
-                         "out-of-fold probability of that class over its own rows)")
-            d["thresholds"] = dict(self._thresholds)
-        return d
+        return self._describe_thresholds("confident learning: flagged when another class reaches its per-class "
+                                         "threshold (the mean out-of-fold probability of that class over its own rows)")
 
     def _fit(self, ds):
         p, classes, y = self.proba(ds)
@@ -384,17 +386,12 @@ class NeighbourConsistency(EmbeddingInputs, FittedFilter):
         self._thresholds: dict | None = None
         super().__init__(name=name)
 
-    @property
-    def score_columns(self):
-        return [f"{self.name}_agreement", f"{self.name}_majority"]
+    score_suffixes = ("agreement", "majority")
 
     def _describe_extra(self):
-        d = self._embedding_identity()
-        if self._thresholds is not None:
-            d["rule"] = ("confident learning on the neighbour vote: flagged when another class's share of the "
-                         "neighbours reaches its per-class threshold (the mean share over its own rows)")
-            d["thresholds"] = dict(self._thresholds)
-        return d
+        return self._describe_thresholds("confident learning on the neighbour vote: flagged when another class's "
+                                         "share of the neighbours reaches its per-class threshold (the mean share "
+                                         "over its own rows)")
 
     def vote(self, ds) -> tuple[np.ndarray, list, list]:
         """``(shares, classes, labels)``: the share of each row's ``k`` neighbours carrying each class."""

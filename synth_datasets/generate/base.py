@@ -93,6 +93,24 @@ def check_samples(n: Any) -> int:
     return n
 
 
+def check_loop_args(owner: str, llm: Any, template: Any, *, reads: set[str], exactly: bool,
+                    counts: dict[str, Any], fraction: tuple[str, Any]) -> None:
+    """The arguments a model-driven loop (``Expand``, ``S3``) checks before its first round: an LLM and a
+    Template that reads ``reads`` (exactly, or at most), integer ``counts`` >= 1 and a ``fraction`` in (0, 1]."""
+    shown = " and ".join("{{ %s }}" % v for v in sorted(reads))
+    if not isinstance(llm, LLM) or not isinstance(template, Template):
+        raise InvalidParameterError(f"{owner} needs an LLM and a Template (reading {shown}).")
+    if (template.variables != reads) if exactly else not template.variables <= reads:
+        raise InvalidParameterError(f"{owner}'s template must read {'exactly' if exactly else 'only'} {shown}, it "
+                                    f"reads {sorted(template.variables)}. Rewrite the template.")
+    for name, v in counts.items():
+        if not isinstance(v, int) or v < 1:
+            raise InvalidParameterError(f"{name}={v!r} must be an integer >= 1.")
+    name, v = fraction
+    if not 0 < v <= 1:
+        raise InvalidParameterError(f"{name}={v!r} must be in (0, 1].")
+
+
 class Configured:
     """Configuration-only pickling (contract 2) for generators and their parts (roles, gates, pools).
 

@@ -33,6 +33,7 @@ from ..errors import EmptyDatasetError, InvalidParameterError
 from ..llm import LLM, ChatRequest, SamplingParams
 from ..prompts import Template
 from ..seeding import derive_seed
+from .base import check_loop_args
 from .chain import Chain
 from .text import TextGenerator
 
@@ -409,16 +410,8 @@ class Expand(Loop):
                  max_new_tokens: int = 96, temperature: float = 0.9, checkpoint_dir: str | os.PathLike | None = None):
         super().__init__(max_rounds=max_rounds, checkpoint_dir=checkpoint_dir)
         template = template or PARAPHRASE
-        if not isinstance(llm, LLM) or not isinstance(template, Template):
-            raise InvalidParameterError("Expand needs an LLM and a Template (reading {{ text }}).")
-        if template.variables != {"text"}:
-            raise InvalidParameterError(f"Expand's template must read exactly {{{{ text }}}}, it reads "
-                                        f"{sorted(template.variables)}. Rewrite the template.")
-        for name, v in (("variants", variants), ("target", target)):
-            if not isinstance(v, int) or v < 1:
-                raise InvalidParameterError(f"{name}={v!r} must be an integer >= 1.")
-        if not 0 < threshold <= 1:
-            raise InvalidParameterError(f"threshold={threshold!r} must be in (0, 1].")
+        check_loop_args("Expand", llm, template, reads={"text"}, exactly=True,
+                        counts={"variants": variants, "target": target}, fraction=("threshold", threshold))
         self.llm, self.template, self.column, self.variants = llm, template, column, variants
         self.target, self.threshold, self.seed = target, threshold, seed
         self.max_new_tokens, self.temperature = max_new_tokens, temperature

@@ -28,6 +28,7 @@ from ..errors import InvalidParameterError
 from ..llm import LLM, ChatRequest, SamplingParams
 from ..prompts import Template
 from ..seeding import derive_seed
+from .base import check_loop_args
 from .loops import Loop
 
 __all__ = ["S3", "EXTRAPOLATE", "allocate", "ExploreInstruct", "parse_items"]
@@ -115,16 +116,8 @@ class S3(Loop):
                  checkpoint_dir: str | os.PathLike | None = None):
         super().__init__(max_rounds=max_rounds, checkpoint_dir=checkpoint_dir)
         template = template or EXTRAPOLATE
-        if not isinstance(llm, LLM) or not isinstance(template, Template):
-            raise InvalidParameterError("S3 needs an LLM and a Template (reading {{ label }} and {{ examples }}).")
-        if not template.variables <= {"label", "examples"}:
-            raise InvalidParameterError(f"S3's template may read only {{{{ label }}}} and {{{{ examples }}}}, it reads "
-                                        f"{sorted(template.variables)}. Rewrite the template.")
-        for name, v in (("per_round", per_round), ("demos", demos)):
-            if not isinstance(v, int) or v < 1:
-                raise InvalidParameterError(f"{name}={v!r} must be an integer >= 1.")
-        if not 0 < target_accuracy <= 1:
-            raise InvalidParameterError(f"target_accuracy={target_accuracy!r} must be in (0, 1].")
+        check_loop_args("S3", llm, template, reads={"label", "examples"}, exactly=False,
+                        counts={"per_round": per_round, "demos": demos}, fraction=("target_accuracy", target_accuracy))
         texts, labels = self._validation(validation, text_column, label_column)
         self.llm, self.template, self.text_column, self.label_column = llm, template, text_column, label_column
         self.validation = {"texts": texts, "labels": labels}

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any, Mapping
 
+from ..record import steps_of_type
 from .closeness import close_to_real
 
 SIZE_CATEGORIES = [(1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M"),
@@ -294,10 +295,7 @@ def _links(s: Mapping[str, Any]) -> list[dict[str, Any]]:
 def _decontamination(steps: list[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """The decontamination steps (``curate.Decontaminate``): reference, n, rows removed, examples."""
     out = []
-    for s in steps:
-        d = s.get("describe") or {}
-        if d.get("type") != "Decontaminate":
-            continue
+    for s, d in steps_of_type(steps, "Decontaminate"):
         ref, counts = d.get("reference") or {}, d.get("counts") or {}
         removed = counts.get("dropped")
         if removed is None and s.get("rows_in") is not None and s.get("rows_out") is not None:

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from typing import Any, Mapping, Sequence
 
+from ..record import steps_of_type
+
 
 def _f(v: Any) -> str:
     return "-" if v is None else (f"{v:.4g}" if isinstance(v, float) else str(v))
@@ -20,10 +22,7 @@ def _f(v: Any) -> str:
 def close_to_real(steps: Sequence[Mapping[str, Any]]) -> list[str]:
     """One paragraph per ``CloseToReal`` step (markdown)."""
     out = []
-    for s in steps:
-        d = s.get("describe") or {}
-        if d.get("type") != "CloseToReal":
-            continue
+    for _, d in steps_of_type(steps, "CloseToReal"):
         r, sample = d.get("results") or {}, d.get("sample") or {}
         head = (f"Against **{sample.get('name', 'the real sample')}** ({sample.get('rows', '?')} real rows; "
                 f"{r.get('held_out_rows', '?')} held out, never shown to generation): ")

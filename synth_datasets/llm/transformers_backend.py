@@ -79,6 +79,20 @@ def busy_cores(*, sample_s: float = 0.25) -> float:
         return 0.0
 
 
+def cpu_has_bf16() -> bool:
+    """Whether this CPU computes in bfloat16 natively (``avx512_bf16`` or ``amx_bf16`` in /proc/cpuinfo):
+    where it does not, bfloat16 weights are converted on the fly and are no faster than float32."""
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    return bool(flags & {"avx512_bf16", "amx_bf16"})
+    except OSError:
+        pass
+    return False
+
+
 def _resolve_dtype(dtype: str, device: str) -> str:
     if dtype != "auto":
         import torch
@@ -381,9 +395,7 @@ class TransformersBackend(Backend):
             lp = torch.log_softmax(res.logits[0].float(), dim=-1)[:, index].tolist()
             latency = (time.perf_counter() - t0) / len(chunk)
             for i, row in zip(chunk, lp):
-                best = max(range(len(choices)), key=row.__getitem__)
-                out[i] = Completion(text=choices[best], finish_reason="stop", usage={"prompt_tokens": len(ids[i])},
-                                    logprobs=row, latency_s=latency)
+                out[i] = Completion.best_of(choices, row, prompt_tokens=len(ids[i]), latency_s=latency)
         return out  # type: ignore[return-value]
 
     def _choice_tokens(self, text: str, prefix: str, choices: list[str]) -> tuple[int, list[int]]:

