@@ -75,7 +75,7 @@ def main() -> None:
             w.writeheader()
             w.writerows(examples)
         cmd += ["--examples", str(work / "examples.csv")]
-    env = dict(os.environ, SYNTH_DATASETS_CACHE=str(work / "cache.sqlite"), OMP_NUM_THREADS=str(args.threads))
+    env = dict(os.environ, SYNTH_DATASETS_CACHE=str(work / "cache"), OMP_NUM_THREADS=str(args.threads))
     print(" ".join(cmd), file=sys.stderr, flush=True)
     t0 = time.perf_counter()
     p = subprocess.run(cmd, env=env, stderr=subprocess.PIPE, text=True)
@@ -117,6 +117,9 @@ def main() -> None:
         "sample_texts": texts[:5], "load_1min_at_end": os.getloadavg()[0],
     }
     _common.write_result(f"build_vs_real-{args.model}-n{args.n}-ex{args.examples}", result)
+    import shutil
+
+    shutil.rmtree(work, ignore_errors=True)  # the folder this run made (mkdtemp above), nothing else
 
 
 if __name__ == "__main__":

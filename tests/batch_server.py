@@ -23,17 +23,15 @@ the rest absent, as a provider leaves unstarted requests), ``poll_500`` (the nex
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import itertools
 import json
-import threading
 import time
 from collections import Counter
 
 from aiohttp import web
 
-from fault_server import free_port
+from fault_server import LoopbackApp, free_port
 
 TERMINAL = {"completed", "failed", "expired", "cancelled"}
 
@@ -42,7 +40,7 @@ def _fails(custom_id: str, rate: float) -> bool:
     return int(hashlib.sha256(custom_id.encode()).hexdigest()[:8], 16) / 16 ** 8 < rate
 
 
-class BatchServer:
+class BatchServer(LoopbackApp):
     def __init__(self, port: int | None = None):
         self.port = port or free_port()
         self._ids = itertools.count(1)
@@ -252,29 +250,6 @@ class BatchServer:
                              "logprobs": None}],
                 "usage": {"prompt_tokens": len(user.split()), "completion_tokens": len(text.split()),
                           "total_tokens": len(user.split()) + len(text.split())}}
-
-    # -- running in a thread --------------------------------------------------------------
-    def start(self) -> "BatchServer":
-        ready = threading.Event()
-
-        def run():
-            self._loop = asyncio.new_event_loop()
-            asyncio.set_event_loop(self._loop)
-            self._runner = web.AppRunner(self.app(), access_log=None)
-            self._loop.run_until_complete(self._runner.setup())
-            self._loop.run_until_complete(web.TCPSite(self._runner, "127.0.0.1", self.port).start())
-            ready.set()
-            self._loop.run_forever()
-
-        self._thread = threading.Thread(target=run, daemon=True)
-        self._thread.start()
-        ready.wait(10)
-        return self
-
-    def stop(self) -> None:
-        if self._loop is not None:
-            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
-            self._loop.call_soon_threadsafe(self._loop.stop)
 
 
 def _jsonl(rows: list[dict]) -> bytes:

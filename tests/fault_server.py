@@ -46,7 +46,41 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-class FaultServer:
+class LoopbackApp:
+    """An aiohttp app of ``self.app()`` served on 127.0.0.1:``self.port`` from a thread of its own (the
+    loopback servers of the tests: this fault server, tests/batch_server.py)."""
+
+    port: int
+    _runner = _thread = _loop = None
+
+    def app(self) -> web.Application:
+        raise NotImplementedError
+
+    def start(self):
+        ready = threading.Event()
+
+        def run():
+            self._loop = asyncio.new_event_loop()
+            asyncio.set_event_loop(self._loop)
+            self._runner = web.AppRunner(self.app(), access_log=None)
+            self._loop.run_until_complete(self._runner.setup())
+            site = web.TCPSite(self._runner, "127.0.0.1", self.port, backlog=1024)
+            self._loop.run_until_complete(site.start())
+            ready.set()
+            self._loop.run_forever()
+
+        self._thread = threading.Thread(target=run, daemon=True)
+        self._thread.start()
+        ready.wait(10)
+        return self
+
+    def stop(self) -> None:
+        if self._loop is not None:
+            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
+            self._loop.call_soon_threadsafe(self._loop.stop)
+
+
+class FaultServer(LoopbackApp):
     def __init__(self, port: int | None = None, latency: float = 0.0, retry_after: str = "1"):
         self.port = port or free_port()
         self.latency = latency
@@ -153,30 +187,6 @@ class FaultServer:
                                                   for w in text.split()]} if body.get("logprobs") else None}],
             "usage": {"prompt_tokens": len(user.split()), "completion_tokens": words,
                       "total_tokens": len(user.split()) + words}})
-
-    # -- running in a thread ---------------------------------------------------------------
-    def start(self) -> "FaultServer":
-        ready = threading.Event()
-
-        def run():
-            self._loop = asyncio.new_event_loop()
-            asyncio.set_event_loop(self._loop)
-            self._runner = web.AppRunner(self.app(), access_log=None)
-            self._loop.run_until_complete(self._runner.setup())
-            site = web.TCPSite(self._runner, "127.0.0.1", self.port, backlog=1024)
-            self._loop.run_until_complete(site.start())
-            ready.set()
-            self._loop.run_forever()
-
-        self._thread = threading.Thread(target=run, daemon=True)
-        self._thread.start()
-        ready.wait(10)
-        return self
-
-    def stop(self) -> None:
-        if self._loop is not None:
-            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
-            self._loop.call_soon_threadsafe(self._loop.stop)
 
 
 def main() -> None:
