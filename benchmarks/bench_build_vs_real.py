@@ -50,6 +50,8 @@ def main() -> None:
     ap.add_argument("--trtr-draws", type=int, default=5)
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 2)
     ap.add_argument("--keep", metavar="DIR", help="build into DIR (must not exist) and keep it")
+    ap.add_argument("--cache", metavar="DIR", help="response cache folder to use (default: a fresh one; an earlier "
+                                                  "run's replays its answers, so the time is not a build's)")
     args = ap.parse_args()
 
     import numpy as np
@@ -75,7 +77,7 @@ def main() -> None:
             w.writeheader()
             w.writerows(examples)
         cmd += ["--examples", str(work / "examples.csv")]
-    env = dict(os.environ, SYNTH_DATASETS_CACHE=str(work / "cache"), OMP_NUM_THREADS=str(args.threads))
+    env = dict(os.environ, SYNTH_DATASETS_CACHE=args.cache or str(work / "cache"), OMP_NUM_THREADS=str(args.threads))
     print(" ".join(cmd), file=sys.stderr, flush=True)
     t0 = time.perf_counter()
     p = subprocess.run(cmd, env=env, stderr=subprocess.PIPE, text=True)

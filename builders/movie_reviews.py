@@ -123,7 +123,8 @@ def recipe(*, n: int = 50, seed: int = 0, n_per_row: int = 1, max_new_tokens: in
     r = Recipe(NAME, source=lambda: Dataset.from_dict({"id": list(range(n))}), seed=seed,
                license="apache-2.0", task_categories=["text-classification"], language=["en"],
                tags=["movie-reviews", "sentiment", "attrprompt"], pretty_name="Synthetic movie reviews",
-               text_column="review", label_columns=["label", "style", "length"], class_labels={"label": LABELS},
+               text_column="review", label_columns=["label", "style", *([] if ex else ["length"])],
+               class_labels={"label": LABELS},
                description="Movie reviews written by a language model, each conditioned on a sampled sentiment "
                            "label, writing style and length (attributed prompts, AttrPrompt-style), then "
                            "truncated ones dropped, filtered by length and deduplicated.")

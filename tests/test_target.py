@@ -249,3 +249,15 @@ def test_text_classification_end_to_end(tmp_path, embedded_llm):
     for row in published:
         assert row["attributes"].split("; ")[0].split(": ", 1)[1] in attrs["values"][names[row["label"]]][
             attrs["dimensions"][0]]
+
+
+def test_movie_reviews_with_examples_publishes(tmp_path, embedded_llm):
+    """The whole --examples path of movie-reviews, published: no `length` condition column is made then, so
+    none is declared (it used to crash the report after every row had been generated)."""
+    path = _write(tmp_path / "rt.csv", _sample(40))
+    out = tmp_path / "mr"
+    ds, res = run_build(builders.load("movie-reviews"), {"n": 6, "examples": str(path), "max_new_tokens": 24},
+                        out=str(out), llm=embedded_llm)
+    assert "length" not in ds.column_names and (out / "README.md").is_file()
+    assert res.provenance["card"]["label_columns"] == ["label", "style"]
+    assert "## How close to real" in (out / "README.md").read_text()

@@ -352,6 +352,7 @@ def stage(ds, folder: Path, *, record: RunRecord, metrics=None, repo_id: str | N
     labels = record.card.get("label_columns")
     if labels is None:
         labels = infer_label_columns(ds, text_column=text_column)
+    labels = [c for c in labels if c in ds.column_names]  # a declared column a step did not make is not plotted
     results = compute_metrics(ds, metrics, text_column)
     report_files = []
     if report:
