@@ -24,7 +24,7 @@ from synth_datasets import LLM, Conditions, Template, TextGenerator
 from synth_datasets.curate import ExactDuplicates, Length, Truncated
 from synth_datasets.errors import EmptyDatasetError
 from synth_datasets.recipe import Recipe
-from synth_datasets.target import CloseToReal, DropColumns, RealnessGate, load_examples
+from synth_datasets.target import DropColumns, add_realness_steps, load_examples
 
 
 NAME = "movie-reviews"
@@ -139,10 +139,7 @@ def recipe(*, n: int = 50, seed: int = 0, n_per_row: int = 1, max_new_tokens: in
                     max_words=max_words), name="length", desc="Filtering by length")
     r.fit_filter(ExactDuplicates(column="review"), name="dedup", with_indices=True, desc="Removing duplicates")
     if ex:
-        r.fit_filter(RealnessGate(real_texts=ex.train["text"], column="review", seed=seed, sample_name=ex.name),
-                     name="realness", with_indices=True, desc="Realness gate")
-        r.fit_map(CloseToReal(train=ex.train, test=ex.test, column="review", sample=ex.describe(), seed=seed),
-                  name="close-to-real", desc="Measuring against the held-out sample")
+        add_realness_steps(r, ex, column="review", seed=seed)
     return r
 
 

@@ -28,7 +28,7 @@ from synth_datasets.errors import EmptyDatasetError, InvalidParameterError
 from synth_datasets.generate import Annotator
 from synth_datasets.prompts import Conditions
 from synth_datasets.recipe import Recipe
-from synth_datasets.target import CloseToReal, DropColumns, ProposedAttributes, RealnessGate, load_examples
+from synth_datasets.target import DropColumns, ProposedAttributes, add_realness_steps, load_examples
 
 NAME = "text-classification"
 DEFAULT_LENGTH = "a few sentences, 30 to 80 words"
@@ -181,10 +181,7 @@ def recipe(*, task: str | None = None, labels: list[str] | None = None, n: int =
         r.fit_filter(Noise(column="text", labels=labels, probs_columns=["llm_label_probs"], k=10),
                      name="noise", with_indices=True, desc="Dropping likely mislabelled rows")
     if ex:
-        r.fit_filter(RealnessGate(real_texts=ex.train["text"], column="text", seed=seed, sample_name=ex.name),
-                     name="realness", with_indices=True, desc="Realness gate")
-        r.fit_map(CloseToReal(train=ex.train, test=ex.test, column="text", sample=ex.describe(), seed=seed),
-                  name="close-to-real", desc="Measuring against the held-out sample")
+        add_realness_steps(r, ex, column="text", seed=seed)
     return r
 
 

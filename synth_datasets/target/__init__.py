@@ -12,7 +12,7 @@ measurement for the card (:class:`CloseToReal`: TSTR/TRTR and a distribution dis
 
 from .attributes import ClassAttributes, ProposedAttributes, parse_items, propose_attributes
 from .examples import MAX_ROWS, MIN_ROWS, DropColumns, Examples, LengthTarget, load_examples
-from .gate import CloseToReal, RealnessGate, RealnessWeights, discriminator_scores
+from .gate import CloseToReal, RealnessGate, RealnessWeights, add_realness_steps, discriminator_scores
 
 __all__ = ["Examples", "DropColumns", "LengthTarget", "load_examples", "MIN_ROWS", "MAX_ROWS", "RealnessGate", "RealnessWeights",
-           "CloseToReal", "discriminator_scores", "ClassAttributes", "ProposedAttributes", "propose_attributes", "parse_items"]
+           "CloseToReal", "add_realness_steps", "discriminator_scores", "ClassAttributes", "ProposedAttributes", "propose_attributes", "parse_items"]

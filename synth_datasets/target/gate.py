@@ -268,3 +268,17 @@ class CloseToReal:
         return {"type": "CloseToReal", "format": _FORMAT, "sample": self.sample, "seed": self.seed, "k": self.k,
                 "classifier": "logistic regression on all-MiniLM-L6-v2 embeddings",
                 "embeddings": embedding_model_identity(), "results": self.results, "library": library_versions()}
+
+
+def add_realness_steps(recipe: Any, examples: Any, *, column: str, seed: int = 0) -> Any:
+    """The last two steps of a recipe aimed at a real sample: the :class:`RealnessGate` (``realness``) on the
+    sample's train part, then :class:`CloseToReal` (``close-to-real``) against its held-out part. Returns
+    ``recipe``. ``examples``: what :func:`~synth_datasets.target.load_examples` returned."""
+    recipe.fit_filter(RealnessGate(real_texts=examples.train["text"], column=column, seed=seed,
+                                   sample_name=examples.name),
+                      name="realness", with_indices=True, desc="Realness gate")
+    recipe.fit_map(CloseToReal(train=examples.train, test=examples.test, column=column, sample=examples.describe(),
+                               seed=seed),
+                   name="close-to-real", desc="Measuring against the held-out sample")
+    return recipe
+
