@@ -8,6 +8,7 @@ import json
 import logging
 import math
 import os
+import re
 import shutil
 import tempfile
 import uuid
@@ -201,10 +202,11 @@ def _pid_alive(pid: int) -> bool:
 def _remove_stale(parent: Path, prefix: str) -> None:
     """Remove folders ``<parent>/<prefix><pid>-<random>`` (names only this module makes) whose process no
     longer runs (a SIGKILL or power loss during a write). Folders of a live process are left alone."""
+    ours = re.compile(re.escape(prefix) + r"(\d+)-[a-z0-9_]{8}")  # mkdtemp's / _swap_in's 8 random characters
     for old in parent.glob(glob.escape(prefix) + "*"):
-        pid = old.name[len(prefix):].split("-", 1)[0]
-        if old.is_dir() and not old.is_symlink() and pid.isdigit() and int(pid) != os.getpid() \
-                and not _pid_alive(int(pid)):
+        m = ours.fullmatch(old.name)
+        if m and old.is_dir() and not old.is_symlink() and int(m.group(1)) != os.getpid() \
+                and not _pid_alive(int(m.group(1))):
             shutil.rmtree(old, ignore_errors=True)
 
 
