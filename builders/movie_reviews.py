@@ -21,7 +21,7 @@ import sys
 from datasets import Dataset
 
 from synth_datasets import LLM, Conditions, Template, TextGenerator
-from synth_datasets.curate import ExactDuplicates, Length, Truncated
+from synth_datasets.curate import ExactDuplicates, Length, TrimToSentence, Truncated
 from synth_datasets.errors import EmptyDatasetError
 from synth_datasets.recipe import Recipe
 from synth_datasets.target import DropColumns, add_realness_steps, load_examples
@@ -103,7 +103,8 @@ def recipe(*, n: int = 50, seed: int = 0, n_per_row: int = 1, max_new_tokens: in
         examples (`str`, *optional*): 20-200 real labelled reviews (csv/jsonl/parquet with text and label,
             positive/negative or fresh/rotten; or a cached Hub dataset id) to aim at: 4 real reviews of the
             row's label as demos, the sample's length asked for (and its token budget, first-paragraph stop)
-            instead of the length condition, a realness gate, and a held-out TSTR/TRTR line in the card.
+            instead of the length condition, reviews cut at the token budget trimmed to their last complete
+            sentence (an excerpt, as real snippets are), a realness gate, and a held-out TSTR/TRTR line in the card.
 
     Example:
         >>> ds, record = recipe(n=4, max_new_tokens=32).run()                 # doctest: +SKIP
@@ -134,6 +135,9 @@ def recipe(*, n: int = 50, seed: int = 0, n_per_row: int = 1, max_new_tokens: in
     r.map(generator, name="generate", batch_size=map_batch(batch_size), desc="Generating reviews")
     if ex:  # the real demos are not published with the data
         r.map(DropColumns(["demos", "demos_ids"]), name="drop-demos", remove_columns=["demos", "demos_ids"])
+        # a review cut at the budget keeps its complete sentences (an excerpt, as real snippets are)
+        r.map(TrimToSentence(column="review", min_words=min(min_words, target.words_low)), name="trim",
+              desc="Trimming cut reviews to their last sentence")
     r.filter(Truncated(column="review"), name="truncated", desc="Dropping truncated or failed reviews")
     r.filter(Length(column="review", min_words=min(min_words, target.words_low) if ex else min_words,
                     max_words=max_words), name="length", desc="Filtering by length")

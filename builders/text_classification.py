@@ -6,7 +6,8 @@ text does not carry their label. Columns ``text`` and ``label`` (a ``ClassLabel`
 
 With ``--examples FILE`` (20-200 real labelled rows: csv/jsonl/parquet, or a Hub dataset id in the local
 cache) the generation is aimed at the sample: real demos of the row's label in the prompt, the sample's
-length and register asked for (and its token budget and stop rule), attribute values mined with its
+length and register asked for (and its token budget and stop rule; a text cut at the budget trimmed to
+its last complete sentence), attribute values mined with its
 examples, a realness gate, and a held-out TSTR/TRTR + distance line in the card.
 
     synth-datasets build text-classification --task "news article" --labels business entertainment politics \\
@@ -23,7 +24,7 @@ from datasets import Dataset
 
 from builders.movie_reviews import BATCH_SIZE, make_llm, map_batch
 from synth_datasets import Template, TextGenerator
-from synth_datasets.curate import ExactDuplicates, Length, NoiseScore, Truncated
+from synth_datasets.curate import ExactDuplicates, Length, NoiseScore, TrimToSentence, Truncated
 from synth_datasets.errors import EmptyDatasetError, InvalidParameterError
 from synth_datasets.generate import Annotator
 from synth_datasets.prompts import Conditions
@@ -173,6 +174,9 @@ def recipe(*, task: str | None = None, labels: list[str] | None = None, n: int =
     r.map(generator, name="generate", batch_size=map_batch(batch_size), desc="Generating texts")
     if with_demos:
         r.map(DropColumns(["demos", "demos_ids"]), name="drop-demos", remove_columns=["demos", "demos_ids"])
+    if ex:  # a text cut at the sample's budget keeps its complete sentences
+        r.map(TrimToSentence(column="text", min_words=min(min_words, target.words_low)), name="trim",
+              desc="Trimming cut texts to their last sentence")
     r.filter(Truncated(column="text"), name="truncated", desc="Dropping truncated or failed texts")
     r.filter(Length(column="text", min_words=min_words, max_words=max_words), name="length", desc="Length")
     r.fit_filter(ExactDuplicates(column="text"), name="dedup", with_indices=True, desc="Removing duplicates")

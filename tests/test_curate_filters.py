@@ -69,6 +69,25 @@ def test_truncated_and_failed_generations_and_token_bounds():
     assert marked(ds, curate.Length(max_tokens=10, tokens_column="text_tokens")) == [None, "too_many_tokens", "missing_text"]
 
 
+def test_trim_to_sentence_salvages_cut_rows_then_truncated_drops_the_rest():
+    texts = ["Great cast. Weak plot, and the ending", "Finished fine.", "no sentence end at all and", "Wow. And", None,
+             'A "bold" film, she said. "Really bold." Yet the']
+    reasons = ["length", "stop", "length", "length", "error", "length"]
+    ds = Dataset.from_dict({"review": texts, "review_finish_reason": reasons,
+                            "review_error": [None, None, None, None, "HTTP 500", None]})
+    trim = curate.TrimToSentence(column="review", min_words=2)
+    out = ds.map(trim, batched=True, batch_size=2)
+    assert list(out["review"]) == ["Great cast.", "Finished fine.", "no sentence end at all and", "Wow. And", None,
+                                   'A "bold" film, she said. "Really bold."']
+    assert list(out["review_finish_reason"]) == ["trimmed", "stop", "length", "length", "error", "trimmed"]
+    assert trim.describe()["counts"] == {"total": 6, "trimmed": 2, "untrimmable": 2}  # "Wow." is one word < 2
+    assert marked(out, curate.Truncated(column="review")) == [None, None, "truncated", "truncated", "failed", None]
+    assert Hasher.hash(trim) == Hasher.hash(curate.TrimToSentence(column="review", min_words=2))
+    assert Hasher.hash(trim) != Hasher.hash(curate.TrimToSentence(column="review", min_words=3))
+    with pytest.raises(MissingColumnError, match="review_finish_reason"):
+        Dataset.from_dict({"review": ["x"]}).map(curate.TrimToSentence(column="review"), batched=True)
+
+
 def test_tokenizer_bound_uses_real_token_counts(tmp_path):
     from transformers import AutoTokenizer
 

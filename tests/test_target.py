@@ -116,7 +116,7 @@ def test_per_label_demos_are_in_the_prompt(tmp_path, embedded_llm):
     before = dict(embedded_llm.stats)
     r = movie_reviews.recipe(n=6, examples=str(path), llm=embedded_llm)
     names = [s.name for s in r.steps]
-    assert names == ["conditions", "demos", "generate", "drop-demos", "truncated", "length", "dedup", "realness",
+    assert names == ["conditions", "demos", "generate", "drop-demos", "trim", "truncated", "length", "dedup", "realness",
                      "close-to-real"]
     ex = load_examples(path, labels=movie_reviews.LABELS, label_map=movie_reviews.RT_LABELS)
     by_label = {y: {t for t, v in zip(ex.train["text"], ex.train["label"]) if v == y} for y in movie_reviews.LABELS}
@@ -219,7 +219,7 @@ def test_text_classification_end_to_end(tmp_path, embedded_llm):
     ds, res = run_build(builders.load("text-classification"), _tc_params(path, n=12), out=str(out), llm=embedded_llm)
     prov = res.provenance
     steps = {s["name"]: s for s in prov["steps"]}
-    assert list(steps) == ["conditions", "attributes", "demos", "generate", "drop-demos", "truncated", "length", "dedup",
+    assert list(steps) == ["conditions", "attributes", "demos", "generate", "drop-demos", "trim", "truncated", "length", "dedup",
                            "llm-label", "noise", "realness", "close-to-real"]
     usage = steps["attributes"]["usage"]
     assert steps["generate"]["rows_out"] == 12 and usage["requests"] + usage["cache_hits"] == 5  # 1 + 2 labels x 2

@@ -18,6 +18,7 @@ from .heuristics import REFUSAL_PATTERNS, BannedStrings, Format, Length, Refusal
 from .judge import DEFAULT_RUBRIC, LABEL_RUBRIC, LLMJudge, parse_score
 from .novelty import Novelty, lcs_length, rouge_l, rouge_tokens
 from .review import ReviewedLabels, export_for_review
+from .trim import TrimToSentence, trim_to_sentence
 from .student import ConfidenceWeights, StudentRelabel, weighted_sample
 from .weights import SunGenWeights
 
@@ -25,4 +26,5 @@ __all__ = ["Curator", "Filter", "FittedFilter", "Mapper", "Length", "Format", "R
            "Refusals", "REFUSAL_PATTERNS", "Truncated", "ExactDuplicates", "NearDuplicates", "ClassifierConsistency",
            "NeighbourConsistency", "knn", "NoiseScore", "ConfidenceWeights", "SunGenWeights", "StudentRelabel", "weighted_sample",
            "LLMJudge", "DEFAULT_RUBRIC", "LABEL_RUBRIC", "parse_score", "GenerationProbability", "SelfConsistency",
-           "Novelty", "rouge_l", "rouge_tokens", "lcs_length", "export_for_review", "ReviewedLabels", "Decontaminate"]
+           "Novelty", "rouge_l", "rouge_tokens", "lcs_length", "export_for_review", "ReviewedLabels", "Decontaminate",
+           "TrimToSentence", "trim_to_sentence"]
