@@ -56,3 +56,7 @@ __all__ += ["StructuredGenerator", "schema_features", "Annotator", "Selector", "
 from .comparison import CompareResult, compare  # noqa: E402  (techniques x seeds, measured: synth-datasets compare)
 
 __all__ += ["compare", "CompareResult"]
+
+from .generate import Magpie  # noqa: E402  (instruction data without seeds: the model writes the user's turn)
+
+__all__ += ["Magpie"]

@@ -14,7 +14,8 @@ from .confidence import ClassifierConsistency, NeighbourConsistency, knn
 from .decontaminate import Decontaminate
 from .dedup import ExactDuplicates, NearDuplicates
 from .generation import GenerationProbability, SelfConsistency
-from .heuristics import REFUSAL_PATTERNS, BannedStrings, Format, Length, Refusals, Repetition, Script, Truncated
+from .heuristics import (REFUSAL_PATTERNS, BannedStrings, Format, InstructionDebris, Length, Refusals, Repetition, Script,
+                         Truncated)
 from .judge import DEFAULT_RUBRIC, LABEL_RUBRIC, LLMJudge, parse_score
 from .novelty import Novelty, lcs_length, rouge_l, rouge_tokens
 from .review import ReviewedLabels, export_for_review
@@ -27,4 +28,4 @@ __all__ = ["Curator", "Filter", "FittedFilter", "Mapper", "Length", "Format", "R
            "NeighbourConsistency", "knn", "NoiseScore", "ConfidenceWeights", "SunGenWeights", "StudentRelabel", "weighted_sample",
            "LLMJudge", "DEFAULT_RUBRIC", "LABEL_RUBRIC", "parse_score", "GenerationProbability", "SelfConsistency",
            "Novelty", "rouge_l", "rouge_tokens", "lcs_length", "export_for_review", "ReviewedLabels", "Decontaminate",
-           "TrimToSentence", "trim_to_sentence"]
+           "TrimToSentence", "trim_to_sentence", "InstructionDebris"]

@@ -293,6 +293,69 @@ class Refusals(_TextFilter):
         return "refusal" if self._rt_rx.search(text) else None
 
 
+#: chat-template tokens of common model families (ChatML, Llama 2/3, Gemma, Phi, Mistral, plain <s>)
+TEMPLATE_TOKENS = (r"<\|im_start\|>", r"<\|im_end\|>", r"<\|endoftext\|>", r"<\|eot_id\|>", r"<\|start_header_id\|>",
+                   r"<\|end_header_id\|>", r"<\|begin_of_text\|>", r"<\|(?:user|assistant|system|end)\|>",
+                   r"<start_of_turn>", r"<end_of_turn>", r"\[/?INST\]", r"<</?SYS>>", r"</?s>")
+#: a line that names a chat role, as a template or a transcript writes it ("assistant", "User:", "### Response:")
+ROLE_MARKERS = (r"^\s*(?:user|assistant|system|human|gpt|bot)\s*$",
+                r"^\s*(?:user|assistant|system|human|ai|gpt|bot)\s*:",
+                r"^\s*#{2,}\s*(?:instruction|response|input|output)\s*:?\s*$")
+#: the opening of a reply rather than of a request: the model answered in the user's place
+ASSISTANT_VOICE = (r"^\W*(?:sure|certainly|of course|absolutely)\b[,!.]",
+                   r"^\W*(?:hello|hi|hey)\b[^.?!]{0,40}[.!]\s*how (?:can|may) I (?:help|assist)",
+                   r"^\W*how (?:can|may) I (?:help|assist) you\b",
+                   r"^\W*I(?:'d| would| am|'m) (?:be )?(?:happy|glad) to help\b")
+
+
+class InstructionDebris(_TextFilter):
+    """Texts that are not an instruction a user wrote (Magpie's instructions, or any user turn a model
+    sampled): ``empty`` (no letter or digit), ``template_token`` (a chat-template token such as
+    ``<|im_start|>`` or ``[INST]``: :data:`TEMPLATE_TOKENS`), ``role_marker`` (a line naming a role,
+    ``assistant`` / ``User:`` / ``### Response:``: :data:`ROLE_MARKERS`), ``assistant_voice`` (it opens like
+    a reply, "Sure! ..." / "How can I help you": :data:`ASSISTANT_VOICE`). Checked in that order; the
+    patterns are regular expressions (case-insensitive, per line) and each list can be replaced.
+
+    >>> f = InstructionDebris(column="instruction")
+    >>> [f.decide_text(t) for t in ["How do I sort a list?", " ", "Hi<|im_end|>", "assistant\\nSure", "Sure! Here it is."]]
+    [None, 'empty', 'template_token', 'role_marker', 'assistant_voice']
+    """
+
+    _PARAMS = ("column", "template_tokens", "role_markers", "assistant_voice")
+    name = "debris"
+
+    def __init__(self, *, column: str | None = None, template_tokens: Sequence[str] = TEMPLATE_TOKENS,
+                 role_markers: Sequence[str] = ROLE_MARKERS, assistant_voice: Sequence[str] = ASSISTANT_VOICE,
+                 name: str | None = None):
+        for what, patterns in (("template_tokens", template_tokens), ("role_markers", role_markers),
+                               ("assistant_voice", assistant_voice)):
+            if isinstance(patterns, str):
+                raise InvalidParameterError(f"{what} must be a list of regular expressions, not one string.")
+            try:
+                re.compile("|".join(f"(?:{p})" for p in patterns))
+            except re.error as e:
+                raise InvalidParameterError(f"a pattern of {what} does not compile: {e}. Fix the pattern.") from e
+        self.template_tokens, self.role_markers = list(template_tokens), list(role_markers)
+        self.assistant_voice = list(assistant_voice)
+        super().__init__(column, name)
+
+    @cached_property
+    def _rt_rx(self):
+        def compile_(patterns):
+            return re.compile("|".join(f"(?:{p})" for p in patterns), re.IGNORECASE | re.MULTILINE) if patterns else None
+
+        return [("template_token", compile_(self.template_tokens)), ("role_marker", compile_(self.role_markers)),
+                ("assistant_voice", compile_(self.assistant_voice))]
+
+    def decide_text(self, text):
+        if not any(c.isalnum() for c in text):
+            return "empty"
+        for reason, rx in self._rt_rx:
+            if rx is not None and rx.search(text):
+                return reason
+        return None
+
+
 class Truncated(TextColumn, Filter):
     """Generations cut by the token limit (``finish_reason == "length"``) -> ``truncated``; failed
     generations (``error_column`` set, or a None text) -> ``failed``. Column names default to

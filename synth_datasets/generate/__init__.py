@@ -20,3 +20,7 @@ from .base import Generator  # noqa: E402
 from .pools import ConceptTree, LLMValues, fit_explained, fit_synthetic  # noqa: E402
 
 __all__ += ["Generator", "LLMValues", "ConceptTree", "fit_synthetic", "fit_explained"]
+
+from .magpie import Magpie  # noqa: E402  (instructions sampled from the chat template alone)
+
+__all__ += ["Magpie"]

@@ -93,19 +93,45 @@ class SamplingParams(BaseModel):
             ) from e
 
 
+NEXT_ROLES = ("assistant", "user")
+
+#: why a backend that only speaks chat completions cannot sample a user turn, and what to use instead
+OPEN_TURN_HELP = ("Sampling the user's turn (ChatRequest.next_role='user', as Magpie does) needs the raw prompt: the "
+                  "chat template cut where the user's text would begin. An OpenAI-compatible endpoint only exposes "
+                  "chat completions, which always answer as the assistant, so it cannot. Use a local model: "
+                  "LLM('smollm2-135m') or LLM('qwen2.5-coder-1.5b') (or a model folder with engine='vllm' on a GPU).")
+
+
 @dataclasses.dataclass(frozen=True)
 class ChatRequest:
-    """One chat completion to produce: messages plus the seed for this sample."""
+    """One chat completion to produce: messages plus the seed for this sample.
+
+    ``next_role`` is whose turn the model writes: ``"assistant"`` (a reply, the default) or ``"user"``
+    (the user's next message, sampled from the chat template cut where the user's text would begin:
+    Magpie). Only backends with raw prompts (:attr:`Backend.raw_prompts`) take ``"user"``.
+    """
 
     messages: tuple[tuple[str, str], ...]  # (role, content) pairs, hashable
     seed: int
+    next_role: str = "assistant"
+
+    def __post_init__(self):
+        if self.next_role not in NEXT_ROLES:
+            raise InvalidParameterError(f"next_role={self.next_role!r}: use one of {list(NEXT_ROLES)}.")
 
     @classmethod
-    def of(cls, messages: list[Message], seed: int) -> "ChatRequest":
-        return cls(tuple((m["role"], m["content"]) for m in messages), int(seed))
+    def of(cls, messages: list[Message], seed: int, *, next_role: str = "assistant") -> "ChatRequest":
+        return cls(tuple((m["role"], m["content"]) for m in messages), int(seed), next_role)
 
     def as_messages(self) -> list[Message]:
         return [{"role": r, "content": c} for r, c in self.messages]
+
+
+def refuse_open_turns(requests: list[ChatRequest]) -> None:
+    """Raise :class:`InvalidParameterError` (:data:`OPEN_TURN_HELP`) when a request asks for a user turn:
+    what a chat-completions-only backend calls before sending anything."""
+    if any(r.next_role != "assistant" for r in requests):
+        raise InvalidParameterError(OPEN_TURN_HELP)
 
 
 @dataclasses.dataclass
@@ -156,7 +182,12 @@ class Completion:
 class Backend:
     """Base class of backends. Subclasses implement :meth:`generate` (and optionally
     :meth:`agenerate`) and :meth:`identity`. Backends hold live resources (models, sessions); they are
-    created lazily by :class:`~synth_datasets.LLM` and never pickled."""
+    created lazily by :class:`~synth_datasets.LLM` and never pickled.
+
+    ``raw_prompts`` says whether the backend renders the chat template itself, so it can sample a user
+    turn (``ChatRequest.next_role="user"``); chat-completions endpoints cannot."""
+
+    raw_prompts: bool = False
 
     def identity(self) -> dict[str, Any]:
         raise NotImplementedError
@@ -165,6 +196,10 @@ class Backend:
                  on_result: Callable[[int, Completion], None] | None = None) -> list[Completion]:
         """Complete ``requests`` in order; call ``on_result(i, completion)`` as each one finishes."""
         raise NotImplementedError
+
+    def prompt_text(self, request: ChatRequest) -> str:
+        """The exact text the model continues for ``request`` (backends with ``raw_prompts`` only)."""
+        raise InvalidParameterError(OPEN_TURN_HELP)
 
     def close(self) -> None:
         pass

@@ -36,7 +36,7 @@ from typing import Any, Callable, Iterable
 
 from ..errors import EndpointConfigError, EndpointError, InvalidParameterError
 from ..secrets import known_secrets, scrub
-from .base import Backend, ChatRequest, Completion, SamplingParams
+from .base import Backend, ChatRequest, Completion, SamplingParams, refuse_open_turns
 from .cache import RequestKeyer
 from .endpoint import (ERROR_CHARS, FIRST_FATAL_STATUS, RETRYABLE_STATUS, EndpointBackend, LoopThread, chat_body,
                        parse_completion)
@@ -178,6 +178,7 @@ class BatchBackend(Backend):
 
     def generate(self, requests: list[ChatRequest], params: SamplingParams,
                  on_result: Callable[[int, Completion], None] | None = None) -> list[Completion]:
+        refuse_open_turns(requests)  # a Batch API line is a chat completion: refused before any upload
         if not requests:
             return []
         self.ensure_ready()

