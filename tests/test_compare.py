@@ -252,6 +252,29 @@ def test_cli_errors_name_the_bad_option(rt, tmp_path, capsys, extra, message):
     assert message in capsys.readouterr().err
 
 
+def test_cli_decontaminate_drops_rows_quoting_the_real_test_set_in_every_variant(rt, tmp_path):
+    real_test, pool = rt
+    quotes = [{"text": "As a critic put it: " + real_test[i]["text"], "label": "positive"} for i in range(0, 40, 5)]
+    planted = Dataset.from_list(quotes + pool.to_list()[:52])  # 8 rows quoting a real test row, 52 clean ones
+    planted.to_parquet(tmp_path / "pool.parquet")
+    real_test.to_parquet(tmp_path / "test.parquet")
+    (tmp_path / "pool_builder.py").write_text(BUILDER)
+    long_enough = sum(len(real_test[i]["text"].split()) >= 13 for i in range(0, 40, 5))
+    assert long_enough >= 5
+    common = ["compare", str(tmp_path / "pool_builder.py"), "--n", "60", "--data", str(tmp_path / "pool.parquet"),
+              "--seeds", "0", "--curators", "none", "ExactDuplicates", "--metrics", "tstr",
+              "--real-test", str(tmp_path / "test.parquet"), "--label-map", "positive=fresh", "negative=rotten"]
+    assert main([*common, "--decontaminate", "--out", str(tmp_path / "dec")]) == 0
+    assert main([*common, "--out", str(tmp_path / "plain")]) == 0
+    dec = json.loads((tmp_path / "dec" / "compare.json").read_text())
+    plain = json.loads((tmp_path / "plain" / "compare.json").read_text())
+    assert [r["rows"] for r in plain["per_seed"]] == [60, 60]
+    assert [r["rows"] for r in dec["per_seed"]] == [60 - long_enough] * 2  # every quote of 13+ words found
+    steps = dec["curators"]["ExactDuplicates"]["default"]["0"]
+    assert [s["type"] for s in steps] == ["Decontaminate", "ExactDuplicates"]
+    assert steps[0]["reference"]["name"] == "test.parquet" and steps[0]["reference"]["rows"] == 60
+
+
 def test_cli_config_file(rt, tmp_path):
     real_test, pool = rt
     pool.to_parquet(tmp_path / "pool.parquet")

@@ -9,7 +9,9 @@ The builder's own parameters (``--n``, ``--max-new-tokens``, ...; see ``synth-da
 --help``) are passed to it; the seed comes from ``--seeds``. A curator is ``none`` or a class of
 ``synth_datasets.curate``, with options after a colon: ``NearDuplicates:threshold=0.8,unit=word``.
 ``--vary PARAM=V1,V2`` adds one generation per value of a builder parameter (e.g.
-``--vary max_new_tokens=96,224``). Every name, option, file and the output
+``--vary max_new_tokens=96,224``). ``--decontaminate`` first drops, in every variant, the generated rows that
+share a 13-word n-gram (``--decontaminate-n``) with the real test set, so no TSTR number is inflated by rows
+quoting the test set (survey §3.2.1; ``curate.Decontaminate``). Every name, option, file and the output
 folder are checked before the first row is generated.
 """
 
@@ -27,7 +29,8 @@ from ..recipe import llms_of
 
 EMBEDDING_COLUMN = "compare_embedding"
 _KEYS = ("builder", "params", "vary", "curators", "seeds", "real_test", "real_text_column", "real_label_column",
-         "text_column", "label_column", "label_map", "metrics", "classifier", "baseline", "out", "overwrite")
+         "text_column", "label_column", "label_map", "metrics", "classifier", "baseline", "out", "overwrite", "decontaminate",
+         "decontaminate_n")
 
 
 def _scalar(text: str) -> Any:
@@ -108,6 +111,22 @@ def make_curator(name: str, cls_name: str, kwargs: dict[str, Any], *, text_colum
     return probe
 
 
+def with_decontamination(curators: dict[str, Any], reference: list[str], *, n: int = 13, column: str | None = None,
+                         reference_name: str | None = None) -> dict[str, Any]:
+    """Every curator variant preceded by one :class:`~synth_datasets.curate.Decontaminate` against
+    ``reference`` (the real test texts): ``{"none": None}`` becomes ``{"none": [Decontaminate]}``.
+
+    >>> cur = with_decontamination({"none": None}, ["a b c d"], n=2)
+    >>> [type(c).__name__ for c in cur["none"]]
+    ['Decontaminate']
+    """
+    from ..curate import Decontaminate
+
+    dec = Decontaminate(reference, n=n, column=column, reference_name=reference_name)
+    return {name: [dec, *([] if c is None else c if isinstance(c, (list, tuple)) else [c])]
+            for name, c in curators.items()}
+
+
 def _read_config(path: str) -> dict[str, Any]:
     import json
 
@@ -147,6 +166,9 @@ def _parser() -> argparse.ArgumentParser:
                                                  "(default: tstr label_faithfulness diversity)")
     ap.add_argument("--classifier", help="TSTR classifier: logreg (default) or knn")
     ap.add_argument("--baseline", help="the curator others are compared to (default: none)")
+    ap.add_argument("--decontaminate", action="store_true", default=None,
+                    help="drop generated rows sharing a word n-gram with --real-test before every curator")
+    ap.add_argument("--decontaminate-n", type=int, metavar="N", help="n-gram length in words (default: 13)")
     ap.add_argument("--out", help="folder for compare.md, compare.json and plots/")
     ap.add_argument("--overwrite", action="store_true", default=None, help="replace a non-empty --out folder")
     return ap
@@ -232,6 +254,10 @@ def main(argv: list[str]) -> int:
             raise InvalidParameterError(f"curator {name!r} is listed twice.")
         curators[name] = None if made is None else make_curator(name, *made, text_column=cfg.get("text_column"),
                                                                  label_column=label_column, llm_factory=shared_llm)
+    if cfg.get("decontaminate"):
+        curators = with_decontamination(curators, list(real[cfg.get("real_text_column") or "text"]),
+                                        n=int(cfg.get("decontaminate_n") or 13), column=cfg.get("text_column"),
+                                        reference_name=Path(cfg["real_test"]).name)
     holder: dict[str, Any] = {}
 
     def generation(overrides):
