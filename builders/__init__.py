@@ -10,7 +10,7 @@ A builder is a plain Python file that defines ``recipe(*, ...) -> Recipe``. Its 
     synth-datasets build path/to/my_builder.py --out out/mine
 
 >>> sorted(BUILDERS)
-['movie-reviews', 'movie-reviews-v2', 'qa-pairs', 'support-dialogues', 'text-classification']
+['magpie', 'movie-reviews', 'movie-reviews-v2', 'qa-pairs', 'support-dialogues', 'text-classification']
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from synth_datasets.errors import BuilderError
 from synth_datasets.recipe import Recipe, bind_params
 
 BUILDERS = {"movie-reviews": "builders.movie_reviews", "movie-reviews-v2": "builders.movie_reviews_v2",
-            "qa-pairs": "builders.qa_pairs",
+            "qa-pairs": "builders.qa_pairs", "magpie": "builders.magpie",
             "support-dialogues": "builders.support_dialogues", "text-classification": "builders.text_classification"}
 _ROOT = Path(__file__).resolve().parent
 

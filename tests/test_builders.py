@@ -284,7 +284,7 @@ def test_a_users_builder_script(tmp_path, hub_server, monkeypatch, capsys):
 
 @pytest.mark.parametrize("args, message", [
     (["build", "no-such-builder", "--out", "{tmp}/o"], "Unknown builder 'no-such-builder'. Known builders: "
-                                                      "['movie-reviews', 'movie-reviews-v2', 'qa-pairs', "
+                                                      "['magpie', 'movie-reviews', 'movie-reviews-v2', 'qa-pairs', "
                                                       "'support-dialogues', 'text-classification']"),
     (["build", "{tmp}/missing/builder.py", "--out", "{tmp}/o"], "does not exist"),
     (["build", "{tmp}/not_a_builder.py", "--out", "{tmp}/o"], "defines no recipe() function"),

@@ -61,6 +61,11 @@ def test_magpie_writes_instructions_answers_them_and_reruns_from_the_cache(smol)
     again = rows.map(make(smol), batched=True)
     assert smol.stats["requests"] == 16 and smol.stats["cache_hits"] == 16
     assert again["messages"] == ds["messages"]
+    # instructions alone (respond=False): the same instructions, from the cache
+    alone = rows.map(make(smol, respond=False), batched=True)
+    assert alone["instruction"] == ds["instruction"] and alone["response"] == [None] * 8
+    assert alone["messages"][0] == [{"role": "user", "content": ds["instruction"][0]}]
+    assert smol.stats["requests"] == 16 and smol.stats["cache_hits"] == 24
     # another seed -> other instructions (requests, not cache hits)
     other = Dataset.from_dict({"id": [0, 1]}).map(make(smol, seed=1), batched=True)
     assert smol.stats["requests"] == 20 and set(other["instruction"]).isdisjoint(ds["instruction"][:2])
@@ -146,3 +151,20 @@ def test_instruction_debris_names_why_a_sampled_instruction_is_dropped():
         InstructionDebris(role_markers=["(unclosed"])
     with pytest.raises(InvalidParameterError, match="turns=0"):
         Magpie(LLM(cache=False), turns=0)
+
+
+def test_magpie_builder_records_the_template_prefix_and_filters(smol):
+    from builders import load
+
+    system = "You are a helpful assistant. Reply in one or two short sentences."
+    r = load("magpie").recipe(llm=smol, n=6, system=system, max_new_tokens=64, instruction_max_new_tokens=48)
+    ds, record = r.run()
+    names = [s.name for s in record.steps]
+    assert names == ["magpie", "instruction-truncated", "debris", "length", "repetition", "script",
+                     "response-truncated", "dedup", "near-dedup"]
+    assert record.steps[0].describe["template_prefix"] == f"<|im_start|>system\n{system}<|im_end|>\n<|im_start|>user\n"
+    assert record.steps[0].rows_out == 6 and 0 < ds.num_rows <= 6
+    assert all(m[0] == {"role": "system", "content": system} and m[1] == {"role": "user", "content": i}
+               for m, i in zip(ds["messages"], ds["instruction"]))
+    with pytest.raises(InvalidParameterError, match="only exposes chat completions"):
+        load("magpie").recipe(n=2, model="http://127.0.0.1:9/v1")

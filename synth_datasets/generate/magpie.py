@@ -59,6 +59,9 @@ class Magpie(Generator):
         instruction_max_new_tokens (`int`, *optional*): token limit of a user turn (default: ``max_new_tokens``).
         temperature / top_p (defaults to 1.0 / 1.0, the paper's): sampling of the user turns.
         response_temperature / response_top_p (defaults to 0.7 / 1.0): sampling of the replies.
+        respond (`bool`, defaults to True): answer the instructions; False (``turns=1`` only): sample the
+            instructions alone (``response`` None, ``messages`` the user turn), e.g. to answer them with
+            another model or to measure them.
         key_column (`str`, *optional*): column that identifies a row for seeding.
         progress (`bool`, defaults to False): a progress bar per turn.
 
@@ -71,19 +74,23 @@ class Magpie(Generator):
     """
 
     _FORMAT = 1
-    _STATE = ("llm", "system", "turns", "params", "response_params", "key_column", "progress")
+    _STATE = ("llm", "system", "turns", "params", "response_params", "respond", "key_column", "progress")
     _SAMPLING = ("params", "response_params")
 
     def __init__(self, llm: LLM, *, system: str | None = None, turns: int = 1, seed: int = 0,
                  max_new_tokens: int = 256, instruction_max_new_tokens: int | None = None,
                  temperature: float = 1.0, top_p: float = 1.0, response_temperature: float = 0.7,
-                 response_top_p: float = 1.0, key_column: str | None = None, progress: bool = False):
+                 response_top_p: float = 1.0, respond: bool = True, key_column: str | None = None,
+                 progress: bool = False):
         self.llm = check_llm(llm)
         if not isinstance(turns, int) or isinstance(turns, bool) or turns < 1:
             raise InvalidParameterError(f"turns={turns!r} must be an integer >= 1 (rounds per conversation).")
         if system is not None and (not isinstance(system, str) or not system.strip()):
             raise InvalidParameterError("system must be a non-empty string, or None for the chat template's own.")
-        self.system, self.turns = system, turns
+        if not isinstance(respond, bool) or (not respond and turns != 1):
+            raise InvalidParameterError(f"respond={respond!r} with turns={turns}: respond=False (instructions only) "
+                                        "needs turns=1; a later user turn follows a reply.")
+        self.system, self.turns, self.respond = system, turns, respond
         self.params = SamplingParams.make(temperature=temperature, top_p=top_p, seed=seed,
                                           max_new_tokens=instruction_max_new_tokens or max_new_tokens)
         self.response_params = SamplingParams.make(temperature=response_temperature, top_p=response_top_p,
@@ -114,7 +121,7 @@ class Magpie(Generator):
         state = [{"error": None, "rounds": 0, "tokens": 0, "cut": {"user": False, "assistant": False},
                   "first": {}} for _ in range(size)]
         for turn in range(1, self.turns + 1):
-            for role, params in (("user", self.params), ("assistant", self.response_params)):
+            for role, params in (("user", self.params), ("assistant", self.response_params))[:1 + self.respond]:
                 active = [i for i in range(size) if state[i]["error"] is None]
                 if not active:
                     break
@@ -145,7 +152,8 @@ class Magpie(Generator):
 
         arrays, names = input_columns(batch, cols, size, 1)
         msg_type = pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())]))
-        msgs = [h if st["rounds"] else [] for h, st in zip(history, state)]
+        msgs = [h if st["rounds"] or (not self.respond and st["error"] is None) else []
+                for h, st in zip(history, state)]
 
         def finish(st, role, what):
             return None if what not in st["first"] else ("length" if st["cut"][role] else "stop")
@@ -170,7 +178,8 @@ class Magpie(Generator):
         """Template prefix verbatim, system prompt, turns, both sampling parameters, seed and the model."""
         return {"template_prefix": self.template_prefix(), "system": self.system, "turns": self.turns,
                 "params": self.params.model_dump(mode="json"),
-                "response_params": self.response_params.model_dump(mode="json"), "seed": self.params.seed,
+                "response_params": self.response_params.model_dump(mode="json"), "respond": self.respond,
+                "seed": self.params.seed,
                 "key_column": self.key_column, "llm": self.llm.describe()}
 
     def __repr__(self) -> str:
