@@ -31,6 +31,8 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--cache", default=None, help="response cache file (default: a fresh one, removed at the end)")
     ap.add_argument("--examples", type=int, default=5)
+    ap.add_argument("--temperature", type=float, default=None, help="instruction sampling (default: the builder's)")
+    ap.add_argument("--top-p", type=float, default=None)
     args = ap.parse_args()
 
     import sys
@@ -42,10 +44,12 @@ def main() -> None:
     from synth_datasets import LLM, Magpie
     from synth_datasets.curate import ExactDuplicates, NearDuplicates
 
+    temperature = TEMPERATURE if args.temperature is None else args.temperature
+    top_p = TOP_P if args.top_p is None else args.top_p
     tmp = None if args.cache else tempfile.mkdtemp(prefix="bench-magpie-")
     try:
         llm = LLM(args.model, batch_size=args.batch_size, cache=args.cache or str(Path(tmp) / "r.sqlite"))
-        magpie = Magpie(llm, seed=args.seed, respond=False, temperature=TEMPERATURE, top_p=TOP_P,
+        magpie = Magpie(llm, seed=args.seed, respond=False, temperature=temperature, top_p=top_p,
                         instruction_max_new_tokens=INSTRUCTION_TOKENS)
         t0 = time.perf_counter()
         prefix = magpie.template_prefix()  # loads the model: not part of the generation time
@@ -71,7 +75,7 @@ def main() -> None:
         tokens = int(llm.stats["completion_tokens"])
         result = {
             "model": args.model or "smollm2-135m (embedded)", "n": args.n, "seed": args.seed,
-            "sampling": {"temperature": TEMPERATURE, "top_p": TOP_P, "max_new_tokens": INSTRUCTION_TOKENS},
+            "sampling": {"temperature": temperature, "top_p": top_p, "max_new_tokens": INSTRUCTION_TOKENS},
             "template_prefix": prefix,
             "non_empty": len(nonempty), "distinct_non_empty": len(set(nonempty)),
             "kept_after_filters": len(kept), "kept_fraction": round(len(kept) / args.n, 4),
@@ -81,7 +85,7 @@ def main() -> None:
             "tokens_per_s": round(tokens / gen_s, 1) if gen_s else None,
             "examples": random.Random(args.seed).sample(kept, min(args.examples, len(kept))),
         }
-        slug = (args.model or "smollm2-135m").replace("/", "_")
+        slug = (args.model or "smollm2-135m").replace("/", "_") + f"-t{temperature}-p{top_p}"
         _common.write_result(f"magpie-{slug}", result)
     finally:
         if tmp is not None:
