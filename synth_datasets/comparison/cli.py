@@ -240,11 +240,15 @@ def main(argv: list[str]) -> int:
     label_column = cfg.get("label_column") or "label"
     llms: dict[str, Any] = {}
 
+    local = "://" not in str(params.get("model") or "")
+
     def shared_llm():
+        """The model curators and the judge use: the builder's own when it is local (one copy in memory)."""
         if "llm" not in llms:
             from ..llm import LLM
 
-            llms["llm"] = LLM(params["model"]) if params.get("model") and "://" not in str(params["model"]) else LLM()
+            kw = {"batch_size": params["batch_size"]} if "batch_size" in params else {}
+            llms["llm"] = LLM(params["model"], **kw) if params.get("model") and local else LLM()
         return llms["llm"]
 
     curators = {}
@@ -258,7 +262,8 @@ def main(argv: list[str]) -> int:
         curators = with_decontamination(curators, list(real[cfg.get("real_text_column") or "text"]),
                                         n=int(cfg.get("decontaminate_n") or 13), column=cfg.get("text_column"),
                                         reference_name=Path(cfg["real_test"]).name)
-    holder: dict[str, Any] = {}
+    # a local model made for the curators is the builder's too (a 1.5B model twice would not fit)
+    holder: dict[str, Any] = {"llm": llms["llm"]} if "llm" in llms and local else {}
 
     def generation(overrides):
         def run(seed: int):
