@@ -15,7 +15,8 @@ is included), rows generated and published (and the share dropped, from the prov
 TSTR accuracy (all-MiniLM-L6-v2 embeddings + logistic regression, trained on the published rows, tested
 on the real test rows), TRTR with as many real training rows (median of --trtr-draws draws) and 10x as
 many synthetic as real (``--tenx``: TSTR of the published rows vs TRTR on a tenth as many real ones),
-the accuracy ratio, and the mean pairwise embedding distance of the published texts vs the real test texts.
+the accuracy ratio (with a 95% interval: 100 bootstrap draws of the synthetic rows, each against a fresh draw
+of as many real rows), and the mean pairwise embedding distance of the published texts vs the real test texts.
 Writes benchmarks/results/build_vs_real-<model>-n<N>-ex<E>.json.
 """
 
@@ -56,7 +57,30 @@ DESCRIPTIONS = {  # what a user would write for --label-descriptions
 }
 
 
-def judge(out: Path, test_texts, test_labels, pool, label_of, trtr_draws: int) -> dict:
+def _ratio_interval(texts, labels, test_texts, test_labels, pool, label_of, *, draws: int) -> list[float]:
+    """The 2.5th and 97.5th percentiles of TSTR/TRTR over ``draws`` pairs: a bootstrap draw of the synthetic
+    training rows against a fresh draw of as many real rows from ``pool`` (both tested on the real test rows)."""
+    import numpy as np
+
+    from synth_datasets.embeddings import embed_texts_cached
+    from synth_datasets.metrics.downstream import tstr
+
+    x, x_test = np.asarray(embed_texts_cached(texts)), np.asarray(embed_texts_cached(test_texts))
+    x_pool = np.asarray(embed_texts_cached([r["text"] for r in pool]))
+    y_pool = [label_of[r["label"]] for r in pool]
+    rng, ratios = np.random.default_rng(1), []
+    for _ in range(draws):
+        b = rng.integers(0, len(texts), len(texts))
+        r = rng.choice(len(pool), size=min(len(texts), len(pool)), replace=False)
+        syn = tstr(train_embeddings=x[b], train_labels=[labels[i] for i in b], test_embeddings=x_test,
+                   test_labels=test_labels)["tstr_accuracy"]
+        real = tstr(train_embeddings=x_pool[r], train_labels=[y_pool[i] for i in r], test_embeddings=x_test,
+                    test_labels=test_labels)["tstr_accuracy"]
+        ratios.append(syn / real)
+    return [float(np.percentile(ratios, 2.5)), float(np.percentile(ratios, 97.5))]
+
+
+def judge(out: Path, test_texts, test_labels, pool, label_of, trtr_draws: int, boot: int = 100) -> dict:
     """The published rows of the build in ``out`` judged on the real test rows: TSTR, TRTR with as many
     (and a tenth as many) real rows from ``pool`` (median of ``trtr_draws`` draws), distance, lengths."""
     import numpy as np
@@ -85,11 +109,13 @@ def judge(out: Path, test_texts, test_labels, pool, label_of, trtr_draws: int) -
         tenth = real[:max(2, len(texts) // 10)]
         trtr10.append(tstr(train_texts=[r["text"] for r in tenth], train_labels=[label_of[r["label"]] for r in tenth],
                            test_texts=test_texts, test_labels=test_labels)["tstr_accuracy"])
+    ratio_interval = _ratio_interval(texts, labels, test_texts, test_labels, pool, label_of, draws=boot)
     words = [len(t.split()) for t in texts]
     return {
         "steps": steps, "published_rows": len(texts), "labels": {v: labels.count(v) for v in sorted(set(labels))},
         "tstr_accuracy": res["tstr_accuracy"], "trtr_accuracy_same_n": statistics.median(trtr),
         "ratio_same_n": res["tstr_accuracy"] / statistics.median(trtr),
+        "ratio_same_n_95": ratio_interval,
         "trtr_accuracy_tenth_n": statistics.median(trtr10),
         "ratio_10x_synthetic_vs_real": res["tstr_accuracy"] / statistics.median(trtr10),
         "mean_pairwise_distance": {"synthetic": mean_pairwise_distance(embed_texts_cached(texts)),
