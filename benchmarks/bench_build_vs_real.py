@@ -57,6 +57,18 @@ DESCRIPTIONS = {  # what a user would write for --label-descriptions
 }
 
 
+def _test_overlap(texts, test_texts, n: int = 13) -> int:
+    """Published rows sharing a word ``n``-gram with the real test rows (curate.Decontaminate): rows that
+    quote the test set (a model that memorised the corpus) would inflate TSTR."""
+    from datasets import Dataset
+
+    from synth_datasets.curate import Decontaminate
+
+    ds = Dataset.from_dict({"text": list(texts)})
+    dec = Decontaminate(list(test_texts), n=n, column="text").fit(ds)
+    return int(ds.num_rows - ds.filter(dec, batched=True, with_indices=True).num_rows)
+
+
 def _ratio_interval(texts, labels, test_texts, test_labels, pool, label_of, *, draws: int) -> list[float]:
     """The 2.5th and 97.5th percentiles of TSTR/TRTR over ``draws`` pairs: a bootstrap draw of the synthetic
     training rows against a fresh draw of as many real rows from ``pool`` (both tested on the real test rows)."""
@@ -109,6 +121,7 @@ def judge(out: Path, test_texts, test_labels, pool, label_of, trtr_draws: int, b
         tenth = real[:max(2, len(texts) // 10)]
         trtr10.append(tstr(train_texts=[r["text"] for r in tenth], train_labels=[label_of[r["label"]] for r in tenth],
                            test_texts=test_texts, test_labels=test_labels)["tstr_accuracy"])
+    overlap = _test_overlap(texts, test_texts)
     ratio_interval = _ratio_interval(texts, labels, test_texts, test_labels, pool, label_of, draws=boot)
     words = [len(t.split()) for t in texts]
     return {
@@ -116,6 +129,7 @@ def judge(out: Path, test_texts, test_labels, pool, label_of, trtr_draws: int, b
         "tstr_accuracy": res["tstr_accuracy"], "trtr_accuracy_same_n": statistics.median(trtr),
         "ratio_same_n": res["tstr_accuracy"] / statistics.median(trtr),
         "ratio_same_n_95": ratio_interval,
+        "rows_sharing_13gram_with_test": overlap,
         "trtr_accuracy_tenth_n": statistics.median(trtr10),
         "ratio_10x_synthetic_vs_real": res["tstr_accuracy"] / statistics.median(trtr10),
         "mean_pairwise_distance": {"synthetic": mean_pairwise_distance(embed_texts_cached(texts)),

@@ -159,6 +159,14 @@ def test_realness_gate_keeps_real_rows_and_drops_other_texts():
     # at most max_drop of the rows go, the least real-looking first
     capped = RealnessGate(real_texts=real, threshold=0.99, max_drop=0.25).fit(ds)
     assert (~capped.keep_mask).sum() == 5 and not (~capped.keep_mask)[:10].any()
+    # with a label column the cap holds within each label: the all-"other" class keeps half its rows
+    labelled = ds.add_column("label", ["a"] * 10 + ["b"] * 10)
+    per_label = RealnessGate(real_texts=real, threshold=0.99, max_drop=0.5, label_column="label").fit(labelled)
+    assert (~per_label.keep_mask)[:10].sum() == 5 and (~per_label.keep_mask)[10:].sum() == 5
+    gone = np.flatnonzero(~per_label.keep_mask[10:]) + 10  # the least real-looking of "b" go
+    assert set(gone) == set(np.argsort(p[10:], kind="stable")[:5] + 10)
+    with pytest.raises(MissingColumnError, match="'topic'"):
+        RealnessGate(real_texts=real, label_column="topic").fit(ds)
     # as weights: real-looking rows weigh more, nothing is dropped
     w = RealnessWeights(real_texts=real).fit(ds)
     out = ds.map(w, batched=True, with_indices=True)
