@@ -59,7 +59,8 @@ DESCRIPTIONS = {  # what a user would write for --label-descriptions
 
 def _test_overlap(texts, test_texts, n: int = 13) -> int:
     """Published rows sharing a word ``n``-gram with the real test rows (curate.Decontaminate): rows that
-    quote the test set (a model that memorised the corpus) would inflate TSTR."""
+    quote the test set (a model that memorised the corpus) would inflate TSTR. Also used against the
+    ``--examples`` rows: rows that copy a demo."""
     from datasets import Dataset
 
     from synth_datasets.curate import Decontaminate
@@ -92,7 +93,8 @@ def _ratio_interval(texts, labels, test_texts, test_labels, pool, label_of, *, d
     return [float(np.percentile(ratios, 2.5)), float(np.percentile(ratios, 97.5))]
 
 
-def judge(out: Path, test_texts, test_labels, pool, label_of, trtr_draws: int, boot: int = 100) -> dict:
+def judge(out: Path, test_texts, test_labels, pool, label_of, trtr_draws: int, boot: int = 100,
+          examples_texts=()) -> dict:
     """The published rows of the build in ``out`` judged on the real test rows: TSTR, TRTR with as many
     (and a tenth as many) real rows from ``pool`` (median of ``trtr_draws`` draws), distance, lengths."""
     import numpy as np
@@ -122,6 +124,7 @@ def judge(out: Path, test_texts, test_labels, pool, label_of, trtr_draws: int, b
         trtr10.append(tstr(train_texts=[r["text"] for r in tenth], train_labels=[label_of[r["label"]] for r in tenth],
                            test_texts=test_texts, test_labels=test_labels)["tstr_accuracy"])
     overlap = _test_overlap(texts, test_texts)
+    copied = _test_overlap(texts, examples_texts) if examples_texts else 0
     ratio_interval = _ratio_interval(texts, labels, test_texts, test_labels, pool, label_of, draws=boot)
     words = [len(t.split()) for t in texts]
     return {
@@ -130,6 +133,7 @@ def judge(out: Path, test_texts, test_labels, pool, label_of, trtr_draws: int, b
         "ratio_same_n": res["tstr_accuracy"] / statistics.median(trtr),
         "ratio_same_n_95": ratio_interval,
         "rows_sharing_13gram_with_test": overlap,
+        "rows_sharing_13gram_with_examples": copied,
         "trtr_accuracy_tenth_n": statistics.median(trtr10),
         "ratio_10x_synthetic_vs_real": res["tstr_accuracy"] / statistics.median(trtr10),
         "mean_pairwise_distance": {"synthetic": mean_pairwise_distance(embed_texts_cached(texts)),
@@ -193,7 +197,8 @@ def main() -> None:
         raise SystemExit(f"build failed (exit {p.returncode})")
     test_texts, test_labels = [r["text"] for r in test], [label_of[r["label"]] for r in test]
     result = {"settings": vars(args), "command": " ".join(cmd[2:]), "build_seconds": seconds,
-              **judge(out, test_texts, test_labels, pool, label_of, args.trtr_draws)}
+              **judge(out, test_texts, test_labels, pool, label_of, args.trtr_draws,
+                     examples_texts=[r["text"] for r in examples])}
     if args.examples and args.without_gate:  # the same answers (replayed from the cache), no realness gate
         out2 = work / "out-no-gate"
         cmd2 = [*cmd[:cmd.index("--out") + 1], str(out2), *cmd[cmd.index("--out") + 2:], "--no-realness-gate"]
@@ -201,7 +206,8 @@ def main() -> None:
         if p.returncode != 0:
             sys.stderr.write(p.stderr[-3000:])
             raise SystemExit(f"build without the gate failed (exit {p.returncode})")
-        result["without_gate"] = judge(out2, test_texts, test_labels, pool, label_of, args.trtr_draws)
+        result["without_gate"] = judge(out2, test_texts, test_labels, pool, label_of, args.trtr_draws,
+                                       examples_texts=[r["text"] for r in examples])
     result["load_1min_at_end"] = os.getloadavg()[0]
     data = "" if args.data == "rt" else f"{args.data}-"
     _common.write_result(f"build_vs_real-{data}{args.model}-n{args.n}-ex{args.examples}", result)
