@@ -116,7 +116,7 @@ def test_per_label_demos_are_in_the_prompt(tmp_path, embedded_llm):
     before = dict(embedded_llm.stats)
     r = movie_reviews.recipe(n=6, examples=str(path), llm=embedded_llm)
     names = [s.name for s in r.steps]
-    assert names == ["conditions", "demos", "generate", "drop-demos", "trim", "truncated", "length", "dedup", "realness",
+    assert names == ["conditions", "demos", "generate", "drop-demos", "trim", "truncated", "length", "dedup", "copied-demos", "realness",
                      "close-to-real"]
     ex = load_examples(path, labels=movie_reviews.LABELS, label_map=movie_reviews.RT_LABELS)
     by_label = {y: {t for t, v in zip(ex.train["text"], ex.train["label"]) if v == y} for y in movie_reviews.LABELS}
@@ -171,6 +171,24 @@ def test_realness_gate_keeps_real_rows_and_drops_other_texts():
     w = RealnessWeights(real_texts=real).fit(ds)
     out = ds.map(w, batched=True, with_indices=True)
     assert out.num_rows == 20 and np.mean(out["realness_weight"][:10]) > 3 * np.mean(out["realness_weight"][10:])
+
+
+def test_rows_copying_a_demo_are_dropped_before_the_gate(tmp_path):
+    from synth_datasets import Recipe
+    from synth_datasets.target import add_realness_steps
+
+    ex = load_examples(_write(tmp_path / "rt.jsonl", _sample(60, seed=4)))
+    long_train = [t for t in ex.train["text"] if len(t.split()) >= 16][:3]
+    fresh = [r["text"] for r in _sample(400, seed=9) if r["text"] not in ex.train["text"]][:12]
+    copies = ["Honestly: " + t for t in long_train]  # a demo copied inside a new sentence
+    rows = {"text": fresh + copies, "label": ["positive"] * (len(fresh) + len(copies))}
+    r = Recipe("t", source=Dataset.from_dict(rows), text_column="text")
+    add_realness_steps(r, ex, column="text", gate=False)
+    assert [s.name for s in r.steps] == ["copied-demos", "close-to-real"]
+    ds, record = r.run()
+    assert sorted(ds["text"]) == sorted(fresh) and len(long_train) == 3
+    step = record.steps[0]
+    assert step.rows_in - step.rows_out == 3 and "shown as demos" in step.describe["reference"]["name"]
 
 
 def test_close_to_real_measures_against_held_out_rows():
@@ -228,7 +246,7 @@ def test_text_classification_end_to_end(tmp_path, embedded_llm):
     prov = res.provenance
     steps = {s["name"]: s for s in prov["steps"]}
     assert list(steps) == ["conditions", "attributes", "demos", "generate", "drop-demos", "trim", "truncated", "length", "dedup",
-                           "llm-label", "noise", "realness", "close-to-real"]
+                           "llm-label", "noise", "copied-demos", "realness", "close-to-real"]
     usage = steps["attributes"]["usage"]
     assert steps["generate"]["rows_out"] == 12 and usage["requests"] + usage["cache_hits"] == 5  # 1 + 2 labels x 2
     ex = load_examples(path, labels=["fresh", "rotten"])
