@@ -168,3 +168,14 @@ def test_magpie_builder_records_the_template_prefix_and_filters(smol):
                for m, i in zip(ds["messages"], ds["instruction"]))
     with pytest.raises(InvalidParameterError, match="only exposes chat completions"):
         load("magpie").recipe(n=2, model="http://127.0.0.1:9/v1")
+
+
+def test_a_leading_speaker_label_is_not_part_of_the_instruction():
+    """The 1.5B model often writes "Q: ..." or a lone "Qwen:" line before its instruction (bench_magpie.py)."""
+    from synth_datasets.generate.magpie import _LABEL
+
+    cases = {"Q: What is the closest planet to the Sun?": "What is the closest planet to the Sun?",
+             "Qwen:\nI have a list of dicts. How do I sort it?": "I have a list of dicts. How do I sort it?",
+             "User: hi there": "hi there", "Question : why?": "why?",
+             "How do I: sort a list?": "How do I: sort a list?", "Note: this stays as written": "Note: this stays as written"}
+    assert {t: _LABEL.sub("", t, count=1).strip() for t in cases} == cases

@@ -18,6 +18,7 @@ voice), then ``ExactDuplicates`` / ``NearDuplicates``; ``builders/magpie.py`` ch
 
 from __future__ import annotations
 
+import re
 from typing import Any, Sequence
 
 from ..errors import InvalidParameterError
@@ -28,6 +29,10 @@ from .base import Generator, check_llm, input_columns
 
 __all__ = ["Magpie"]
 
+#: a speaker label a model writes before the instruction: "Q:", "User:", "Question:" ... or a lone "Name:" line
+_LABEL = re.compile(r"\A\s*(?:(?:q|question|user|human|instruction|prompt|query)\s*:[ \t]*|[A-Za-z][\w.-]{0,15}:[ \t]*\n)",
+                    re.IGNORECASE)
+
 
 class Magpie(Generator):
     """One Magpie conversation per input row: ``turns`` rounds of a sampled user instruction and a reply.
@@ -36,7 +41,8 @@ class Magpie(Generator):
     to seed by row index instead of row content; ``num_proc>1`` works). Returns a pyarrow Table: the
     input columns and
 
-    - ``instruction``: the first user turn, as the model wrote it (stripped; None when it failed);
+    - ``instruction``: the first user turn, as the model wrote it (stripped, less a leading speaker label
+      such as "Q:" or a lone "Qwen:" line; None when it failed);
     - ``response``: the reply to it (None when it failed or was never asked for);
     - ``messages``: the conversation, a list of ``{"role", "content"}`` (the ``system`` message first
       when one is given): what ``tokenizer.apply_chat_template`` and TRL take;
@@ -73,7 +79,7 @@ class Magpie(Generator):
         'user'
     """
 
-    _FORMAT = 1
+    _FORMAT = 2  # 2: a leading speaker label ("Q:", "User:", a lone "Qwen:" line) is stripped from user turns
     _STATE = ("llm", "system", "turns", "params", "response_params", "respond", "key_column", "progress")
     _SAMPLING = ("params", "response_params")
 
@@ -133,6 +139,8 @@ class Magpie(Generator):
 
     def _take(self, st: dict, h: list, role: str, c, turn: int) -> None:
         text = (c.text or "").strip()
+        if role == "user":  # "Q: How do I ...", "Qwen:\nI have ...": the speaker label is not the instruction
+            text = _LABEL.sub("", text, count=1).strip()
         st["tokens"] += int(c.usage.get("completion_tokens", 0))
         st["cut"][role] |= c.finish_reason == "length"
         what = "instruction" if role == "user" else "response"
