@@ -286,7 +286,7 @@ def add_realness_steps(recipe: Any, examples: Any, *, column: str, seed: int = 0
                        label_column: str = "label") -> Any:
     """The last steps of a recipe aimed at a real sample: rows sharing a 13-word span with the sample's train
     part dropped (``copied-demos``, :class:`~synth_datasets.curate.Decontaminate`: a copied demo is the user's
-    own text, not a new one; the 1.5B model copied from its demos in 18% of BBC News rows), the
+    own text, not a new one; 15% of the 1.5B model's BBC News rows copied from their demos), the
     :class:`RealnessGate` (``realness``) on the sample's train part (at most half of each ``label_column``
     class dropped; left out when ``gate`` is False), then :class:`CloseToReal` (``close-to-real``) against its
     held-out part. Returns ``recipe``. ``examples``: what :func:`~synth_datasets.target.load_examples` returned."""
