@@ -50,12 +50,13 @@ def test_movie_reviews_end_to_end(movie):
                              "logprobs": False}
     assert gen["template"]["user"] == movie_reviews.TEMPLATE.user and steps[0]["describe"]["seed"] == 0
     assert prov["params"] == {"n": 6, "seed": 0, "n_per_row": 1, "max_new_tokens": None, "batch_size": 128,
-                              "min_words": 10, "max_words": 200, "model": None, "model_name": None, "examples": None}
+                              "min_words": 10, "max_words": 200, "model": None, "model_name": None, "examples": None,
+                              "realness_gate": True}
     assert prov["builder"] == {"name": "movie-reviews", "path": "builders/movie_reviews.py", "registered": True,
                                "sha256": file_sha256(movie_reviews.__file__), "file": "builder.py"}
     assert (out / "builder.py").read_bytes() == Path(movie_reviews.__file__).read_bytes()
     assert prov["reproduce"] == ("synth-datasets build movie-reviews --n 6 --seed 0 --n-per-row 1 --batch-size 128 "
-                                 "--min-words 10 --max-words 200 --out ../movie-reviews-reproduced")
+                                 "--min-words 10 --max-words 200 --realness-gate --out ../movie-reviews-reproduced")
     # the rows keep the promises of the steps
     rows = _rows(out)
     assert all(10 <= len(r["review"].split()) <= 200 and r["review_error"] is None for r in rows)
