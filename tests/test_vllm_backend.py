@@ -48,6 +48,8 @@ def test_vllm_backend_refuses_a_cpu_device_before_loading(tmp_path):
 
     with pytest.raises(InvalidParameterError, match="GPU"):
         VllmBackend(str(tmp_path), device="cpu")
+    with pytest.raises(InvalidParameterError, match="dtype='int8' is the CPU engine's"):
+        VllmBackend(str(tmp_path), dtype="int8")
 
 
 def test_engine_is_part_of_the_fingerprinted_configuration():

@@ -56,6 +56,9 @@ class VllmBackend(Backend):
         if not str(device).startswith("cuda"):
             raise InvalidParameterError(f"engine='vllm' runs on a GPU (device='cuda'), not device={device!r}; on a "
                                         "CPU leave engine unset (transformers, continuous batching).")
+        if dtype == "int8":
+            raise InvalidParameterError("dtype='int8' is the CPU engine's format (llm/int8.py); with engine='vllm' "
+                                        "use dtype='auto', 'bfloat16', 'float16' or 'float32'.")
         self.source, self.batch_size, self.revision, self.device, self.dtype = source, batch_size, revision, device, dtype
         self._llm = None
         self._identity: dict[str, Any] | None = None
