@@ -186,8 +186,10 @@ def main() -> None:
         p = subprocess.run([sys.executable, __file__, *common, *ph], capture_output=True, text=True)
         sys.stderr.write(p.stderr[-2000:])
         line = next((x for x in p.stdout.splitlines() if x.startswith("RESULT ")), None)
-        if p.returncode != 0 or line is None:
-            raise SystemExit(f"phase {ph} failed (exit {p.returncode})")
+        if p.returncode != 0 or line is None:  # recorded, and the other engines' numbers are still written
+            print(f"phase {ph} failed (exit {p.returncode})", file=sys.stderr, flush=True)
+            res.setdefault("failed", {})[" ".join(ph)] = {"exit": p.returncode, "stderr_tail": p.stderr[-4000:]}
+            continue
         r = json.loads(line[len("RESULT "):])
         r["median_tps"] = {k: _common.median(v) for k, v in r["tps"].items()}
         res["engines"][r["engine"]] = r
