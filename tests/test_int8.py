@@ -82,10 +82,11 @@ def test_int8_model_quantizes_every_linear_and_keys_its_own_cache(int8_backend, 
     assert all(hasattr(m, "_int8_codes_t") and m.weight.numel() == 0 for m in linears)
     assert not hasattr(model.lm_head, "_int8_codes_t") and model.lm_head.weight.dtype == torch.bfloat16
     # the converted folder keeps the codes: a second load reads them, the same bytes
-    cache = next(int8_backend._loaded_from.glob(int8.CACHE_NAME))
+    cache = int8.cache_file_for(int8_backend._loaded_from)
+    assert cache.is_file() and not list(int8_backend._loaded_from.glob("*int8*"))  # beside the folder, not in it
     again = LLM(dtype="int8", cache=False).backend
     again._load()
-    assert cache.stat().st_mtime_ns == next(again._loaded_from.glob(int8.CACHE_NAME)).stat().st_mtime_ns
+    assert cache.stat().st_mtime_ns == int8.cache_file_for(again._loaded_from).stat().st_mtime_ns
     assert torch.equal(again._model.model.layers[0].mlp.up_proj._int8_codes_t,
                        model.model.layers[0].mlp.up_proj._int8_codes_t)
     assert int8_backend.identity()["dtype"] == "int8"

@@ -18,8 +18,8 @@ instead of eight passes over the data; a few seconds once per process, cached by
 where that fails (no C++ compiler), the same arithmetic runs op by op, slower, and a warning says so. The
 two may differ in the last bit of a biased layer's output (the compiler may fuse a multiply and an add).
 
-The int8 codes of a converted model folder are stored beside it, once (``int8-linears-v1.safetensors``,
-written under a temporary name and renamed), so later loads read them instead of rounding 1.3 billion
+The int8 codes of a converted model folder are stored beside it, once (``<folder>.int8-linears-v1.safetensors``,
+written under a temporary name and renamed; never inside it, where other loaders would take it for weights), so later loads read them instead of rounding 1.3 billion
 weights again (~10 s on 2 cores).
 
 What changes bit-wise: every linear layer's output but the logits', by the rounding of its weights and
@@ -147,6 +147,12 @@ def _int8_forward(self, x):
 CACHE_NAME = "int8-linears-v1.safetensors"
 
 
+def cache_file_for(folder: Path) -> Path:
+    """Where the int8 codes of a converted model ``folder`` are stored: beside it, never inside (vLLM and
+    other loaders read every ``*.safetensors`` of a model folder as weights)."""
+    return folder.parent / f"{folder.name}.{CACHE_NAME}"
+
+
 def _targets(model, skip) -> dict:
     import torch
 
@@ -186,8 +192,9 @@ def _load_codes(path: Path, targets: dict) -> dict | None:
 def _store_codes(path: Path, codes: dict) -> None:
     from safetensors.torch import save_file
 
-    from .gguf import temp_path
+    from .gguf import remove_stale_temps, temp_path
 
+    remove_stale_temps(path)  # a killed process's half-written copy (ours by its name), nothing else
     tmp = temp_path(path)
     try:
         save_file({f"{n}.{k}": t.contiguous() for n, (c, sc) in codes.items() for k, t in

@@ -263,9 +263,10 @@ class TransformersBackend(Backend):
             if not int8.available():
                 logger.warning("dtype='int8' on a CPU without VNNI instructions (or a PyTorch without "
                                "torch._int_mm): it works, but slower than bfloat16 would")
-            # a converted folder of ours keeps the codes, made once (llm/int8.py); other sources round at each load
+            # a converted folder of ours gets its codes stored beside it, once (llm/int8.py); other sources round
+            # at each load
             ours = self._kind == "gguf" and (Path(where) / MARKER).is_file()
-            int8.quantize_linears(model, cache_file=Path(where) / int8.CACHE_NAME if ours else None)
+            int8.quantize_linears(model, cache_file=int8.cache_file_for(Path(where)) if ours else None)
         self._tokenizer, self._model, self._loaded_from = tok, model, Path(where)
         logger.info("loaded %s in %.1fs", self.source, time.perf_counter() - t0)
 
