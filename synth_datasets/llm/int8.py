@@ -167,6 +167,14 @@ def _targets(model, skip) -> dict:
     return found
 
 
+def stored_names(path: Path) -> list[str]:
+    """The tensor names in a stored codes file (``<layer>.codes``, ``<layer>.scales``)."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        return list(f.keys())
+
+
 def _load_codes(path: Path, targets: dict) -> dict | None:
     """The stored codes and scales of ``targets`` from ``path``, or None when the file is missing or does
     not match the model (other layer names or shapes)."""
@@ -246,17 +254,6 @@ def quantize_linears(model, *, skip=(), cache_file=None) -> int:
             module.weight = torch.nn.Parameter(torch.empty((0, w.shape[1]), dtype=w.dtype), requires_grad=False)
             _page_out(w)
         del w
-    out = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
-    if type(out) is torch.nn.Linear:
-        out.forward = types.MethodType(_contiguous_forward, out)
     _own_memory(model)
     return len(targets)
 
-
-def _contiguous_forward(self, x):
-    """The output projection of an int8 model, fed a contiguous input: transformers hands it the last
-    position of each row (a strided view), which after compiling sends PyTorch's bfloat16 matmul down a
-    path that asks for 128 x 1536 x 151,936 bytes (60 GB) and then falls back to a slow batched product."""
-    import torch
-
-    return torch.nn.functional.linear(x.contiguous(), self.weight, self.bias)
