@@ -7,8 +7,7 @@ shared-prefix KV, computed once), their caches are merged into the running ones 
 token keeps its position, padding is masked), and decoding goes on. Rows are compacted and refilled
 when at least ``refill_every`` slots are free, so a refill's copy of the cache is paid rarely.
 
-Each row keeps its own ``torch.Generator`` (Gumbel-max draws over the whole vocabulary, one draw per
-step of that row) and its own grammar matcher, indexed by row and never by slot: a row's draws do not
+Each row keeps its own ``torch.Generator`` (one uniform per draw of that row, see :func:`draw`) and its own grammar matcher, indexed by row and never by slot: a row's draws do not
 depend on which rows share its batch, nor on when it entered.
 
 The KV cache of a layer is a preallocated buffer that a decode step writes into in place
@@ -26,51 +25,96 @@ import torch
 from transformers.cache_utils import Cache, DynamicLayer
 
 
-def _gumbel(u: torch.Tensor) -> torch.Tensor:
-    return -torch.log(-torch.log(u.clamp_(1e-20, 1.0 - 1e-7)))
+class Scratch:
+    """Reusable float32 work buffers of the sampler. A fresh tensor of a 128 x 151,936 vocabulary is 78 MB:
+    glibc hands out blocks that large as new memory maps, so every pass over the vocabulary in a fresh
+    tensor first pays the kernel to zero its pages (2-3x the pass itself, measured here); buffers kept
+    from step to step are paid once."""
+
+    def __init__(self):
+        self._bufs: dict[str, torch.Tensor] = {}
+
+    def get(self, name: str, rows: int, cols: int) -> torch.Tensor:
+        buf = self._bufs.get(name)
+        if buf is None or buf.numel() < rows * cols:
+            buf = self._bufs[name] = torch.empty(rows * cols, dtype=torch.float32)
+        return buf[:rows * cols].view(rows, cols)
+
+
+#: what :func:`draw` is, in the local backend's identity (so in every cache key): the Gumbel-max sampler
+#: before it drew other tokens from the same seeds, and its cached answers are not served as this one's
+SAMPLER = "inverse-cdf-1"
+
+#: rejection rounds before a row's nucleus is computed exactly (see :func:`draw`)
+REJECT_ROUNDS = 8
+
+
+def _uniforms(generators: list[torch.Generator], rows=None) -> torch.Tensor:
+    idx = range(len(generators)) if rows is None else rows
+    return torch.cat([torch.rand(1, dtype=torch.float64, generator=generators[i]) for i in idx])
 
 
 def draw(scores: torch.Tensor, generators: list[torch.Generator], temperature: float, top_p: float,
-         first_k: int = 64) -> torch.Tensor:
-    """One token per row: an exact draw from softmax(scores / temperature) restricted to the top-p nucleus,
-    by Gumbel-max with row ``i``'s noise from ``generators[i]`` (a whole vocabulary of noise per row and
-    step, so a row's draw never depends on its batch-mates).
+         first_k: int = 64, scratch: Scratch | None = None) -> torch.Tensor:
+    """One token per row: an exact draw (up to float rounding) from softmax(scores / temperature)
+    restricted to the top-p nucleus, with row ``i``'s randomness from ``generators[i]`` alone, so a row's
+    draw never depends on its batch-mates.
 
-    Most rows need no nucleus at all (their unrestricted draw is inside it, see below); for the others it
-    is found with ``topk`` on a growing candidate count instead of sorting the vocabulary: it is complete
-    as soon as the top-k mass reaches ``top_p``. The draw equals the full-sort one (``reference_sample``
-    in tests/test_sampler.py).
+    Inverse transform: one uniform per row picks the token where the row's cumulative distribution (in
+    vocabulary order) crosses it. With ``top_p < 1`` the draw is accepted when the token is in the nucleus
+    (the mass of the other tokens at least as likely is below ``top_p``; certain without looking when the
+    token's own probability exceeds ``1 - top_p``) and otherwise drawn again with the row's next uniform:
+    rejection from the full distribution leaves exactly the nucleus distribution. After
+    :data:`REJECT_ROUNDS` rejections the row's nucleus is found with ``topk`` on a growing candidate count
+    (complete as soon as the top-k mass reaches ``top_p``) and the draw made inside it. A step costs a few
+    passes over the vocabulary (cast, softmax, cumulative sum) and one random number per row; the Gumbel-max
+    draw it replaced needed a random number and two logarithms per token.
 
     >>> g = [torch.Generator().manual_seed(0)]
     >>> int(draw(torch.tensor([[0.0, 30.0, 0.0]]), g, 1.0, 0.9)[0])
     1
     """
-    scores = scores.float() / temperature
-    vocab = scores.shape[-1]
-    noise = _gumbel(torch.stack([torch.rand(vocab, generator=g) for g in generators]))
-    choice = (scores + noise).argmax(-1)  # the draw over the whole vocabulary
+    rows, vocab = scores.shape
+    scratch = scratch or Scratch()
+    work, probs = scratch.get("work", rows, vocab), scratch.get("probs", rows, vocab)
+    work.copy_(scores)
+    if temperature != 1.0:
+        work.div_(temperature)
+    torch.ops.aten._softmax.out(work, -1, False, out=probs)
+    cdf = torch.cumsum(probs, -1, out=work)  # accumulated in float64 by PyTorch's CPU kernel
+
+    def pick(r, u):
+        c = cdf if r is None else cdf[r]
+        return torch.searchsorted(c, (u.to(c.dtype) * c[:, -1]).unsqueeze(-1), right=True).squeeze(-1).clamp_(max=vocab - 1)
+
+    choice = pick(None, _uniforms(generators))
     if top_p >= 1.0:
         return choice
-    # Usually the unrestricted draw already lies in the nucleus, and then it is also the draw restricted to
-    # the nucleus (the argmax over a superset, found inside the subset). It does when the mass of the
-    # tokens at least as likely as it (ties included, itself excluded) is below top_p; only the other rows
-    # look for their nucleus (with a margin for rounding, so borderline rows take the exact path too).
-    probs = torch.softmax(scores, dim=-1)
-    p_choice = probs.gather(-1, choice.unsqueeze(-1))
-    above = (probs * (probs >= p_choice)).sum(-1) - p_choice.squeeze(-1)
-    redo = (above >= top_p - 1e-5).nonzero().squeeze(-1)
-    if redo.numel() == 0:
-        return choice
-    probs, scores, noise = probs[redo], scores[redo], noise[redo]
+    todo = torch.arange(rows)
+    for _ in range(REJECT_ROUNDS):
+        p_c = probs[todo, choice[todo]]
+        unsure = todo[p_c <= 1.0 - top_p + 1e-4]  # the others are in the nucleus whatever the rest holds
+        if unsure.numel() == 0:
+            return choice
+        pr, pc = probs[unsure], probs[unsure, choice[unsure]].unsqueeze(-1)
+        above = (pr * (pr >= pc)).sum(-1) - pc.squeeze(-1)
+        todo = unsure[above >= top_p]
+        if todo.numel() == 0:
+            return choice
+        choice[todo] = pick(todo, _uniforms(generators, todo.tolist()))
+    # still outside after every round (a small top_p): the nucleus itself, by topk on a growing count
+    pr = probs[todo]
     k = min(vocab, first_k)
     while True:
-        top, idx = torch.topk(probs, k, dim=-1)  # sorted, descending
+        top, idx = torch.topk(pr, k, dim=-1)  # sorted, descending
         if k == vocab or bool((top.sum(-1) >= top_p).all()):
             break
         k = min(vocab, k * 8)
-    keep = top.cumsum(-1) - top < top_p  # mass before the token < top_p: keeps >= 1 token
-    cand = scores.gather(-1, idx).masked_fill_(~keep, float("-inf")) + noise.gather(-1, idx)
-    choice[redo] = idx.gather(-1, cand.argmax(-1, keepdim=True)).squeeze(-1)
+    top = top.masked_fill_(top.cumsum(-1) - top >= top_p, 0.0)  # mass before the token < top_p: keeps >= 1
+    c = top.cumsum(-1)
+    u = _uniforms(generators, todo.tolist()).to(c.dtype)
+    at = torch.searchsorted(c, (u * c[:, -1]).unsqueeze(-1), right=True).clamp_(max=k - 1)
+    choice[todo] = idx.gather(-1, at).squeeze(-1)
     return choice
 
 
@@ -169,6 +213,7 @@ class Decoder:
     stats: dict[str, int] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self):
+        self._scratch = Scratch()
         self._shared = 0
         self._prefix_kv: dict[tuple[int, ...], list[tuple[torch.Tensor, torch.Tensor]]] = {}
 
@@ -292,7 +337,8 @@ class Decoder:
                     break
                 stats["max_batch"] = max(stats.get("max_batch", 0), len(alive))
                 rows_now = [batch.rows[i] for i in alive]
-                nxt = self._choose(rows_now, logits[alive], temperature, top_p, logprobs)
+                nxt = self._choose(rows_now, logits if len(alive) == logits.shape[0] else logits[alive],
+                                   temperature, top_p, logprobs, self._scratch)
                 done: list[_Row] = []
                 for row, t in zip(rows_now, nxt):
                     row.tokens.append(t)
@@ -321,19 +367,20 @@ class Decoder:
                         on_done(row)
 
     @staticmethod
-    def _choose(rows: list[_Row], logits: torch.Tensor, temperature: float, top_p: float, logprobs: bool) -> list[int]:
-        raw = logits.float()
-        scores = raw.clone() if any(r.grammar is not None for r in rows) else raw
+    def _choose(rows: list[_Row], logits: torch.Tensor, temperature: float, top_p: float, logprobs: bool,
+                scratch: Scratch | None = None) -> list[int]:
+        # a float32 copy only where a grammar masks it: draw() casts into its own buffers
+        scores = logits.float().clone() if any(r.grammar is not None for r in rows) else logits
         for j, r in enumerate(rows):  # the grammar mask goes before the sampler: it samples among allowed tokens
             if r.grammar is not None:
                 last = torch.tensor([[r.tokens[-1] if r.tokens else 0]])
                 scores[j:j + 1] = r.grammar(last, scores[j:j + 1].contiguous())
         if temperature > 0:
-            chosen = draw(scores, [r.generator for r in rows], temperature, top_p)
+            chosen = draw(scores, [r.generator for r in rows], temperature, top_p, scratch=scratch)
         else:
             chosen = scores.argmax(-1)
         if logprobs:
-            lp = torch.log_softmax(raw, dim=-1).gather(-1, chosen.unsqueeze(-1)).squeeze(-1).tolist()
+            lp = torch.log_softmax(logits.float(), dim=-1).gather(-1, chosen.unsqueeze(-1)).squeeze(-1).tolist()
             for r, v in zip(rows, lp):
                 r.logprobs.append(v)
         return chosen.tolist()

@@ -3,8 +3,8 @@
 Requests are admitted in order of prompt length, so a prefill group wastes little padding; a row that
 ends leaves the running batch and the next waiting prompt takes its slot. On the CPU in float32 the
 linear layers run through oneDNN with packed weights (llm/onednn.py). Sampling is seeded per
-request (Gumbel-max over the temperature/top-p distribution, one RNG per request), so a sample
-depends on its own seed and not on which other requests share its batch: a resumed run that
+request (an inverse-transform draw from the temperature/top-p distribution, one RNG per request, see
+llm/decode.py ``draw``), so a sample depends on its own seed and not on which other requests share its batch: a resumed run that
 regenerates only the missing rows gets the same text an uninterrupted run would have.
 """
 
@@ -241,8 +241,11 @@ class TransformersBackend(Backend):
     # -- identity ---------------------------------------------------------------------------
     def identity(self) -> dict[str, Any]:
         if self._identity is None:
+            from .decode import SAMPLER
+
             self._identity = local_identity("transformers", self.source, self._kind, revision=self.revision,
                                             dtype=self.dtype)
+            self._identity["sampler"] = SAMPLER  # another sampler draws other texts from the same seeds
         return dict(self._identity)
 
     # -- loading ----------------------------------------------------------------------------
