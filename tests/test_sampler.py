@@ -88,3 +88,16 @@ def test_a_row_of_one_certain_token_and_masked_tokens():
 def test_reject_rounds_is_a_setting(monkeypatch):
     monkeypatch.setattr(decode, "REJECT_ROUNDS", 0)  # straight to the exact nucleus: the same distribution
     test_draws_follow_the_exact_nucleus_distribution(0.5, 0.3, monkeypatch)
+
+
+def test_a_uniform_at_the_top_of_the_range_still_draws_a_token_with_mass(monkeypatch):
+    """A float64 uniform just below 1 rounds to 1.0 in float32: the crossing then lies past the last token
+    with mass (here the masked tail), and the draw must fall back to that last token."""
+    monkeypatch.setattr(decode, "_uniforms", lambda gens, rows=None: torch.full(
+        (len(gens) if rows is None else len(rows),), 1.0 - 2.0 ** -40, dtype=torch.float64))
+    scores = torch.full((3, 12), float("-inf"))
+    scores[0, :5] = 1.0  # mass on 0-4, masked tail 5-11
+    scores[1, 3] = 0.0  # a single token
+    scores[2, 4:9] = torch.tensor([3.0, 2.0, 1.0, 0.5, 0.1])
+    gens = [torch.Generator().manual_seed(s) for s in range(3)]
+    assert draw(scores, gens, 1.0, 1.0).tolist() == [4, 3, 8]

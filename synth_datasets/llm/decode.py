@@ -85,7 +85,13 @@ def draw(scores: torch.Tensor, generators: list[torch.Generator], temperature: f
 
     def pick(r, u):
         c = cdf if r is None else cdf[r]
-        return torch.searchsorted(c, (u.to(c.dtype) * c[:, -1]).unsqueeze(-1), right=True).squeeze(-1).clamp_(max=vocab - 1)
+        at = torch.searchsorted(c, (u.to(c.dtype) * c[:, -1]).unsqueeze(-1), right=True).squeeze(-1).clamp_(max=vocab - 1)
+        pr = probs if r is None else probs[r]
+        for j in (pr.gather(-1, at.unsqueeze(-1)).squeeze(-1) <= 0).nonzero().flatten().tolist():
+            # a uniform that rounds to 1 in float32 lands past the last token with mass: take that token
+            at[j] = int((pr[j, :at[j] + 1] > 0).nonzero().max()) if bool((pr[j, :at[j] + 1] > 0).any()) \
+                else int((pr[j] > 0).nonzero().min())
+        return at
 
     choice = pick(None, _uniforms(generators))
     if top_p >= 1.0:
