@@ -120,8 +120,16 @@ def test_concept_tree_uniform_and_per_level_sampling():
 
 def test_concept_tree_grown_by_the_model(embedded_llm, tmp_path):
     llm = same_model(embedded_llm, tmp_path / "t.sqlite")
-    tree = ConceptTree(llm, "movies", depth=2, branching=2, max_new_tokens=40, seed=0)
-    grown = tree.tree()
+    for seed in range(8):  # the 135M writes no parseable list for some seeds (about half): the named error
+        llm.stats.clear()
+        tree = ConceptTree(llm, "movies", depth=2, branching=2, max_new_tokens=40, seed=seed)
+        try:
+            grown = tree.tree()
+            break
+        except InvalidParameterError as e:
+            assert "gave no subtopics of 'movies'" in str(e) and llm.stats["requests"] == 1
+    else:
+        pytest.fail("no seed of 8 grew a tree")
     assert 1 <= len(grown) <= 2
     for top, kids in grown.items():
         assert len(kids) <= 2 and _key(top) != _key("movies")
@@ -133,7 +141,7 @@ def test_concept_tree_grown_by_the_model(embedded_llm, tmp_path):
     d = tree.describe()
     assert d["tree"] == grown and d["leaves"] == len(leaves) and d["llm"]["type"] == "LLM"
     again = ConceptTree(same_model(embedded_llm, tmp_path / "t.sqlite"), "movies", depth=2, branching=2,
-                        max_new_tokens=40, seed=0)
+                        max_new_tokens=40, seed=seed)
     assert again.tree() == grown and again.llm.stats["requests"] == 0
     assert ConceptTree(None, "movies", tree=d["tree"]).values() == leaves
 

@@ -91,6 +91,16 @@ def test_rank_intervals_and_plot(tmp_path):
 
 
 
+def test_a_score_outside_its_bootstrap_interval_still_plots(tmp_path):
+    """A percentile interval over a few prompts can lie wholly on one side of the point estimate (it did for
+    the README's four-prompt example); the plot draws the interval from its ends, the same bytes each time."""
+    r = {"models": ["normal", "cut"], "matches": 16, "confidence": 0.95,
+         "bradley_terry_elo_scale": {"normal": 1012.0, "cut": 988.0},
+         "bradley_terry_elo_scale_ci": {"normal": [1020.0, 1090.0], "cut": [900.0, 985.0]}}
+    a = plot_scores(r, tmp_path / "a.png").read_bytes()
+    assert a[:8] == b"\x89PNG\r\n\x1a\n" and plot_scores(r, tmp_path / "b.png").read_bytes() == a
+
+
 def test_intervals_resample_prompts_when_matches_on_a_prompt_are_correlated():
     # 3 identical matches per prompt (as when a judge sees the same answers): resampling single matches
     # pretends to 3x the evidence; resampling prompts does not

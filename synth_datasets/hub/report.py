@@ -175,7 +175,11 @@ def plot_scores(result: Mapping[str, Any], path, *, key: str = "bradley_terry_el
     lo = np.array([(ci.get(m) or [None, None])[0] if (ci.get(m) or [None])[0] is not None else scores[m] for m in models])
     hi = np.array([(ci.get(m) or [None, None])[1] if (ci.get(m) or [None, None])[1] is not None else scores[m]
                    for m in models])
-    ax.errorbar(x, y, xerr=[x - lo, hi - x], fmt="o", capsize=4)
+    # the interval as drawn from its ends, not as errors around the score: a percentile bootstrap interval of a
+    # few prompts may lie wholly on one side of the point estimate (matplotlib refuses negative error bars)
+    ax.hlines(y, lo, hi, color="C0")
+    ax.plot(lo, y, "|", hi, y, "|", color="C0", markersize=10)
+    ax.plot(x, y, "o", color="C0")
     ax.set_yticks(y, models)
     label = {"bradley_terry_elo_scale": "Bradley-Terry score (Elo scale)", "bradley_terry": "Bradley-Terry log-strength",
              "elo": "Elo"}.get(key, key)
